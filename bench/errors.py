@@ -1,0 +1,11 @@
+"""The errors the CLI turns into one line and exit code 2."""
+
+from datasets import DataError
+from methods import MethodError
+
+
+class BenchError(ValueError):
+    """A bad harness option; its message names the fix."""
+
+
+USER_ERRORS = (BenchError, DataError, MethodError)

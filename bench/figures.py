@@ -1,0 +1,57 @@
+"""The paper's Figure 3: per-class accuracy against imbalance ratio, one line per method."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def accuracy_vs_ratio(boards, fig_dir: Path) -> list[Path]:
+    """One figure per (dataset, preset): rows = tasks, columns = majority / minority class;
+    x = ratio on a log axis, y = accuracy, a band of ±1 standard deviation over seeds."""
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    by_fig = defaultdict(list)
+    for b in boards:
+        if len(b.ratios) >= 2 and len(b.classes) == 2:
+            by_fig[(b.setting["dataset"], b.setting["preset"])].append(b)
+    written = []
+    for (dataset, preset), bs in sorted(by_fig.items()):
+        bs = sorted(bs, key=lambda b: b.setting["task"], reverse=True)  # fine first
+        methods = sorted({m for b in bs for m in b.methods})
+        colours = {m: plt.cm.tab10(i % 10) for i, m in enumerate(methods)}
+        fig, axes = plt.subplots(len(bs), 2, figsize=(10, 3.6 * len(bs)), squeeze=False, sharey=True)
+        for row, b in enumerate(bs):
+            for col, (cls_i, role) in enumerate(((len(b.classes) - 1, "minority"), (0, "majority"))):
+                ax = axes[row][col]
+                for m in b.ranked_methods():
+                    pts = [(r, b.cells[(m, r)]) for r in sorted(b.ratios) if (m, r) in b.cells]
+                    x = np.array([r for r, _ in pts])
+                    mean = np.array([c.per_class[cls_i].mean for _, c in pts])
+                    std = np.array([c.per_class[cls_i].std if c.per_class[cls_i].n > 1 else 0 for _, c in pts])
+                    ax.plot(x, mean, marker="o", ms=3, lw=1.6, label=m, color=colours[m])
+                    ax.fill_between(x, mean - std, mean + std, alpha=0.15, color=colours[m], lw=0)
+                ax.set_xscale("log")
+                ax.set_ylim(-0.02, 1.02)
+                ax.set_title(f"{b.setting['task']}: {role} class '{b.classes[cls_i]}'", fontsize=10)
+                ax.set_xlabel("imbalance ratio (minority : majority)")
+                ax.grid(alpha=0.3, which="both")
+                if col == 0:
+                    ax.set_ylabel("test accuracy of the class")
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 8), frameon=False)
+        n_seeds = max(len(c.seeds) for b in bs for c in b.cells.values())
+        fig.suptitle(f"{dataset}, preset {preset}: per-class accuracy vs imbalance ratio "
+                     f"(mean ± std over up to {n_seeds} seeds)", fontsize=11)
+        fig.tight_layout(rect=(0, 0.06, 1, 0.96))
+        for ext in ("png", "svg"):
+            path = fig_dir / f"accuracy_vs_ratio_{dataset}_{preset}.{ext}"
+            fig.savefig(path, dpi=130)
+            written.append(path)
+        plt.close(fig)
+    return written

@@ -1,0 +1,53 @@
+"""Evaluation metrics of a run, computed with scikit-learn from test labels and logits."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import softmax
+from sklearn.metrics import (
+    balanced_accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score,
+)
+
+
+def per_class_accuracy(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> list[float]:
+    cm = confusion_matrix(y_true, y_pred, labels=list(range(n_classes)))
+    support = cm.sum(axis=1)
+    return [float(cm[i, i] / support[i]) if support[i] else float("nan") for i in range(n_classes)]
+
+
+def roc_auc(y_true: np.ndarray, probs: np.ndarray) -> float:
+    """Binary: AUC of the class-1 score; more classes: macro one-vs-rest."""
+    if len(np.unique(y_true)) < 2:
+        return float("nan")
+    if probs.shape[1] == 2:
+        return float(roc_auc_score(y_true, probs[:, 1]))
+    return float(roc_auc_score(y_true, probs, multi_class="ovr", average="macro", labels=list(range(probs.shape[1]))))
+
+
+def logit_adjusted_predictions(logits: np.ndarray, train_counts: list[int], tau: float = 1.0) -> np.ndarray:
+    """Post-hoc logit adjustment (Menon et al., ICLR 2021): argmax of logits - tau * log(prior)."""
+    prior = np.asarray(train_counts, dtype=np.float64)
+    prior = prior / prior.sum()
+    return np.argmax(logits - tau * np.log(prior), axis=1)
+
+
+def evaluate(y_true: np.ndarray, logits: np.ndarray, train_counts: list[int]) -> dict:
+    n = logits.shape[1]
+    labels = list(range(n))
+    y_pred = logits.argmax(axis=1)
+    probs = softmax(logits.astype(np.float64), axis=1)
+    prec, rec, f1, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    la_pred = logit_adjusted_predictions(logits, train_counts)
+    return {
+        "per_class_acc": per_class_accuracy(y_true, y_pred, n),
+        "accuracy": float((y_pred == y_true).mean()),
+        "balanced_acc": float(balanced_accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "roc_auc": roc_auc(y_true, probs),
+        "precision": prec.tolist(),
+        "recall": rec.tolist(),
+        "f1": f1.tolist(),
+        "per_class_acc_logit_adjusted": per_class_accuracy(y_true, la_pred, n),
+        "balanced_acc_logit_adjusted": float(balanced_accuracy_score(y_true, la_pred)),
+    }

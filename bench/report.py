@@ -1,0 +1,308 @@
+"""Run records -> leaderboards (markdown, CSV, console), the paper's ablation table and figure.
+
+Only records with status 'ok' are averaged; failed ones are counted and listed; a cell with no
+finished run is shown as missing. Runs are grouped into boards by dataset, task, classes and the
+training settings, so runs of different presets or models are never averaged together.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tabulate import tabulate
+
+from methods import MethodError, parse_method
+
+from . import store
+
+MISSING = "—"
+ABLATION = ("ce", "os", "fsc", "os+fsc")
+# Spec fields that define a board (everything but what varies inside it).
+BOARD_FIELDS = ("dataset", "task", "classes", "n_major", "model", "width", "image_size", "weights", "epochs",
+                "batch_size", "lr", "weight_decay", "momentum", "warmup_epochs", "preset", "suite_version")
+
+
+@dataclass
+class Stat:
+    values: list[float]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values)) if self.values else float("nan")
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation over seeds (ddof=1); NaN with a single seed."""
+        return float(np.std(self.values, ddof=1)) if self.n > 1 else float("nan")
+
+    def fmt(self, digits: int = 3) -> str:
+        if not self.values:
+            return MISSING
+        if self.n == 1:
+            return f"{self.mean:.{digits}f}"
+        return f"{self.mean:.{digits}f}±{self.std:.{digits}f}"
+
+
+@dataclass
+class Cell:
+    """All seeds of one (board, method, ratio)."""
+
+    per_class: list[Stat]
+    balanced_acc: Stat
+    macro_f1: Stat
+    seeds: list[int]
+
+
+@dataclass
+class Board:
+    """One leaderboard: a dataset, task, class list and training setting."""
+
+    setting: dict
+    classes: list[str]
+    cells: dict[tuple[str, float], Cell] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        s = self.setting
+        return (f"{s['dataset']} / {s['task']} ({' vs '.join(self.classes) if len(self.classes) <= 3 else f'{len(self.classes)} classes'})"
+                f" — preset {s['preset']}, width {s['width']}, {s['epochs']} epochs")
+
+    @property
+    def slug(self) -> str:
+        return f"{self.setting['dataset']}_{self.setting['task']}_{self.setting['preset']}"
+
+    @property
+    def methods(self) -> list[str]:
+        return sorted({m for m, _ in self.cells})
+
+    @property
+    def ratios(self) -> list[float]:
+        return sorted({r for _, r in self.cells}, reverse=True)
+
+    def ranked_methods(self) -> list[str]:
+        """By minority (last class) accuracy at the most extreme ratio, best first."""
+        extreme = min(self.ratios)
+
+        def score(m):
+            c = self.cells.get((m, extreme))
+            return -c.per_class[-1].mean if c else float("inf")
+
+        return sorted(self.methods, key=lambda m: (score(m), m))
+
+
+@dataclass
+class Collected:
+    boards: list[Board]
+    ok: list[dict]
+    failed: list[dict]
+    unreadable: list[Path]
+    figures: list[Path] = field(default_factory=list)
+
+
+def method_label(rec: dict) -> str:
+    """The composition name, plus the hyper-parameters that differ from the registered defaults."""
+    spec = rec["spec"]
+    try:
+        defaults = parse_method(spec["method"]).hparams()
+    except MethodError:  # a method registered by a plug-in that this process does not know
+        defaults = {}
+    diffs = [f"{m}.{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
+             for m, hp in sorted(spec["hparams"].items()) for k, v in sorted(hp.items())
+             if defaults.get(m, {}).get(k) != v]
+    return spec["method"] + (f" [{' '.join(diffs)}]" if diffs else "")
+
+
+def collect(runs_dir: Path) -> Collected:
+    ok, failed, unreadable = [], [], []
+    for path, rec in store.iter_records(runs_dir):
+        if rec is None:
+            unreadable.append(path)
+        elif rec.get("status") == "ok" and "metrics" in rec:
+            ok.append(rec)
+        else:
+            failed.append(rec)
+    return Collected(aggregate(ok), ok, failed, unreadable)
+
+
+def aggregate(records: list[dict]) -> list[Board]:
+    groups: dict[str, dict] = {}
+    values: dict[str, dict] = defaultdict(lambda: defaultdict(list))
+    for rec in records:
+        spec = rec["spec"]
+        setting = {k: spec.get(k) for k in BOARD_FIELDS}
+        classes = rec["counts"]["classes"]
+        bkey = json.dumps([setting, classes], sort_keys=True)
+        groups.setdefault(bkey, {"setting": setting, "classes": classes})
+        values[bkey][(method_label(rec), float(spec["ratio"]))].append(rec)
+    boards = []
+    for bkey in sorted(groups):
+        b = Board(groups[bkey]["setting"], groups[bkey]["classes"])
+        for (m, r), recs in values[bkey].items():
+            recs = sorted(recs, key=lambda x: x["spec"]["seed"])
+            n_cls = len(b.classes)
+            b.cells[(m, r)] = Cell(
+                per_class=[Stat([x["metrics"]["per_class_acc"][i] for x in recs]) for i in range(n_cls)],
+                balanced_acc=Stat([x["metrics"]["balanced_acc"] for x in recs]),
+                macro_f1=Stat([x["metrics"]["macro_f1"] for x in recs]),
+                seeds=[x["spec"]["seed"] for x in recs],
+            )
+        boards.append(b)
+    return boards
+
+
+def ratio_label(r: float) -> str:
+    return f"1:{r:g}"
+
+
+def leaderboard_rows(b: Board) -> tuple[list[str], list[list[str]]]:
+    """Methods x ratios; each cell 'min a±s / maj a±s (n=k)' (minority = last class, majority = first)."""
+    head = ["method"] + [ratio_label(r) for r in b.ratios]
+    rows = []
+    for m in b.ranked_methods():
+        row = [m]
+        for r in b.ratios:
+            c = b.cells.get((m, r))
+            row.append(f"min {c.per_class[-1].fmt()} / maj {c.per_class[0].fmt()} (n={len(c.seeds)})" if c else MISSING)
+        rows.append(row)
+    return head, rows
+
+
+def summary_rows(b: Board) -> tuple[list[str], list[list[str]]]:
+    head = ["method"] + [f"{ratio_label(r)} bal.acc / macro-F1" for r in b.ratios]
+    rows = []
+    for m in b.ranked_methods():
+        row = [m]
+        for r in b.ratios:
+            c = b.cells.get((m, r))
+            row.append(f"{c.balanced_acc.fmt()} / {c.macro_f1.fmt()}" if c else MISSING)
+        rows.append(row)
+    return head, rows
+
+
+def ablation_rows(b: Board, n_extreme: int = 3) -> tuple[list[str], list[list[str]]] | None:
+    """The paper's Table 1: ce / os / fsc / os+fsc at the most extreme ratios, accuracy per class."""
+    present = [m for m in ABLATION if m in b.methods]
+    if len(present) < 2:
+        return None
+    ratios = sorted(b.ratios)[:n_extreme]
+    head = ["method", "oversampling", "FSC loss"] + [f"{ratio_label(r)} {c}" for r in ratios for c in b.classes]
+    rows = []
+    for m in present:
+        row = [m, "yes" if "os" in m.split("+") else "no", "yes" if "fsc" in m.split("+") else "no"]
+        for r in ratios:
+            c = b.cells.get((m, r))
+            row += [c.per_class[i].fmt() if c else MISSING for i in range(len(b.classes))]
+        rows.append(row)
+    return head, rows
+
+
+def csv_rows(boards: list[Board]) -> list[dict]:
+    out = []
+    for b in boards:
+        for (m, r), c in sorted(b.cells.items()):
+            row = {"dataset": b.setting["dataset"], "task": b.setting["task"], "preset": b.setting["preset"],
+                   "width": b.setting["width"], "epochs": b.setting["epochs"], "method": m, "ratio": r,
+                   "n_seeds": len(c.seeds), "seeds": " ".join(map(str, c.seeds))}
+            for i, cls in enumerate(b.classes):
+                row[f"acc_class{i}"] = cls
+                row[f"acc_class{i}_mean"] = round(c.per_class[i].mean, 6)
+                row[f"acc_class{i}_std"] = round(c.per_class[i].std, 6) if c.per_class[i].n > 1 else ""
+            row.update(balanced_acc_mean=round(c.balanced_acc.mean, 6), balanced_acc_std=round(c.balanced_acc.std, 6)
+                       if c.balanced_acc.n > 1 else "", macro_f1_mean=round(c.macro_f1.mean, 6),
+                       macro_f1_std=round(c.macro_f1.std, 6) if c.macro_f1.n > 1 else "")
+            out.append(row)
+    return out
+
+
+def provenance(col: Collected) -> list[str]:
+    devices = sorted({r.get("env", {}).get("device", "?") for r in col.ok + col.failed})
+    dates = sorted(r.get("date", "") for r in col.ok + col.failed if r.get("date"))
+    lines = [f"Records read: {len(col.ok)} finished, {len(col.failed)} failed, {len(col.unreadable)} unreadable."]
+    if dates:
+        lines.append(f"Dates: {dates[0]} to {dates[-1]}.")
+    lines += [f"Machine: {d}" for d in devices]
+    commands = sorted({r.get("command", "") for r in col.ok if r.get("command")})
+    lines += [f"Command: `{c}`" for c in commands[:10]]
+    return lines
+
+
+def markdown(col: Collected) -> str:
+    md = io.StringIO()
+    md.write("# Leaderboards\n\nPer-class accuracy on the balanced test set, mean±standard deviation over seeds "
+             "(n = seeds). `min` is the minority (last) class, `maj` the majority (first) class. Methods are "
+             "ordered by minority accuracy at the most extreme ratio. Generated by `python -m bench report`.\n\n")
+    for line in provenance(col):
+        md.write(f"- {line}\n")
+    for b in col.boards:
+        md.write(f"\n## {b.title}\n\n")
+        md.write(tabulate(leaderboard_rows(b)[1], headers=leaderboard_rows(b)[0], tablefmt="github") + "\n\n")
+        md.write("Balanced accuracy / macro-F1:\n\n")
+        md.write(tabulate(summary_rows(b)[1], headers=summary_rows(b)[0], tablefmt="github") + "\n")
+        abl = ablation_rows(b)
+        if abl:
+            md.write("\nAblation (the paper's Table 1), per-class accuracy at the most extreme ratios:\n\n")
+            md.write(tabulate(abl[1], headers=abl[0], tablefmt="github") + "\n")
+    if col.failed:
+        md.write(f"\n## Failed runs ({len(col.failed)}), not averaged\n\n")
+        rows = [[r.get("key", "?"), _label(r), r.get("error", "?")] for r in col.failed]
+        md.write(tabulate(rows, headers=["key", "run", "error"], tablefmt="github") + "\n")
+    if col.unreadable:
+        md.write(f"\n## Unreadable record files ({len(col.unreadable)})\n\n")
+        md.writelines(f"- `{p}`\n" for p in col.unreadable)
+    return md.getvalue()
+
+
+def _label(rec: dict) -> str:
+    s = rec.get("spec", {})
+    return f"{s.get('dataset')}/{s.get('task')} r={s.get('ratio')} {s.get('method')} seed={s.get('seed')}"
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    if not rows:
+        path.write_text("")
+        return
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def print_console(col: Collected, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    for b in col.boards:
+        head, rows = leaderboard_rows(b)
+        t = Table(title=b.title, show_lines=False)
+        for h in head:
+            t.add_column(h)
+        for r in rows:
+            t.add_row(*r)
+        console.print(t)
+    if col.failed:
+        console.print(f"[red]{len(col.failed)} failed run(s)[/red], not averaged: see the report's failed list")
+
+
+def report(runs_dir: Path, out_dir: Path, console=None) -> Collected:
+    from .figures import accuracy_vs_ratio
+
+    col = collect(runs_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "leaderboard.md").write_text(markdown(col))
+    write_csv(csv_rows(col.boards), out_dir / "leaderboard.csv")
+    figs = accuracy_vs_ratio(col.boards, out_dir / "figures")
+    print_console(col, console)
+    col.figures = figs
+    return col

@@ -1,0 +1,132 @@
+"""Expand a grid into run specs, run the pending ones, write one record per run.
+
+Finished keys are skipped (unless forced), so an interrupted grid resumes where it stopped. A run
+that fails (NaN loss, out of memory, any exception) is recorded as failed with its error and the
+grid goes on; Ctrl-C stops at once and leaves every finished record in place.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from datasets import SourceData, build_task, get_source
+from datasets.tasks import resolve_classes
+from methods import parse_method
+
+from . import store
+from .envinfo import environment, now
+from .errors import BenchError
+from .spec import RunSpec
+from .train import train_and_evaluate
+
+
+@dataclass
+class GridRequest:
+    """What the user asked for, after presets and flags are resolved."""
+
+    datasets: list[str]
+    tasks: list[str]
+    methods: list[str]
+    ratios: list[float]
+    seeds: list[int]
+    overrides: dict[str, dict[str, str]] = field(default_factory=dict)
+    classes: tuple[str, ...] | None = None
+    n_major: int | None = None
+    data_seed: int | None = None  # None: the run seed
+    data_root: str | None = None
+    image_size: int | None = None
+    train: dict = field(default_factory=dict)  # width, epochs, batch_size, lr, ... and preset name
+
+
+class DataCache:
+    """Each source is loaded once per process, however many runs use it."""
+
+    def __init__(self, data_root: str | None, image_size: int | None):
+        self.data_root, self.image_size, self._loaded = data_root, image_size, {}
+
+    def get(self, name: str):
+        if name not in self._loaded:
+            src = get_source(name, data_root=self.data_root, image_size=self.image_size)
+            self._loaded[name] = (src, src.load())
+        return self._loaded[name]
+
+
+def expand(req: GridRequest, cache: DataCache) -> list[RunSpec]:
+    """All specs of the grid, validated up front: a bad name fails before any run starts."""
+    unused = set(req.overrides) - {n for m in req.methods for n in m.split("+")}
+    if unused:
+        raise BenchError(f"--set names {', '.join(sorted(unused))}, which no method of --methods uses")
+    composites = {m: parse_method(m, req.overrides) for m in req.methods}
+    for ds in req.datasets:
+        src, data = cache.get(ds)
+        for task in req.tasks:
+            resolve_classes(ds, data, src.pairs, task, list(req.classes) if req.classes else None)
+    # Seeds outermost: a grid cut short still covers every cell with the seeds it finished.
+    specs = [
+        RunSpec(dataset=ds, task=task, classes=req.classes, ratio=ratio, n_major=req.n_major, seed=seed,
+                data_seed=seed if req.data_seed is None else req.data_seed, method=comp.name,
+                hparams=comp.hparams(), image_size=req.image_size, **req.train)
+        for seed in req.seeds for ds in req.datasets for task in req.tasks for ratio in req.ratios
+        for comp in composites.values()
+    ]
+    unique = {s.key: s for s in specs}  # 'fsc' and 'ce+fsc' are one run
+    return list(unique.values())
+
+
+def run_one(spec: RunSpec, src, data: SourceData, device: torch.device, eval_batch_size: int,
+            on_epoch=None) -> dict:
+    """Train and evaluate one spec; always returns a record (status 'ok' or 'failed')."""
+    record = {"key": spec.key, "spec": asdict(spec), "date": now(), "env": environment(device),
+              "command": " ".join(["python -m bench", *sys.argv[1:]]) if sys.argv else ""}
+    t0 = time.perf_counter()
+    try:
+        task = build_task(data, spec.dataset, src.pairs, spec.task, spec.ratio, spec.data_seed,
+                          n_major=spec.n_major, classes=list(spec.classes) if spec.classes else None)
+        record["counts"] = task.counts_record()
+        record["data"] = {"origin": data.origin, "mean": task.mean, "std": task.std}
+        method = parse_method(spec.method, {m: dict(hp) for m, hp in spec.hparams.items()})
+        record.update(train_and_evaluate(spec, task, method, device, eval_batch_size, on_epoch))
+        record["status"] = "ok"
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # any failure becomes a failed record; the grid goes on
+        if isinstance(e, torch.OutOfMemoryError) and device.type == "cuda":
+            torch.cuda.empty_cache()
+        record["status"] = "failed"
+        record["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+        record["traceback"] = traceback.format_exc(limit=6)
+    record["wall_s"] = round(time.perf_counter() - t0, 3)
+    return record
+
+
+def pending(specs: list[RunSpec], out: Path, force: bool) -> list[RunSpec]:
+    return list(specs) if force else [s for s in specs if not store.is_done(out, s.key)]
+
+
+def plain_output() -> bool:
+    return bool(os.environ.get("CI")) or not sys.stdout.isatty()
+
+
+def run_grid(specs: list[RunSpec], out: Path, cache: DataCache, device: torch.device, *, force: bool = False,
+             eval_batch_size: int = 1024, plain: bool | None = None) -> list[dict]:
+    """Run the pending specs in order; returns the records written by this call."""
+    from .progress import make_progress
+
+    todo = pending(specs, out, force)
+    written = []
+    with make_progress(len(todo), len(specs) - len(todo), plain_output() if plain is None else plain) as prog:
+        for spec in todo:
+            src, data = cache.get(spec.dataset)
+            prog.start_run(spec.label(), spec.epochs)
+            rec = run_one(spec, src, data, device, eval_batch_size, on_epoch=prog.epoch)
+            store.write_record(out, rec)
+            written.append(rec)
+            prog.end_run(rec)
+    return written

@@ -1,0 +1,71 @@
+"""Presets, the frozen run spec and its key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from . import SUITE_VERSION
+
+PAPER_RATIOS = (1.0, 0.1, 0.05, 0.01, 0.005, 0.001)
+
+# Training settings per preset. Command-line flags override single values.
+PRESETS: dict[str, dict] = {
+    # CPU-sized: quarter-width ResNet-18, short training. The default command (3 methods x 6 ratios,
+    # 1 seed) finishes in minutes on 2 cores and still learns the minority class at moderate ratios.
+    "quick": dict(width=0.25, epochs=15, batch_size=128, lr=0.05, weight_decay=5e-4, momentum=0.9,
+                  warmup_epochs=1, seeds=(0,), ratios=PAPER_RATIOS, eval_batch_size=1024),
+    # GPU-sized: the full-width ResNet-18 of the paper, longer training, 3 seeds.
+    "paper": dict(width=1.0, epochs=30, batch_size=128, lr=0.05, weight_decay=5e-4, momentum=0.9,
+                  warmup_epochs=2, seeds=(0, 1, 2), ratios=PAPER_RATIOS, eval_batch_size=2048),
+    # For tests and CI smoke runs only: a handful of steps.
+    "tiny": dict(width=0.125, epochs=2, batch_size=32, lr=0.05, weight_decay=5e-4, momentum=0.9,
+                 warmup_epochs=0, seeds=(0,), ratios=(1.0, 0.05), eval_batch_size=512),
+}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that decides a run's result. Its key is a hash of its canonical JSON."""
+
+    dataset: str
+    task: str
+    classes: tuple[str, ...] | None  # None = the task's built-in classes
+    ratio: float
+    n_major: int | None
+    seed: int
+    data_seed: int
+    method: str  # canonical composition name, e.g. 'os+fsc'
+    hparams: dict = field(hash=False)  # resolved {method: {param: value}}
+    model: str = "resnet18"
+    width: float = 0.25
+    image_size: int | None = None  # None = the source's native size
+    weights: str | None = None
+    epochs: int = 15
+    batch_size: int = 128
+    lr: float = 0.05
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    warmup_epochs: int = 1
+    preset: str = "quick"
+    suite_version: str = SUITE_VERSION
+
+    def canonical(self) -> str:
+        d = asdict(self)
+        d["classes"] = list(self.classes) if self.classes else None
+        return json.dumps(d, sort_keys=True, separators=(",", ":"))
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(self.canonical().encode()).hexdigest()[:16]
+
+    def label(self) -> str:
+        return f"{self.dataset}/{self.task} r={self.ratio:g} {self.method} seed={self.seed}"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunSpec:
+        d = dict(d)
+        if d.get("classes"):
+            d["classes"] = tuple(d["classes"])
+        return cls(**d)

@@ -1,0 +1,171 @@
+"""The one training and evaluation loop that every method runs through.
+
+The whole training subset lives on the device as uint8; each step gathers a batch by index,
+augments it on the device (random crop with zero padding, horizontal flip), normalises it and
+runs the method's composed loss. The loop knows methods only through the Composite interface
+(sampler indices, taps, loss, extra parameters): it never looks at a method's name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from datasets import TaskData
+from methods import Composite, TrainContext
+
+from .metrics import evaluate
+from .models import build_model
+from .spec import RunSpec
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def augment(xb: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
+    """Random crop after zero padding by `pad` and random horizontal flip, for a whole uint8 batch."""
+    b, _, h, w = xb.shape
+    dev = xb.device
+    if pad > 0:
+        xp = torch.nn.functional.pad(xb, (pad, pad, pad, pad))
+        dy = torch.randint(0, 2 * pad + 1, (b,), device=dev, generator=gen)
+        dx = torch.randint(0, 2 * pad + 1, (b,), device=dev, generator=gen)
+        rows = (dy[:, None] + torch.arange(h, device=dev))[:, :, None]  # (B, H, 1)
+        cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, :]  # (B, 1, W)
+        xb = xp[torch.arange(b, device=dev)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+    flip = torch.rand(b, device=dev, generator=gen) < 0.5
+    return torch.where(flip[:, None, None, None], xb.flip(3), xb)
+
+
+class Normaliser:
+    def __init__(self, mean: list[float], std: list[float], device: torch.device, channels_last: bool):
+        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255
+        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255
+        self.channels_last = channels_last
+
+    def __call__(self, xb: torch.Tensor) -> torch.Tensor:
+        x = (xb.float() - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay to zero at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def set_determinism(seed: int) -> None:
+    torch.manual_seed(seed)
+    torch.backends.cudnn.benchmark = True  # CUDA runs are fast, not bitwise reproducible
+
+
+@torch.no_grad()
+def predict(model, x: torch.Tensor, norm: Normaliser, batch_size: int, autocast, taps=()):
+    """Logits (float32, CPU numpy) and, if asked, pooled features of `x`, in large batches."""
+    model.eval()
+    logits, feats = [], {t: [] for t in taps}
+    for i in range(0, len(x), batch_size):
+        with autocast():
+            out, f = model(norm(x[i:i + batch_size]), taps)
+        logits.append(out.float())
+        for t in taps:
+            feats[t].append(f[t].float())
+    result = torch.cat(logits).cpu().numpy()
+    return result, {t: torch.cat(v).cpu().numpy() for t, v in feats.items()}
+
+
+def train_and_evaluate(
+    spec: RunSpec,
+    task: TaskData,
+    method: Composite,
+    device: torch.device,
+    eval_batch_size: int = 1024,
+    on_epoch: Callable[[int, int, float], None] | None = None,
+) -> dict:
+    """Train one run and return the record's measured part: metrics, loss history, timings."""
+    set_determinism(spec.seed)
+    cuda = device.type == "cuda"
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
+    channels, size = task.train_x.shape[1], task.train_x.shape[2]
+    model = build_model(len(task.classes), channels, size, spec.width, spec.weights).to(device)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    ctx = TrainContext(class_counts=task.train_counts, feature_dims=model.feature_dims, device=device, seed=spec.seed)
+    method.setup(ctx)
+    taps = method.taps
+    params = list(model.parameters()) + method.parameters()
+    opt = torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, nesterov=True, weight_decay=spec.weight_decay)
+
+    x_train = task.train_x.to(device)
+    y_train = task.train_y.to(device)
+    labels = task.train_y.numpy()
+    norm = Normaliser(task.mean, task.std, device, channels_last=cuda)
+    pad = max(1, round(size / 8))
+    gen = torch.Generator(device=device).manual_seed(spec.seed)
+    rng = np.random.default_rng(spec.seed)
+
+    first = method.epoch_indices(labels, 0, rng)
+    bs = min(spec.batch_size, len(first))
+    steps_per_epoch = len(first) // bs
+    total = steps_per_epoch * spec.epochs
+    warmup = steps_per_epoch * spec.warmup_epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, total))
+
+    history, images = [], 0
+    t0 = time.perf_counter()
+    for epoch in range(spec.epochs):
+        method.on_epoch_start(epoch)
+        order = first if epoch == 0 else method.epoch_indices(labels, epoch, rng)
+        order = torch.from_numpy(np.asarray(order, dtype=np.int64)).to(device)
+        model.train()
+        sums: dict[str, torch.Tensor] = {}
+        n_steps = len(order) // bs
+        for s in range(n_steps):
+            idx = order[s * bs:(s + 1) * bs]
+            xb = norm(augment(x_train[idx], pad, gen))
+            yb = y_train[idx]
+            with autocast():
+                logits, feats = model(xb, taps)
+            loss, parts = method.loss(logits, feats, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            for k, v in (("loss", loss), *parts.items()):
+                sums[k] = sums.get(k, 0) + v.detach().float()
+        images += n_steps * bs
+        means = {k: float(v) / n_steps for k, v in sums.items()}  # one device sync per epoch
+        if not math.isfinite(means["loss"]):
+            raise NonFiniteLoss(f"loss became {means['loss']} in epoch {epoch + 1}; lower --lr or check the method")
+        history.append({"epoch": epoch + 1, **{k: round(v, 6) for k, v in means.items()}})
+        if on_epoch:
+            on_epoch(epoch + 1, spec.epochs, means["loss"])
+    if cuda:
+        torch.cuda.synchronize()
+    train_s = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    logits, _ = predict(model, task.test_x.to(device), norm, eval_batch_size, autocast)
+    metrics = evaluate(task.test_y.numpy(), logits, task.train_counts)
+    eval_s = time.perf_counter() - t1
+    return {
+        "metrics": metrics,
+        "history": history,
+        "timings": {"train_s": round(train_s, 3), "eval_s": round(eval_s, 3), "train_images": images,
+                    "steps": total, "images_per_s": round(images / train_s, 1) if train_s > 0 else None},
+        "model_info": {"params": sum(p.numel() for p in model.parameters()), "widths": model.widths},
+    }

@@ -1,0 +1,16 @@
+"""Cross-entropy: the default criterion of every composition."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from .base import Criterion, register
+
+
+@register
+class CE(Criterion):
+    name = "ce"
+    summary = "cross-entropy on logits (the default criterion)"
+
+    def __call__(self, logits, targets):
+        return F.cross_entropy(logits.float(), targets)

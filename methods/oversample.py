@@ -1,0 +1,23 @@
+"""Random oversampling (`os`) with imbalanced-learn's RandomOverSampler on sample indices."""
+
+from __future__ import annotations
+
+import numpy as np
+from imblearn.over_sampling import RandomOverSampler
+
+from .base import Sampler, register
+
+
+@register
+class Oversample(Sampler):
+    """Each epoch, every class is resampled with replacement up to the largest class's count
+    (imbalanced-learn's 'not majority' strategy), drawn anew from the run's epoch generator;
+    the epoch then visits the re-balanced index set in a random order."""
+
+    name = "os"
+    summary = "random oversampling of minority classes to the majority count, redrawn each epoch"
+
+    def epoch_indices(self, labels: np.ndarray, epoch: int, rng: np.random.Generator) -> np.ndarray:
+        ros = RandomOverSampler(random_state=int(rng.integers(2**31 - 1)))
+        idx, _ = ros.fit_resample(np.arange(len(labels)).reshape(-1, 1), labels)
+        return rng.permutation(idx.ravel())
