@@ -32,20 +32,33 @@ def _overrides(items: list[str]) -> dict[str, dict[str, str]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench", description=(
-        "Benchmark of class-imbalance methods for fine-grained image classification. "
-        "Example: python -m bench run --methods ce,os,os+fsc --task fine"))
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=(
+            "Benchmark of class-imbalance methods for fine-grained image classification. "
+            "Example: python -m bench run --methods ce,os,os+fsc --task fine"
+        ),
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", help="train a grid of methods x tasks x ratios x seeds and write run records",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    r.add_argument("--methods", default="ce,os,os+fsc",
-                   help="comma-separated methods; compose with '+', e.g. ce,os,os+fsc (see `list`)")
+    r = sub.add_parser(
+        "run",
+        help="train a grid of methods x tasks x ratios x seeds and write run records",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    r.add_argument(
+        "--methods",
+        default="ce,os,os+fsc",
+        help="comma-separated methods; compose with '+', e.g. ce,os,os+fsc (see `list`)",
+    )
     r.add_argument("--dataset", default="animals", help=f"comma-separated: {', '.join(sorted(SOURCES))}")
     r.add_argument("--task", default="fine", help=f"comma-separated: {', '.join(TASKS)}")
     r.add_argument("--classes", help="MAJ,MIN for a binary task (required for dataset 'folder')")
-    r.add_argument("--ratios", help="comma-separated minority:majority ratios in (0, 1] "
-                   f"(preset default: the paper's {','.join(f'{x:g}' for x in PAPER_RATIOS)})")
+    r.add_argument(
+        "--ratios",
+        help="comma-separated minority:majority ratios in (0, 1] "
+        f"(preset default: the paper's {','.join(f'{x:g}' for x in PAPER_RATIOS)})",
+    )
     r.add_argument("--seeds", type=int, help="number of seeds, run as seeds 0..N-1 (preset default)")
     r.add_argument("--data-seed", type=int, help="fix the training-subset draw (default: each run's seed)")
     r.add_argument("--n-major", type=int, help="cap the majority (head) class count")
@@ -58,8 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", type=int)
     r.add_argument("--lr", type=float)
     r.add_argument("--weights", help="a state_dict file (or torchvision weights name) to start from")
-    r.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE",
-                   help="override a hyper-parameter, e.g. --set fsc.lam=0.5 --set fsc.layers=layer2,layer3,layer4")
+    r.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="METHOD.PARAM=VALUE",
+        help="override a hyper-parameter, e.g. --set fsc.lam=0.5 --set fsc.layers=layer2,layer3,layer4",
+    )
     r.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     r.add_argument("--out", default="results/runs", help="where run records go")
     r.add_argument("--force", action="store_true", help="re-run finished runs too")
@@ -69,8 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("datasets", help="each data source: available here?, from where, tasks and counts")
     d.add_argument("--data-root")
 
-    rep = sub.add_parser("report", help="leaderboards, ablation table and figures from run records",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    rep = sub.add_parser(
+        "report",
+        help="leaderboards, ablation table and figures from run records",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     rep.add_argument("--runs", default="results/runs", help="folder of run records")
     rep.add_argument("--out", default="results", help="where leaderboard.md/.csv and figures/ go")
     return p
@@ -97,31 +118,55 @@ def cmd_run(a) -> int:
     seeds = list(range(a.seeds)) if a.seeds else list(preset["seeds"])
     classes = tuple(_csv(a.classes)) if a.classes else None
     req = GridRequest(
-        datasets=_csv(a.dataset), tasks=_csv(a.task), methods=_csv(a.methods), ratios=ratios, seeds=seeds,
-        overrides=_overrides(a.set), classes=classes, n_major=a.n_major, data_seed=a.data_seed,
-        data_root=a.data_root, image_size=a.image_size, train=train,
+        datasets=_csv(a.dataset),
+        tasks=_csv(a.task),
+        methods=_csv(a.methods),
+        ratios=ratios,
+        seeds=seeds,
+        overrides=_overrides(a.set),
+        classes=classes,
+        n_major=a.n_major,
+        data_seed=a.data_seed,
+        data_root=a.data_root,
+        image_size=a.image_size,
+        train=train,
     )
     try:
         device = pick_device(a.device)
         torch.empty(1, device=device)
     except (RuntimeError, AssertionError) as e:
-        raise BenchError(f"--device {a.device} is not usable here ({str(e).splitlines()[0]}); try --device cpu") from None
+        raise BenchError(
+            f"--device {a.device} is not usable here ({str(e).splitlines()[0]}); try --device cpu"
+        ) from None
     cache = DataCache(a.data_root, a.image_size)
     specs = expand(req, cache)
     out = Path(a.out)
-    print(f"preset {a.preset}: " + ", ".join(f"{k}={v}" for k, v in train.items() if v is not None)
-          + f"; ratios {','.join(f'{r:g}' for r in ratios)}; seeds {','.join(map(str, seeds))}; device {device}")
+    print(
+        f"preset {a.preset}: "
+        + ", ".join(f"{k}={v}" for k, v in train.items() if v is not None)
+        + f"; ratios {','.join(f'{r:g}' for r in ratios)}; seeds {','.join(map(str, seeds))}; device {device}"
+    )
     t0 = time.perf_counter()
     try:
-        written = run_grid(specs, out, cache, device, force=a.force,
-                           eval_batch_size=preset["eval_batch_size"], plain=True if a.plain else None)
+        written = run_grid(
+            specs,
+            out,
+            cache,
+            device,
+            force=a.force,
+            eval_batch_size=preset["eval_batch_size"],
+            plain=True if a.plain else None,
+        )
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished records are in {out}; run the same command again to resume", file=sys.stderr)
         return 130
-    print(f"grid finished in {time.perf_counter() - t0:.1f} s: {sum(r['status'] == 'ok' for r in written)} ok, "
-          f"{sum(r['status'] != 'ok' for r in written)} failed, {len(specs) - len(written)} already done; records in {out}")
-    from .report import aggregate, print_console, Collected
+    print(
+        f"grid finished in {time.perf_counter() - t0:.1f} s: {sum(r['status'] == 'ok' for r in written)} ok, "
+        f"{sum(r['status'] != 'ok' for r in written)} failed, {len(specs) - len(written)} already done; "
+        f"records in {out}"
+    )
     from . import store
+    from .report import Collected, aggregate, print_console
 
     keys = {s.key for s in specs}
     recs = [r for _, r in store.iter_records(out) if r and r.get("key") in keys]
@@ -131,18 +176,19 @@ def cmd_run(a) -> int:
 
 
 def cmd_list(a) -> int:
+    import dataclasses
+
     from rich.console import Console
     from rich.table import Table
-
-    import dataclasses
 
     t = Table(title="methods (compose with '+': at most one sampler and one criterion)")
     for h in ("name", "role", "hyper-parameters (defaults)", "what it does"):
         t.add_column(h)
     for name in sorted(REGISTRY):
         cls = REGISTRY[name]
-        hp = ", ".join(f"{f.name}={f.default if f.default is not dataclasses.MISSING else '?'}"
-                       for f in dataclasses.fields(cls))
+        hp = ", ".join(
+            f"{f.name}={f.default if f.default is not dataclasses.MISSING else '?'}" for f in dataclasses.fields(cls)
+        )
         t.add_row(name, cls.role, hp or "-", cls.summary)
     Console().print(t)
     t = Table(title="datasets and tasks")
@@ -176,8 +222,9 @@ def cmd_datasets(a) -> int:
                 for task, (maj, mino) in src.pairs.items():
                     full = build_task(data, name, src.pairs, task, 1.0, 0)
                     low = build_task(data, name, src.pairs, task, 0.01, 0)
-                    parts.append(f"{task}: {maj} vs {mino} {full.train_counts} / {low.train_counts}, "
-                                 f"test {full.test_counts[0]}")
+                    parts.append(
+                        f"{task}: {maj} vs {mino} {full.train_counts} / {low.train_counts}, test {full.test_counts[0]}"
+                    )
                 tasks = "\n".join(parts)
             except USER_ERRORS as e:
                 tasks = f"error: {e}"
@@ -191,15 +238,19 @@ def cmd_report(a) -> int:
 
     runs = Path(a.runs)
     if not runs.is_dir():
-        print(f"error: no run records: {runs} does not exist; run `python -m bench run` first or pass --runs DIR",
-              file=sys.stderr)
+        print(
+            f"error: no run records: {runs} does not exist; run `python -m bench run` first or pass --runs DIR",
+            file=sys.stderr,
+        )
         return 2
     col = report(runs, Path(a.out))
     if not col.ok and not col.failed:
         print(f"no readable run records in {runs}; run `python -m bench run` first", file=sys.stderr)
         return 2
-    print(f"read {len(col.ok)} finished and {len(col.failed)} failed records ({len(col.unreadable)} unreadable) "
-          f"from {runs}; wrote {Path(a.out) / 'leaderboard.md'}, leaderboard.csv and {len(col.figures)} figure files")
+    print(
+        f"read {len(col.ok)} finished and {len(col.failed)} failed records ({len(col.unreadable)} unreadable) "
+        f"from {runs}; wrote {Path(a.out) / 'leaderboard.md'}, leaderboard.csv and {len(col.figures)} figure files"
+    )
     for p in col.unreadable:
         print(f"warning: unreadable record {p} (skipped)", file=sys.stderr)
     return 0

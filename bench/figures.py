@@ -46,8 +46,11 @@ def accuracy_vs_ratio(boards, fig_dir: Path) -> list[Path]:
         handles, labels = axes[0][0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 8), frameon=False)
         n_seeds = max(len(c.seeds) for b in bs for c in b.cells.values())
-        fig.suptitle(f"{dataset}, preset {preset}: per-class accuracy vs imbalance ratio "
-                     f"(mean ± std over up to {n_seeds} seeds)", fontsize=11)
+        fig.suptitle(
+            f"{dataset}, preset {preset}: per-class accuracy vs imbalance ratio "
+            f"(mean ± std over up to {n_seeds} seeds)",
+            fontsize=11,
+        )
         fig.tight_layout(rect=(0, 0.06, 1, 0.96))
         for ext in ("png", "svg"):
             path = fig_dir / f"accuracy_vs_ratio_{dataset}_{preset}.{ext}"

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import softmax
 from sklearn.metrics import (
-    balanced_accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+    roc_auc_score,
 )
 
 

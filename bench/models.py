@@ -56,8 +56,9 @@ class TappedResNet(ResNet):
         return self.fc(pooled), feats
 
 
-def build_model(num_classes: int, in_channels: int, image_size: int, width: float,
-                weights: str | None = None) -> TappedResNet:
+def build_model(
+    num_classes: int, in_channels: int, image_size: int, width: float, weights: str | None = None
+) -> TappedResNet:
     model = TappedResNet(num_classes, in_channels, image_size, width)
     if weights:
         load_weights(model, weights)
@@ -73,7 +74,9 @@ def load_weights(model: nn.Module, weights: str) -> dict:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise BenchError(f"cannot read weights file {path} ({type(e).__name__}); pass a torch state_dict file") from None
+            raise BenchError(
+                f"cannot read weights file {path} ({type(e).__name__}); pass a torch state_dict file"
+            ) from None
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
     else:
@@ -82,8 +85,10 @@ def load_weights(model: nn.Module, weights: str) -> dict:
         try:
             state = get_weight(weights).get_state_dict(progress=False)
         except Exception as e:
-            raise BenchError(f"--weights {weights!r} is neither a file nor a downloadable torchvision weights name "
-                             f"(e.g. ResNet18_Weights.IMAGENET1K_V1): {type(e).__name__}") from None
+            raise BenchError(
+                f"--weights {weights!r} is neither a file nor a downloadable torchvision weights name "
+                f"(e.g. ResNet18_Weights.IMAGENET1K_V1): {type(e).__name__}"
+            ) from None
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not usable:

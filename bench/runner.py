@@ -70,25 +70,50 @@ def expand(req: GridRequest, cache: DataCache) -> list[RunSpec]:
             resolve_classes(ds, data, src.pairs, task, list(req.classes) if req.classes else None)
     # Seeds outermost: a grid cut short still covers every cell with the seeds it finished.
     specs = [
-        RunSpec(dataset=ds, task=task, classes=req.classes, ratio=ratio, n_major=req.n_major, seed=seed,
-                data_seed=seed if req.data_seed is None else req.data_seed, method=comp.name,
-                hparams=comp.hparams(), image_size=req.image_size, **req.train)
-        for seed in req.seeds for ds in req.datasets for task in req.tasks for ratio in req.ratios
+        RunSpec(
+            dataset=ds,
+            task=task,
+            classes=req.classes,
+            ratio=ratio,
+            n_major=req.n_major,
+            seed=seed,
+            data_seed=seed if req.data_seed is None else req.data_seed,
+            method=comp.name,
+            hparams=comp.hparams(),
+            image_size=req.image_size,
+            **req.train,
+        )
+        for seed in req.seeds
+        for ds in req.datasets
+        for task in req.tasks
+        for ratio in req.ratios
         for comp in composites.values()
     ]
     unique = {s.key: s for s in specs}  # 'fsc' and 'ce+fsc' are one run
     return list(unique.values())
 
 
-def run_one(spec: RunSpec, src, data: SourceData, device: torch.device, eval_batch_size: int,
-            on_epoch=None) -> dict:
+def run_one(spec: RunSpec, src, data: SourceData, device: torch.device, eval_batch_size: int, on_epoch=None) -> dict:
     """Train and evaluate one spec; always returns a record (status 'ok' or 'failed')."""
-    record = {"key": spec.key, "spec": asdict(spec), "date": now(), "env": environment(device),
-              "command": " ".join(["python -m bench", *sys.argv[1:]]) if sys.argv else ""}
+    record = {
+        "key": spec.key,
+        "spec": asdict(spec),
+        "date": now(),
+        "env": environment(device),
+        "command": " ".join(["python -m bench", *sys.argv[1:]]) if sys.argv else "",
+    }
     t0 = time.perf_counter()
     try:
-        task = build_task(data, spec.dataset, src.pairs, spec.task, spec.ratio, spec.data_seed,
-                          n_major=spec.n_major, classes=list(spec.classes) if spec.classes else None)
+        task = build_task(
+            data,
+            spec.dataset,
+            src.pairs,
+            spec.task,
+            spec.ratio,
+            spec.data_seed,
+            n_major=spec.n_major,
+            classes=list(spec.classes) if spec.classes else None,
+        )
         record["counts"] = task.counts_record()
         record["data"] = {"origin": data.origin, "mean": task.mean, "std": task.std}
         method = parse_method(spec.method, {m: dict(hp) for m, hp in spec.hparams.items()})
@@ -114,8 +139,16 @@ def plain_output() -> bool:
     return bool(os.environ.get("CI")) or not sys.stdout.isatty()
 
 
-def run_grid(specs: list[RunSpec], out: Path, cache: DataCache, device: torch.device, *, force: bool = False,
-             eval_batch_size: int = 1024, plain: bool | None = None) -> list[dict]:
+def run_grid(
+    specs: list[RunSpec],
+    out: Path,
+    cache: DataCache,
+    device: torch.device,
+    *,
+    force: bool = False,
+    eval_batch_size: int = 1024,
+    plain: bool | None = None,
+) -> list[dict]:
     """Run the pending specs in order; returns the records written by this call."""
     from .progress import make_progress
 

@@ -14,14 +14,44 @@ PAPER_RATIOS = (1.0, 0.1, 0.05, 0.01, 0.005, 0.001)
 PRESETS: dict[str, dict] = {
     # CPU-sized: quarter-width ResNet-18, short training. The default command (3 methods x 6 ratios,
     # 1 seed) finishes in minutes on 2 cores and still learns the minority class at moderate ratios.
-    "quick": dict(width=0.25, epochs=15, batch_size=128, lr=0.05, weight_decay=5e-4, momentum=0.9,
-                  warmup_epochs=1, seeds=(0,), ratios=PAPER_RATIOS, eval_batch_size=1024),
+    "quick": dict(
+        width=0.25,
+        epochs=15,
+        batch_size=128,
+        lr=0.05,
+        weight_decay=5e-4,
+        momentum=0.9,
+        warmup_epochs=1,
+        seeds=(0,),
+        ratios=PAPER_RATIOS,
+        eval_batch_size=1024,
+    ),
     # GPU-sized: the full-width ResNet-18 of the paper, longer training, 3 seeds.
-    "paper": dict(width=1.0, epochs=30, batch_size=128, lr=0.05, weight_decay=5e-4, momentum=0.9,
-                  warmup_epochs=2, seeds=(0, 1, 2), ratios=PAPER_RATIOS, eval_batch_size=2048),
+    "paper": dict(
+        width=1.0,
+        epochs=30,
+        batch_size=128,
+        lr=0.05,
+        weight_decay=5e-4,
+        momentum=0.9,
+        warmup_epochs=2,
+        seeds=(0, 1, 2),
+        ratios=PAPER_RATIOS,
+        eval_batch_size=2048,
+    ),
     # For tests and CI smoke runs only: a handful of steps.
-    "tiny": dict(width=0.125, epochs=2, batch_size=32, lr=0.05, weight_decay=5e-4, momentum=0.9,
-                 warmup_epochs=0, seeds=(0,), ratios=(1.0, 0.05), eval_batch_size=512),
+    "tiny": dict(
+        width=0.125,
+        epochs=2,
+        batch_size=32,
+        lr=0.05,
+        weight_decay=5e-4,
+        momentum=0.9,
+        warmup_epochs=0,
+        seeds=(0,),
+        ratios=(1.0, 0.05),
+        eval_batch_size=512,
+    ),
 }
 
 

@@ -80,7 +80,7 @@ def predict(model, x: torch.Tensor, norm: Normaliser, batch_size: int, autocast,
     logits, feats = [], {t: [] for t in taps}
     for i in range(0, len(x), batch_size):
         with autocast():
-            out, f = model(norm(x[i:i + batch_size]), taps)
+            out, f = model(norm(x[i : i + batch_size]), taps)
         logits.append(out.float())
         for t in taps:
             feats[t].append(f[t].float())
@@ -135,7 +135,7 @@ def train_and_evaluate(
         sums: dict[str, torch.Tensor] = {}
         n_steps = len(order) // bs
         for s in range(n_steps):
-            idx = order[s * bs:(s + 1) * bs]
+            idx = order[s * bs : (s + 1) * bs]
             xb = norm(augment(x_train[idx], pad, gen))
             yb = y_train[idx]
             with autocast():
@@ -165,7 +165,12 @@ def train_and_evaluate(
     return {
         "metrics": metrics,
         "history": history,
-        "timings": {"train_s": round(train_s, 3), "eval_s": round(eval_s, 3), "train_images": images,
-                    "steps": total, "images_per_s": round(images / train_s, 1) if train_s > 0 else None},
+        "timings": {
+            "train_s": round(train_s, 3),
+            "eval_s": round(eval_s, 3),
+            "train_images": images,
+            "steps": total,
+            "images_per_s": round(images / train_s, 1) if train_s > 0 else None,
+        },
         "model_info": {"params": sum(p.numel() for p in model.parameters()), "widths": model.widths},
     }

@@ -36,7 +36,9 @@ def _package_dir() -> Path | None:
 def load_verified_pickle(path: Path, expected_sha256: str):
     """Unpickle `path` only if its SHA-256 matches; otherwise a one-line DataError."""
     if not path.is_file():
-        raise DataError(f"missing data file {path}; reinstall it: pip install --force-reinstall animal-shape-mnist==0.39")
+        raise DataError(
+            f"missing data file {path}; reinstall it: pip install --force-reinstall animal-shape-mnist==0.39"
+        )
     digest = sha256_of(path)
     if digest != expected_sha256:
         raise DataError(
@@ -76,6 +78,10 @@ class Animals(Source):
         x = torch.from_numpy(images).unsqueeze(1)
         y = torch.from_numpy(labels)
         return SourceData(
-            train_x=x[train].contiguous(), train_y=y[train], test_x=x[test].contiguous(), test_y=y[test],
-            classes=list(CLASSES), origin=str(d),
+            train_x=x[train].contiguous(),
+            train_y=y[train],
+            test_x=x[test].contiguous(),
+            test_y=y[test],
+            classes=list(CLASSES),
+            origin=str(d),
         )

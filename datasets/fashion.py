@@ -70,9 +70,12 @@ class Fashion(Source):
         except Exception as e:
             raise DataError(f"corrupt Fashion-MNIST files under {found} ({e}); reinstall or re-download them") from None
         return SourceData(
-            train_x=train.data.unsqueeze(1).contiguous(), train_y=train.targets.to(torch.int64),
-            test_x=test.data.unsqueeze(1).contiguous(), test_y=test.targets.to(torch.int64),
-            classes=list(train.classes), origin=str(found),
+            train_x=train.data.unsqueeze(1).contiguous(),
+            train_y=train.targets.to(torch.int64),
+            test_x=test.data.unsqueeze(1).contiguous(),
+            test_y=test.targets.to(torch.int64),
+            classes=list(train.classes),
+            origin=str(found),
         )
 
 

@@ -87,7 +87,9 @@ class Folder(Source):
             classes, train_s = _scan(root / "train")
             test_classes, test_s = _scan(root / "test")
             if test_classes != classes:
-                raise DataError(f"{root}/train and {root}/test have different class folders: {classes} vs {test_classes}")
+                raise DataError(
+                    f"{root}/train and {root}/test have different class folders: {classes} vs {test_classes}"
+                )
             samples = train_s + test_s
         else:
             classes, samples = _scan(root)
@@ -113,8 +115,11 @@ class Folder(Source):
         else:
             counts = np.bincount(y.numpy(), minlength=len(classes))
             if counts.min() < 2:
-                raise DataError(f"class {classes[int(counts.argmin())]!r} in {root} has {counts.min()} image(s); "
-                                "each class needs at least 2 to split into train and test")
+                raise DataError(
+                    f"class {classes[int(counts.argmin())]!r} in {root} has {counts.min()} image(s); "
+                    "each class needs at least 2 to split into train and test"
+                )
             tr, te = stratified_split(y.numpy(), test_fraction=0.2)
-        return SourceData(x[tr].contiguous(), y[tr], x[te].contiguous(), y[te], classes=classes,
-                          origin=f"{root} (cache {cache.name})")
+        return SourceData(
+            x[tr].contiguous(), y[tr], x[te].contiguous(), y[te], classes=classes, origin=f"{root} (cache {cache.name})"
+        )

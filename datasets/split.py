@@ -12,7 +12,5 @@ SPLIT_SEED = 20250101
 def stratified_split(labels: np.ndarray, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, test), stratified by label, sorted, deterministic."""
     idx = np.arange(len(labels))
-    train, test = train_test_split(
-        idx, test_size=test_fraction, stratify=labels, random_state=SPLIT_SEED, shuffle=True
-    )
+    train, test = train_test_split(idx, test_size=test_fraction, stratify=labels, random_state=SPLIT_SEED, shuffle=True)
     return np.sort(train), np.sort(test)

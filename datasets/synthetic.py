@@ -21,7 +21,7 @@ def make_images(n_per_class: int, size: int, seed: int) -> tuple[torch.Tensor, t
         jitter = torch.randint(-1, 2, (n_per_class, 2), generator=g)
         for i in range(n_per_class):
             rr, cc = r + int(jitter[i, 0]) + 1, c + int(jitter[i, 1]) + 1
-            x[i, :, rr:rr + 4, cc:cc + 4] = 230
+            x[i, :, rr : rr + 4, cc : cc + 4] = 230
         xs.append(x)
         ys.append(torch.full((n_per_class,), k, dtype=torch.int64))
     return torch.cat(xs), torch.cat(ys)

@@ -76,8 +76,10 @@ def resolve_classes(src_name: str, data: SourceData, pairs: dict, task: str, cla
     elif task in pairs:
         chosen = list(pairs[task])
     else:
-        raise DataError(f"dataset {src_name!r} has no built-in {task!r} pair; pass --classes MAJ,MIN "
-                        f"(classes: {', '.join(data.classes)})")
+        raise DataError(
+            f"dataset {src_name!r} has no built-in {task!r} pair; pass --classes MAJ,MIN "
+            f"(classes: {', '.join(data.classes)})"
+        )
     unknown = [c for c in chosen if c not in data.classes]
     if unknown:
         raise DataError(f"unknown class {unknown[0]!r} in dataset {src_name!r}; valid: {', '.join(data.classes)}")
@@ -128,8 +130,10 @@ def build_task(
             notes.append(note)
     for name, pool, n in zip(names, pools, want):
         if n > len(pool):
-            raise DataError(f"class {name!r} has {len(pool)} training images but the task needs {n}; "
-                            "lower the ratio or cap the majority with --n-major")
+            raise DataError(
+                f"class {name!r} has {len(pool)} training images but the task needs {n}; "
+                "lower the ratio or cap the majority with --n-major"
+            )
 
     rng = np.random.default_rng(seed)
     chosen = [np.sort(rng.choice(pool, size=n, replace=False)) for pool, n in zip(pools, want)]
@@ -151,7 +155,14 @@ def build_task(
     mean = xf.mean(dim=(0, 2, 3))
     std = xf.std(dim=(0, 2, 3)).clamp_min(1e-3)
     return TaskData(
-        train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, classes=names,
-        train_counts=[int(n) for n in want], test_counts=[n_test] * len(names),
-        mean=[round(float(m), 6) for m in mean], std=[round(float(s), 6) for s in std], notes=notes,
+        train_x=train_x,
+        train_y=train_y,
+        test_x=test_x,
+        test_y=test_y,
+        classes=names,
+        train_counts=[int(n) for n in want],
+        test_counts=[n_test] * len(names),
+        mean=[round(float(m), 6) for m in mean],
+        std=[round(float(s), 6) for s in std],
+        notes=notes,
     )

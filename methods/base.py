@@ -212,7 +212,9 @@ def parse_method(spec: str, overrides: dict[str, dict[str, str]] | None = None) 
     by_role: dict[str, list[str]] = {r: sorted(n for n in names if REGISTRY[n].role == r) for r in ROLES}
     for role in ("sampler", "criterion"):
         if len(by_role[role]) > 1:
-            raise MethodError(f"{spec!r} combines two {'criteria' if role == 'criterion' else 'samplers'} ({' and '.join(by_role[role])}); use at most one")
+            plural = "criteria" if role == "criterion" else "samplers"
+            both = " and ".join(by_role[role])
+            raise MethodError(f"{spec!r} combines two {plural} ({both}); use at most one")
     crit = by_role["criterion"][0] if by_role["criterion"] else DEFAULT_CRITERION
     make = lambda n: _instantiate(n, overrides.get(n, {}))
     return Composite(

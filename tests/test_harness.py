@@ -1,0 +1,247 @@
+"""The harness end to end on synthetic data: every registered method, records, resume, failures."""
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+import methods as M
+from bench import store
+from bench.cli import main
+from bench.runner import DataCache, GridRequest, expand, run_grid
+from bench.spec import PRESETS
+
+TINY = {
+    k: PRESETS["tiny"][k] for k in ("width", "epochs", "batch_size", "lr", "weight_decay", "momentum", "warmup_epochs")
+} | {"model": "resnet18", "weights": None, "preset": "tiny"}
+RECORD_FIELDS = {"key", "status", "spec", "counts", "data", "metrics", "history", "timings", "env", "date", "wall_s"}
+COMPOSITIONS = ["os+fsc", "os+focal", "cb+fsc"]
+
+
+def grid(methods, ratios=(0.25,), seeds=(0,), tasks=("fine",), **kw):
+    req = GridRequest(
+        datasets=["synthetic"],
+        tasks=list(tasks),
+        methods=list(methods),
+        ratios=list(ratios),
+        seeds=list(seeds),
+        train=dict(TINY),
+        **kw,
+    )
+    cache = DataCache(None, None)
+    return expand(req, cache), cache
+
+
+def run(methods, out, **kw):
+    specs, cache = grid(methods, **kw)
+    return run_grid(specs, out, cache, torch.device("cpu"), plain=True)
+
+
+@pytest.mark.parametrize("method", sorted(M.REGISTRY) + COMPOSITIONS)
+def test_every_method_trains_and_writes_a_full_record(method, tmp_path):
+    [rec] = run([method], tmp_path)
+    assert rec["status"] == "ok", rec.get("error")
+    assert RECORD_FIELDS <= set(rec)
+    assert all(math.isfinite(h["loss"]) for h in rec["history"])
+    assert len(rec["history"]) == TINY["epochs"]
+    assert rec["spec"]["method"] == M.parse_method(method).name
+    m = rec["metrics"]
+    assert len(m["per_class_acc"]) == 2 and 0 <= m["balanced_acc"] <= 1 and len(m["confusion"]) == 2
+    assert rec["counts"]["train"] == [120, 30]
+    on_disk = json.loads(store.record_path(tmp_path, rec["key"]).read_text())
+    assert on_disk["metrics"]["per_class_acc"] == m["per_class_acc"]
+
+
+def test_same_seed_same_record_on_cpu(tmp_path):
+    a = run(["os+fsc"], tmp_path / "a")[0]
+    b = run(["os+fsc"], tmp_path / "b")[0]
+    assert a["key"] == b["key"]
+    assert a["history"] == b["history"] and a["metrics"] == b["metrics"]
+    c = run(["os+fsc"], tmp_path / "c", seeds=(1,))[0]
+    assert c["history"] != a["history"]
+
+
+def test_hparams_are_resolved_into_the_record(tmp_path):
+    [rec] = run(["fsc"], tmp_path, overrides={"fsc": {"lam": "0.3", "layers": "layer2,layer4"}})
+    assert rec["spec"]["hparams"] == {"fsc": {"lam": 0.3, "layers": ["layer2", "layer4"], "centre": False}}
+    [default] = run(["fsc"], tmp_path)
+    assert default["key"] != rec["key"]
+
+
+def test_resume_runs_only_the_missing_record(tmp_path):
+    first = run(["ce", "os"], tmp_path, ratios=(1.0, 0.25))
+    assert len(first) == 4
+    victim = first[2]
+    store.record_path(tmp_path, victim["key"]).unlink()
+    second = run(["ce", "os"], tmp_path, ratios=(1.0, 0.25))
+    assert [r["key"] for r in second] == [victim["key"]]
+    assert run(["ce", "os"], tmp_path, ratios=(1.0, 0.25)) == []
+
+
+@M.register
+@dataclass
+class ExplodingLoss(M.Criterion):
+    """A criterion that returns NaN: the run must be recorded as failed, the grid must go on."""
+
+    name = "test_nan"
+
+    def __call__(self, logits, targets):
+        return logits.sum() * float("nan")
+
+
+def test_nan_loss_is_a_failed_record_and_the_grid_goes_on(tmp_path):
+    recs = run(["test_nan", "ce"], tmp_path)
+    by = {r["spec"]["method"]: r for r in recs}
+    assert by["test_nan"]["status"] == "failed" and "NonFiniteLoss" in by["test_nan"]["error"]
+    assert by["ce"]["status"] == "ok"
+    assert not store.is_done(tmp_path, by["test_nan"]["key"])
+
+
+@M.register
+@dataclass
+class CenterPull(M.Auxiliary):
+    """A method defined only here: pulls pooled layer2 features towards their class mean."""
+
+    name = "test_centerpull"
+    lam: float = 0.1
+
+    @property
+    def taps(self):
+        return ("layer2",)
+
+    def __call__(self, feats, targets):
+        h = feats["layer2"].float()
+        loss = 0
+        for c in targets.unique():
+            hc = h[targets == c]
+            loss = loss + ((hc - hc.mean(0)) ** 2).sum(1).mean()
+        return self.lam * loss
+
+
+def test_a_method_defined_in_a_test_runs_through_the_cli(tmp_path, capsys):
+    rc = main(
+        [
+            "run",
+            "--dataset",
+            "synthetic",
+            "--methods",
+            "test_centerpull,os+test_centerpull",
+            "--preset",
+            "tiny",
+            "--ratios",
+            "0.25",
+            "--set",
+            "test_centerpull.lam=0.2",
+            "--out",
+            str(tmp_path),
+            "--plain",
+        ]
+    )
+    assert rc == 0
+    recs = [r for _, r in store.iter_records(tmp_path)]
+    assert sorted(r["spec"]["method"] for r in recs) == ["os+test_centerpull", "test_centerpull"]
+    assert all(r["status"] == "ok" and r["spec"]["hparams"]["test_centerpull"]["lam"] == 0.2 for r in recs)
+    assert all("test_centerpull" in r["history"][0] for r in recs)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--methods", "ce,dropout"], "unknown method 'dropout'"),
+        (["--methods", "os+os"], "names a method twice"),
+        (["--ratios", "0"], "outside (0, 1]"),
+        (["--ratios", "abc"], "not a number"),
+        (["--task", "medium"], "unknown task"),
+        (["--dataset", "imagenet"], "unknown dataset"),
+        (["--set", "fsc.lam"], "METHOD.PARAM=VALUE"),
+        (["--set", "focal.gamma=1", "--methods", "ce"], "no method of --methods uses"),
+        (["--dataset", "folder", "--data-root", "/nonexistent/photos"], "does not exist"),
+        (["--seeds", "0"], "count of seeds"),
+    ],
+)
+def test_bad_cli_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path):
+    rc = main(
+        ["run", "--dataset", "synthetic", "--preset", "tiny", "--out", str(tmp_path), *argv]
+        if "--dataset" not in argv
+        else ["run", "--preset", "tiny", "--out", str(tmp_path), *argv]
+    )
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert list(Path(tmp_path).glob("*.json")) == []
+
+
+def test_weights_file_is_loaded(tmp_path):
+    from bench.models import build_model, load_weights
+
+    src = build_model(2, 1, 16, 0.125)
+    torch.save(src.state_dict(), tmp_path / "w.pt")
+    dst = build_model(3, 1, 16, 0.125)  # another head: fc is skipped, the trunk loaded
+    info = load_weights(dst, str(tmp_path / "w.pt"))
+    assert torch.equal(dst.layer3[0].conv1.weight, src.layer3[0].conv1.weight)
+    assert "fc.weight" in info["skipped"] and info["loaded"] > 50
+    (tmp_path / "bad.pt").write_bytes(b"nope")
+    rc = main(
+        [
+            "run",
+            "--dataset",
+            "synthetic",
+            "--preset",
+            "tiny",
+            "--ratios",
+            "1",
+            "--methods",
+            "ce",
+            "--weights",
+            str(tmp_path / "bad.pt"),
+            "--out",
+            str(tmp_path / "runs"),
+            "--plain",
+        ]
+    )
+    [(_, rec)] = list(store.iter_records(tmp_path / "runs"))
+    assert rc == 1 and rec["status"] == "failed" and "cannot read weights file" in rec["error"]
+    rc = main(
+        [
+            "run",
+            "--dataset",
+            "synthetic",
+            "--preset",
+            "tiny",
+            "--ratios",
+            "1",
+            "--methods",
+            "ce",
+            "--weights",
+            str(tmp_path / "w.pt"),
+            "--out",
+            str(tmp_path / "runs2"),
+            "--plain",
+        ]
+    )
+    assert rc == 0
+
+
+def test_taps_are_computed_only_when_asked():
+    from bench.models import build_model
+
+    m = build_model(2, 1, 16, 0.125)
+    _, feats = m(torch.randn(2, 1, 16, 16))
+    assert feats == {}
+    logits, feats = m(torch.randn(2, 1, 16, 16), ("layer1", "layer4"))
+    assert set(feats) == {"layer1", "layer4"} and feats["layer1"].shape == (2, m.widths[0])
+    assert build_model(2, 3, 96, 1.0).conv1.kernel_size == (7, 7)  # larger images keep the ImageNet stem
+
+
+def test_augment_crops_and_flips_whole_batches():
+    from bench.train import augment
+
+    x = torch.arange(2 * 25, dtype=torch.uint8).view(2, 1, 5, 5)
+    out = augment(x, 2, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.dtype == torch.uint8
+    for i in range(2):  # each output is a shifted (maybe mirrored) window of the zero-padded input
+        padded = torch.nn.functional.pad(x[i, 0], (2, 2, 2, 2))
+        windows = [padded[r : r + 5, c : c + 5] for r in range(5) for c in range(5)]
+        assert any(torch.equal(out[i, 0], w) or torch.equal(out[i, 0], w.flip(1)) for w in windows)

@@ -1,0 +1,122 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import methods as M
+from methods.cb import class_balanced_weights
+from methods.fsc import fsc_layer_loss
+
+
+def test_fsc_matches_an_independent_computation():
+    h3 = torch.tensor([[1.0, 0.0, 2.0], [0.5, 0.5, 0.0], [0.0, 3.0, 1.0], [2.0, 0.0, 4.0]])
+    h4 = torch.tensor([[1.0, 2.0], [0.0, 1.0], [3.0, 1.0], [1.0, 1.0]])
+    y = torch.tensor([0, 1, 1, 0])
+
+    def by_hand(h, y):
+        h = h.numpy().astype(np.float64)
+        n = len(h)
+        total = 0.0
+        for i in range(n):
+            for j in range(n):
+                cos = h[i] @ h[j] / (np.linalg.norm(h[i]) * np.linalg.norm(h[j]))
+                total += (cos - float(y[i] == y[j])) ** 2
+        return total / (n * n)
+
+    fsc = M.parse_method("fsc", {"fsc": {"lam": "0.5"}}).auxiliaries[0]
+    got = fsc({"layer3": h3, "layer4": h4}, y)
+    expected = 0.5 * (by_hand(h3, y) + by_hand(h4, y))
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+    # rows 0 and 3 are parallel and same-class: that pair contributes nothing
+    assert fsc_layer_loss(h3[[0, 3]], y[[0, 3]]).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_fsc_single_class_batch_is_defined():
+    h = torch.rand(5, 8)
+    loss = fsc_layer_loss(h, torch.zeros(5, dtype=torch.long))
+    assert torch.isfinite(loss)
+
+
+def test_focal_with_gamma_zero_is_cross_entropy():
+    torch.manual_seed(0)
+    logits, y = torch.randn(16, 3), torch.randint(0, 3, (16,))
+    focal0 = M.parse_method("focal", {"focal": {"gamma": "0"}}).criterion
+    assert focal0(logits, y).item() == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-6)
+    focal2 = M.parse_method("focal").criterion
+    assert focal2(logits, y).item() < F.cross_entropy(logits, y).item()
+
+
+def test_cb_weights_match_the_formula():
+    counts, beta = [800, 8], 0.9999
+    raw = [(1 - beta) / (1 - beta**n) for n in counts]
+    expected = [w / sum(raw) * 2 for w in raw]
+    assert class_balanced_weights(counts, beta).tolist() == pytest.approx(expected, rel=1e-5)
+    assert class_balanced_weights(counts, beta).sum().item() == pytest.approx(2.0)
+    cb = M.parse_method("cb").criterion
+    cb.setup(M.TrainContext(class_counts=counts, feature_dims={}, device=torch.device("cpu"), seed=0))
+    logits, y = torch.randn(6, 2), torch.tensor([0, 0, 0, 1, 1, 0])
+    w = torch.tensor(expected, dtype=torch.float32)
+    assert cb(logits, y).item() == pytest.approx(F.cross_entropy(logits, y, weight=w).item(), rel=1e-5)
+
+
+def test_os_epoch_is_class_balanced_and_redrawn():
+    labels = np.array([0] * 100 + [1] * 3 + [2] * 10)
+    os_ = M.parse_method("os").sampler
+    rng = np.random.default_rng(0)
+    e0, e1 = os_.epoch_indices(labels, 0, rng), os_.epoch_indices(labels, 1, rng)
+    assert np.bincount(labels[e0]).tolist() == [100, 100, 100]
+    assert set(e0[labels[e0] == 1]) == {100, 101, 102}
+    assert not np.array_equal(e0, e1)
+
+
+def test_supcon_uses_pytorch_metric_learning(monkeypatch):
+    from pytorch_metric_learning import losses
+
+    calls = []
+    original = losses.SupConLoss.forward
+
+    def spy(self, *a, **k):
+        calls.append(self.temperature)
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(losses.SupConLoss, "forward", spy)
+    sc = M.parse_method("supcon").auxiliaries[0]
+    sc.setup(M.TrainContext(class_counts=[4, 4], feature_dims={"layer4": 16}, device=torch.device("cpu"), seed=0))
+    loss = sc({"layer4": torch.randn(8, 16)}, torch.tensor([0, 1] * 4))
+    assert torch.isfinite(loss) and calls == [0.1]
+    assert len(sc.parameters()) == 4  # the projection head is trained with the model
+
+
+def test_composition_is_order_free_and_canonical():
+    assert M.parse_method("fsc+os").name == M.parse_method("os+fsc").name == "os+fsc"
+    assert M.parse_method("ce+fsc").name == "fsc"
+    c = M.parse_method("cb+fsc+os")
+    assert (c.sampler.name, c.criterion.name, [a.name for a in c.auxiliaries]) == ("os", "cb", ["fsc"])
+    assert M.parse_method("supcon+fsc").taps == ("layer3", "layer4")
+
+
+@pytest.mark.parametrize(
+    "spec, overrides, message",
+    [
+        ("dropout", {}, "unknown method 'dropout'; registered: cb, ce"),
+        ("os+os", {}, "names a method twice"),
+        ("focal+cb", {}, "two criteria"),
+        ("fsc", {"fsc": {"lamda": "1"}}, "valid for fsc: lam, layers, centre"),
+        ("fsc", {"fsc": {"lam": "big"}}, "not a valid float"),
+        ("fsc", {"fsc": {"layers": "layer5"}}, "subset of layer1"),
+        ("focal", {"focal": {"gamma": "-1"}}, "gamma must be >= 0"),
+        ("cb", {"cb": {"base": "hinge"}}, "base must be"),
+    ],
+)
+def test_bad_method_specs_are_one_line_errors(spec, overrides, message):
+    with pytest.raises(M.MethodError) as e:
+        M.parse_method(spec, overrides)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_registering_needs_a_role():
+    with pytest.raises(TypeError):
+
+        @M.register
+        class NoRole(M.Method):
+            name = "norole"

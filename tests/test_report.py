@@ -1,0 +1,150 @@
+import json
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from bench import store
+from bench.cli import main
+from bench.report import aggregate, collect, leaderboard_rows, markdown
+
+SETTING = dict(
+    dataset="animals",
+    task="fine",
+    classes=None,
+    n_major=None,
+    model="resnet18",
+    width=0.25,
+    image_size=None,
+    weights=None,
+    epochs=15,
+    batch_size=128,
+    lr=0.05,
+    weight_decay=5e-4,
+    momentum=0.9,
+    warmup_epochs=1,
+    preset="quick",
+    suite_version="1",
+)
+
+
+def rec(method, ratio, seed, maj, mino, status="ok", hparams=None):
+    spec = dict(SETTING, ratio=ratio, seed=seed, data_seed=seed, method=method, hparams=hparams or {})
+    tag = json.dumps(hparams, sort_keys=True) if hparams else ""
+    r = {
+        "key": f"{method}-{ratio}-{seed}-{status}-{abs(hash(tag))}".replace("+", "_"),
+        "status": status,
+        "spec": spec,
+        "date": "2026-11-27T08:00:00+00:00",
+        "env": {"device": "CPU: test"},
+        "counts": {"classes": ["horse", "dog"], "train": [800, 8], "test": [200, 200]},
+    }
+    if status == "ok":
+        r["metrics"] = {
+            "per_class_acc": [maj, mino],
+            "balanced_acc": (maj + mino) / 2,
+            "macro_f1": (maj + mino) / 2 - 0.01,
+        }
+    else:
+        r["error"] = "NonFiniteLoss: loss became nan in epoch 3"
+    return r
+
+
+@pytest.fixture
+def runs(tmp_path):
+    d = tmp_path / "runs"
+    records = [
+        rec("ce", 1.0, 0, 0.96, 0.98),
+        rec("ce", 1.0, 1, 0.98, 0.94),
+        rec("ce", 0.01, 0, 1.0, 0.0),
+        rec("ce", 0.01, 1, 1.0, 0.1),
+        rec("ce", 0.01, 2, 0.99, 0.2),
+        rec("os+fsc", 1.0, 0, 0.97, 0.97),
+        rec("os+fsc", 0.01, 0, 0.95, 0.5),
+        rec("os+fsc", 0.01, 1, 0.93, 0.7),
+        rec("os+fsc", 0.01, 2, 0.0, 0.0, status="failed"),
+        rec("os", 0.01, 0, 0.97, 0.4),  # no 1:1 run: a missing cell
+    ]
+    for r in records:
+        store.write_record(d, r)
+    return d
+
+
+def test_aggregation_is_exact_and_excludes_failed_runs(runs):
+    col = collect(runs)
+    assert len(col.ok) == 9 and len(col.failed) == 1 and col.unreadable == []
+    [b] = col.boards
+    ce = b.cells[("ce", 0.01)]
+    assert ce.per_class[1].mean == pytest.approx(0.1)
+    assert ce.per_class[1].std == pytest.approx(np.std([0.0, 0.1, 0.2], ddof=1))
+    assert ce.seeds == [0, 1, 2]
+    fsc = b.cells[("os+fsc", 0.01)]
+    assert fsc.seeds == [0, 1] and fsc.per_class[1].mean == pytest.approx(0.6)
+    assert b.ranked_methods() == ["os+fsc", "os", "ce"]
+    assert ("os", 1.0) not in b.cells
+
+
+def test_leaderboard_markdown_matches_expected_text(runs):
+    col = collect(runs)
+    head, rows = leaderboard_rows(col.boards[0])
+    assert head == ["method", "1:1", "1:0.01"]
+    assert rows == [
+        ["os+fsc", "min 0.970 / maj 0.970 (n=1)", "min 0.600±0.141 / maj 0.940±0.014 (n=2)"],
+        ["os", "—", "min 0.400 / maj 0.970 (n=1)"],
+        ["ce", "min 0.960±0.028 / maj 0.970±0.014 (n=2)", "min 0.100±0.100 / maj 0.997±0.006 (n=3)"],
+    ]
+    md = markdown(col)
+    expected_table = (
+        "| method   | 1:1                                     | 1:0.01                                  |\n"
+        "|----------|-----------------------------------------|-----------------------------------------|\n"
+        "| os+fsc   | min 0.970 / maj 0.970 (n=1)             | min 0.600±0.141 / maj 0.940±0.014 (n=2) |\n"
+        "| os       | —                                       | min 0.400 / maj 0.970 (n=1)             |\n"
+        "| ce       | min 0.960±0.028 / maj 0.970±0.014 (n=2) | min 0.100±0.100 / maj 0.997±0.006 (n=3) |\n"
+    )
+    assert expected_table in md
+    assert "## Failed runs (1), not averaged" in md and "NonFiniteLoss" in md
+    assert "Records read: 9 finished, 1 failed, 0 unreadable." in md
+    assert "| ce       | no             | no         |" in md  # the ablation table
+
+
+def test_non_default_hparams_are_separate_rows(tmp_path):
+    d = tmp_path / "runs"
+    store.write_record(
+        d, rec("fsc", 0.01, 0, 0.9, 0.3, hparams={"fsc": {"lam": 1.0, "layers": ["layer3", "layer4"], "centre": False}})
+    )
+    store.write_record(
+        d, rec("fsc", 0.01, 0, 0.9, 0.5, hparams={"fsc": {"lam": 0.3, "layers": ["layer3", "layer4"], "centre": False}})
+    )
+    [b] = aggregate([r for _, r in store.iter_records(d)])
+    assert b.methods == ["fsc", "fsc [fsc.lam=0.3]"]
+
+
+def test_report_command_writes_tables_and_a_readable_figure(runs, tmp_path, capsys):
+    (runs / "broken.json").write_text("{ not json")
+    out = tmp_path / "out"
+    assert main(["report", "--runs", str(runs), "--out", str(out)]) == 0
+    assert "unreadable record" in capsys.readouterr().err
+    assert "Unreadable record files (1)" in (out / "leaderboard.md").read_text()
+    csv = (out / "leaderboard.csv").read_text().splitlines()
+    assert csv[0].startswith("dataset,task,preset,width,epochs,method,ratio,n_seeds")
+    assert len(csv) == 1 + 5
+    png = out / "figures" / "accuracy_vs_ratio_animals_quick.png"
+    img = mpimg.imread(png)
+    assert img.ndim == 3 and img.shape[0] > 200 and img.std() > 0.01
+    assert (out / "figures" / "accuracy_vs_ratio_animals_quick.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_report_on_missing_or_empty_directory_is_one_line(tmp_path, capsys):
+    assert main(["report", "--runs", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    (tmp_path / "empty").mkdir()
+    assert main(["report", "--runs", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+    assert "no readable run records" in capsys.readouterr().err
+
+
+def test_records_are_written_atomically_and_nan_becomes_null(tmp_path):
+    r = rec("ce", 1.0, 0, 0.5, float("nan"))
+    path = store.write_record(tmp_path, r)
+    assert json.loads(path.read_text())["metrics"]["per_class_acc"] == [0.5, None]
+    assert [p.name for p in Path(tmp_path).iterdir()] == [path.name]
