@@ -13,7 +13,7 @@ from methods import REGISTRY
 from .errors import USER_ERRORS, BenchError
 from .spec import PRESETS
 
-TRAIN_FLAGS = ("width", "epochs", "batch_size", "lr", "weight_decay", "momentum", "warmup_epochs")
+TRAIN_FLAGS = ("width", "steps", "batch_size", "lr", "weight_decay", "momentum", "warmup_steps")
 
 
 def _csv(s: str) -> list[str]:
@@ -29,6 +29,14 @@ def _overrides(items: list[str]) -> dict[str, dict[str, str]]:
             raise BenchError(f"--set {item!r} must look like METHOD.PARAM=VALUE, e.g. --set fsc.lam=0.5")
         out.setdefault(method.strip(), {})[param.strip()] = value.strip()
     return out
+
+
+def _expand_methods(names: list[str]) -> list[str]:
+    """'all' stands for every registered method, each on its own."""
+    out = []
+    for n in names:
+        out += sorted(REGISTRY) if n == "all" else [n]
+    return list(dict.fromkeys(out))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--methods",
         default="ce,os,os+fsc",
-        help="comma-separated methods; compose with '+', e.g. ce,os,os+fsc (see `list`)",
+        help="comma-separated methods; compose with '+', e.g. ce,os,os+fsc; 'all' = every registered method (see `list`)",
     )
     r.add_argument("--dataset", default="animals", help=f"comma-separated: {', '.join(sorted(SOURCES))}")
     r.add_argument("--task", default="fine", help=f"comma-separated: {', '.join(TASKS)}")
@@ -67,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="training settings")
     r.add_argument("--model", default="resnet18", choices=["resnet18"], help="backbone")
     r.add_argument("--width", type=float, help="channel width multiplier of ResNet-18 (1 = full)")
-    r.add_argument("--epochs", type=int)
+    r.add_argument("--steps", type=int, help="optimiser steps per run, the same for every method and ratio")
     r.add_argument("--batch-size", type=int)
     r.add_argument("--lr", type=float)
     r.add_argument("--weights", help="a state_dict file (or torchvision weights name) to start from")
@@ -109,8 +117,8 @@ def cmd_run(a) -> int:
         v = getattr(a, k, None)
         if v is not None:
             train[k] = v
-    if train["epochs"] < 1 or train["batch_size"] < 2 or train["lr"] <= 0 or train["width"] <= 0:
-        raise BenchError("--epochs must be >= 1, --batch-size >= 2, --lr and --width > 0")
+    if train["steps"] < 1 or train["batch_size"] < 2 or train["lr"] <= 0 or train["width"] <= 0:
+        raise BenchError("--steps must be >= 1, --batch-size >= 2, --lr and --width > 0")
     if a.seeds is not None and a.seeds < 1:
         raise BenchError(f"--seeds is a count of seeds (>= 1), got {a.seeds}")
     train.update(model=a.model, weights=a.weights, preset=a.preset)
@@ -120,7 +128,7 @@ def cmd_run(a) -> int:
     req = GridRequest(
         datasets=_csv(a.dataset),
         tasks=_csv(a.task),
-        methods=_csv(a.methods),
+        methods=_expand_methods(_csv(a.methods)),
         ratios=ratios,
         seeds=seeds,
         overrides=_overrides(a.set),

@@ -35,10 +35,10 @@ class PlainProgress:
     def __exit__(self, *exc):
         return False
 
-    def start_run(self, label: str, epochs: int):
+    def start_run(self, label: str, steps: int):
         self.label = label
 
-    def epoch(self, done: int, total: int, loss: float):
+    def step(self, done: int, total: int, loss: float):
         pass
 
     def end_run(self, rec: dict):
@@ -70,11 +70,11 @@ class RichProgress:
     def __exit__(self, *exc):
         return self.progress.__exit__(*exc)
 
-    def start_run(self, label: str, epochs: int):
+    def start_run(self, label: str, steps: int):
         self.label = label
-        self.progress.reset(self.run, total=epochs, description=f"  {label}", visible=True)
+        self.progress.reset(self.run, total=steps, description=f"  {label}", visible=True)
 
-    def epoch(self, done: int, total: int, loss: float):
+    def step(self, done: int, total: int, loss: float):
         self.progress.update(self.run, completed=done, description=f"  {self.label} loss {loss:.4f}")
 
     def end_run(self, rec: dict):

@@ -33,12 +33,12 @@ BOARD_FIELDS = (
     "width",
     "image_size",
     "weights",
-    "epochs",
+    "steps",
     "batch_size",
     "lr",
     "weight_decay",
     "momentum",
-    "warmup_epochs",
+    "warmup_steps",
     "preset",
     "suite_version",
 )
@@ -92,7 +92,7 @@ class Board:
         s = self.setting
         classes = " vs ".join(self.classes) if len(self.classes) <= 3 else f"{len(self.classes)} classes"
         return (
-            f"{s['dataset']} / {s['task']} ({classes}) — preset {s['preset']}, width {s['width']}, {s['epochs']} epochs"
+            f"{s['dataset']} / {s['task']} ({classes}) — preset {s['preset']}, width {s['width']}, {s['steps']} steps x {s['batch_size']}"
         )
 
     @property
@@ -236,7 +236,7 @@ def csv_rows(boards: list[Board]) -> list[dict]:
                 "task": b.setting["task"],
                 "preset": b.setting["preset"],
                 "width": b.setting["width"],
-                "epochs": b.setting["epochs"],
+                "steps": b.setting["steps"],
                 "method": m,
                 "ratio": r,
                 "n_seeds": len(c.seeds),

@@ -42,7 +42,7 @@ class GridRequest:
     data_seed: int | None = None  # None: the run seed
     data_root: str | None = None
     image_size: int | None = None
-    train: dict = field(default_factory=dict)  # width, epochs, batch_size, lr, ... and preset name
+    train: dict = field(default_factory=dict)  # width, steps, batch_size, lr, ... and preset name
 
 
 class DataCache:
@@ -93,7 +93,9 @@ def expand(req: GridRequest, cache: DataCache) -> list[RunSpec]:
     return list(unique.values())
 
 
-def run_one(spec: RunSpec, src, data: SourceData, device: torch.device, eval_batch_size: int, on_epoch=None) -> dict:
+def run_one(
+    spec: RunSpec, src, data: SourceData, device: torch.device, eval_batch_size: int, on_progress=None, compile=False
+) -> dict:
     """Train and evaluate one spec; always returns a record (status 'ok' or 'failed')."""
     record = {
         "key": spec.key,
@@ -117,7 +119,7 @@ def run_one(spec: RunSpec, src, data: SourceData, device: torch.device, eval_bat
         record["counts"] = task.counts_record()
         record["data"] = {"origin": data.origin, "mean": task.mean, "std": task.std}
         method = parse_method(spec.method, {m: dict(hp) for m, hp in spec.hparams.items()})
-        record.update(train_and_evaluate(spec, task, method, device, eval_batch_size, on_epoch))
+        record.update(train_and_evaluate(spec, task, method, device, eval_batch_size, on_progress, compile))
         record["status"] = "ok"
     except KeyboardInterrupt:
         raise
@@ -148,6 +150,7 @@ def run_grid(
     force: bool = False,
     eval_batch_size: int = 1024,
     plain: bool | None = None,
+    compile: bool = False,
 ) -> list[dict]:
     """Run the pending specs in order; returns the records written by this call."""
     from .progress import make_progress
@@ -157,8 +160,8 @@ def run_grid(
     with make_progress(len(todo), len(specs) - len(todo), plain_output() if plain is None else plain) as prog:
         for spec in todo:
             src, data = cache.get(spec.dataset)
-            prog.start_run(spec.label(), spec.epochs)
-            rec = run_one(spec, src, data, device, eval_batch_size, on_epoch=prog.epoch)
+            prog.start_run(spec.label(), spec.steps)
+            rec = run_one(spec, src, data, device, eval_batch_size, on_progress=prog.step, compile=compile)
             store.write_record(out, rec)
             written.append(rec)
             prog.end_run(rec)

@@ -12,29 +12,29 @@ PAPER_RATIOS = (1.0, 0.1, 0.05, 0.01, 0.005, 0.001)
 
 # Training settings per preset. Command-line flags override single values.
 PRESETS: dict[str, dict] = {
-    # CPU-sized: quarter-width ResNet-18, short training. The default command (3 methods x 6 ratios,
-    # 1 seed) finishes in minutes on 2 cores and still learns the minority class at moderate ratios.
+    # CPU-sized: quarter-width ResNet-18, 240 steps of 64 images (~10 passes over a 1:1 animals task).
+    # The default command (3 methods x 6 ratios, 1 seed) takes minutes on 2 cores.
     "quick": dict(
         width=0.25,
-        epochs=15,
-        batch_size=128,
+        steps=240,
+        batch_size=64,
         lr=0.05,
         weight_decay=5e-4,
         momentum=0.9,
-        warmup_epochs=1,
+        warmup_steps=10,
         seeds=(0,),
         ratios=PAPER_RATIOS,
         eval_batch_size=1024,
     ),
-    # GPU-sized: the full-width ResNet-18 of the paper, longer training, 3 seeds.
+    # GPU-sized: the full-width ResNet-18 of the paper, 1500 steps of 128 (~120 passes over 1:1), 3 seeds.
     "paper": dict(
         width=1.0,
-        epochs=30,
+        steps=1500,
         batch_size=128,
         lr=0.05,
         weight_decay=5e-4,
         momentum=0.9,
-        warmup_epochs=2,
+        warmup_steps=75,
         seeds=(0, 1, 2),
         ratios=PAPER_RATIOS,
         eval_batch_size=2048,
@@ -42,12 +42,12 @@ PRESETS: dict[str, dict] = {
     # For tests and CI smoke runs only: a handful of steps.
     "tiny": dict(
         width=0.125,
-        epochs=2,
+        steps=12,
         batch_size=32,
         lr=0.05,
         weight_decay=5e-4,
         momentum=0.9,
-        warmup_epochs=0,
+        warmup_steps=0,
         seeds=(0,),
         ratios=(1.0, 0.05),
         eval_batch_size=512,
@@ -72,12 +72,12 @@ class RunSpec:
     width: float = 0.25
     image_size: int | None = None  # None = the source's native size
     weights: str | None = None
-    epochs: int = 15
-    batch_size: int = 128
+    steps: int = 240  # optimiser steps: the same budget for every method and ratio
+    batch_size: int = 64
     lr: float = 0.05
     weight_decay: float = 5e-4
     momentum: float = 0.9
-    warmup_epochs: int = 1
+    warmup_steps: int = 10
     preset: str = "quick"
     suite_version: str = SUITE_VERSION
 

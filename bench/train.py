@@ -94,9 +94,13 @@ def train_and_evaluate(
     method: Composite,
     device: torch.device,
     eval_batch_size: int = 1024,
-    on_epoch: Callable[[int, int, float], None] | None = None,
+    on_progress: Callable[[int, int, float], None] | None = None,
+    compile: bool = False,
 ) -> dict:
-    """Train one run and return the record's measured part: metrics, loss history, timings."""
+    """Train one run and return the record's measured part: metrics, loss history, timings.
+
+    `compile=True` wraps the training forward in torch.compile; dynamo's cache is keyed by code and
+    guards, not by the model instance, so the runs of a grid with the same shapes reuse one compilation."""
     set_determinism(spec.seed)
     cuda = device.type == "cuda"
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
@@ -107,6 +111,7 @@ def train_and_evaluate(
     ctx = TrainContext(class_counts=task.train_counts, feature_dims=model.feature_dims, device=device, seed=spec.seed)
     method.setup(ctx)
     taps = method.taps
+    forward = torch.compile(model) if compile else model
     params = list(model.parameters()) + method.parameters()
     opt = torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, nesterov=True, weight_decay=spec.weight_decay)
 
@@ -118,42 +123,50 @@ def train_and_evaluate(
     gen = torch.Generator(device=device).manual_seed(spec.seed)
     rng = np.random.default_rng(spec.seed)
 
-    first = method.epoch_indices(labels, 0, rng)
-    bs = min(spec.batch_size, len(first))
-    steps_per_epoch = len(first) // bs
-    total = steps_per_epoch * spec.epochs
-    warmup = steps_per_epoch * spec.warmup_epochs
+    # The budget is a number of optimiser steps, the same for every method and ratio: a sampler
+    # that enlarges the epoch (oversampling) gets no extra compute, and a tiny imbalanced set is
+    # not under-trained. Epochs are the sampler's unit: a fresh index order whenever one runs out.
+    total, warmup = spec.steps, spec.warmup_steps
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, total))
+    bs = min(spec.batch_size, len(labels))
+    log_every = max(1, total // 20)
 
-    history, images = [], 0
+    history, sums, n_sum, epoch, step = [], {}, 0, 0, 0
+    order = torch.empty(0, dtype=torch.int64, device=device)
+    pos = 0
+    model.train()
     t0 = time.perf_counter()
-    for epoch in range(spec.epochs):
-        method.on_epoch_start(epoch)
-        order = first if epoch == 0 else method.epoch_indices(labels, epoch, rng)
-        order = torch.from_numpy(np.asarray(order, dtype=np.int64)).to(device)
-        model.train()
-        sums: dict[str, torch.Tensor] = {}
-        n_steps = len(order) // bs
-        for s in range(n_steps):
-            idx = order[s * bs : (s + 1) * bs]
-            xb = norm(augment(x_train[idx], pad, gen))
-            yb = y_train[idx]
-            with autocast():
-                logits, feats = model(xb, taps)
-            loss, parts = method.loss(logits, feats, yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            for k, v in (("loss", loss), *parts.items()):
-                sums[k] = sums.get(k, 0) + v.detach().float()
-        images += n_steps * bs
-        means = {k: float(v) / n_steps for k, v in sums.items()}  # one device sync per epoch
-        if not math.isfinite(means["loss"]):
-            raise NonFiniteLoss(f"loss became {means['loss']} in epoch {epoch + 1}; lower --lr or check the method")
-        history.append({"epoch": epoch + 1, **{k: round(v, 6) for k, v in means.items()}})
-        if on_epoch:
-            on_epoch(epoch + 1, spec.epochs, means["loss"])
+    while step < total:
+        if pos + bs > len(order):  # the sampler's next epoch (drop-last: batches are always full)
+            method.on_epoch_start(epoch)
+            order = torch.from_numpy(np.asarray(method.epoch_indices(labels, epoch, rng), dtype=np.int64)).to(device)
+            epoch, pos = epoch + 1, 0
+            if len(order) < bs:
+                raise RuntimeError(f"sampler returned {len(order)} indices, fewer than a batch of {bs}")
+        idx = order[pos : pos + bs]
+        pos += bs
+        xb = norm(augment(x_train[idx], pad, gen))
+        yb = y_train[idx]
+        with autocast():
+            logits, feats = forward(xb, taps)
+        loss, parts = method.loss(logits, feats, yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        for k, v in (("loss", loss), *parts.items()):
+            sums[k] = sums.get(k, 0) + v.detach().float()
+        n_sum += 1
+        if step % log_every == 0 or step == total:
+            means = {k: float(v) / n_sum for k, v in sums.items()}  # the only device sync of the loop
+            if not math.isfinite(means["loss"]):
+                raise NonFiniteLoss(f"loss became {means['loss']} by step {step}; lower --lr or check the method")
+            history.append({"step": step, "epoch": epoch, **{k: round(v, 6) for k, v in means.items()}})
+            sums, n_sum = {}, 0
+            if on_progress:
+                on_progress(step, total, means["loss"])
+    images = total * bs
     if cuda:
         torch.cuda.synchronize()
     train_s = time.perf_counter() - t0
@@ -169,7 +182,7 @@ def train_and_evaluate(
             "train_s": round(train_s, 3),
             "eval_s": round(eval_s, 3),
             "train_images": images,
-            "steps": total,
+            "steps": total, "epochs": epoch, "batch_size": bs,
             "images_per_s": round(images / train_s, 1) if train_s > 0 else None,
         },
         "model_info": {"params": sum(p.numel() for p in model.parameters()), "widths": model.widths},

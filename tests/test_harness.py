@@ -15,7 +15,7 @@ from bench.runner import DataCache, GridRequest, expand, run_grid
 from bench.spec import PRESETS
 
 TINY = {
-    k: PRESETS["tiny"][k] for k in ("width", "epochs", "batch_size", "lr", "weight_decay", "momentum", "warmup_epochs")
+    k: PRESETS["tiny"][k] for k in ("width", "steps", "batch_size", "lr", "weight_decay", "momentum", "warmup_steps")
 } | {"model": "resnet18", "weights": None, "preset": "tiny"}
 RECORD_FIELDS = {"key", "status", "spec", "counts", "data", "metrics", "history", "timings", "env", "date", "wall_s"}
 COMPOSITIONS = ["os+fsc", "os+focal", "cb+fsc"]
@@ -46,7 +46,7 @@ def test_every_method_trains_and_writes_a_full_record(method, tmp_path):
     assert rec["status"] == "ok", rec.get("error")
     assert RECORD_FIELDS <= set(rec)
     assert all(math.isfinite(h["loss"]) for h in rec["history"])
-    assert len(rec["history"]) == TINY["epochs"]
+    assert rec["history"][-1]["step"] == TINY["steps"]
     assert rec["spec"]["method"] == M.parse_method(method).name
     m = rec["metrics"]
     assert len(m["per_class_acc"]) == 2 and 0 <= m["balanced_acc"] <= 1 and len(m["confusion"]) == 2

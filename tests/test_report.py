@@ -18,12 +18,12 @@ SETTING = dict(
     width=0.25,
     image_size=None,
     weights=None,
-    epochs=15,
-    batch_size=128,
+    steps=240,
+    batch_size=64,
     lr=0.05,
     weight_decay=5e-4,
     momentum=0.9,
-    warmup_epochs=1,
+    warmup_steps=10,
     preset="quick",
     suite_version="1",
 )
@@ -127,7 +127,7 @@ def test_report_command_writes_tables_and_a_readable_figure(runs, tmp_path, caps
     assert "unreadable record" in capsys.readouterr().err
     assert "Unreadable record files (1)" in (out / "leaderboard.md").read_text()
     csv = (out / "leaderboard.csv").read_text().splitlines()
-    assert csv[0].startswith("dataset,task,preset,width,epochs,method,ratio,n_seeds")
+    assert csv[0].startswith("dataset,task,preset,width,steps,method,ratio,n_seeds")
     assert len(csv) == 1 + 5
     png = out / "figures" / "accuracy_vs_ratio_animals_quick.png"
     img = mpimg.imread(png)
