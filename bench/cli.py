@@ -10,6 +10,7 @@ from pathlib import Path
 from datasets import PAPER_RATIOS, SOURCES, TASKS, check_ratio, get_source
 from methods import REGISTRY
 
+from . import store
 from .errors import USER_ERRORS, BenchError
 from .spec import PRESETS
 
@@ -18,6 +19,16 @@ TRAIN_FLAGS = ("width", "steps", "batch_size", "lr", "weight_decay", "momentum",
 
 def _csv(s: str) -> list[str]:
     return [x.strip() for x in s.split(",") if x.strip()]
+
+
+def _key_values(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        k, eq, v = item.partition("=")
+        if not (eq and k.strip()):
+            raise BenchError(f"--slurm-option {item!r} must look like KEY=VALUE, e.g. account=mylab")
+        out[k.strip().replace("-", "_")] = v.strip()
+    return out
 
 
 def _overrides(items: list[str]) -> dict[str, dict[str, str]]:
@@ -57,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--methods",
         default="ce,os,os+fsc",
-        help="comma-separated methods; compose with '+', e.g. ce,os,os+fsc; 'all' = every registered method (see `list`)",
+        help="comma-separated methods; compose with '+', e.g. ce,os,os+fsc; 'all' = each registered one (see `list`)",
     )
     r.add_argument("--dataset", default="animals", help=f"comma-separated: {', '.join(sorted(SOURCES))}")
     r.add_argument("--task", default="fine", help=f"comma-separated: {', '.join(TASKS)}")
@@ -90,10 +101,51 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="results/runs", help="where run records go")
     r.add_argument("--force", action="store_true", help="re-run finished runs too")
     r.add_argument("--plain", action="store_true", help="plain log lines instead of the live display")
+    r.add_argument("--compile", action="store_true", help="torch.compile the training forward (worth it on GPUs)")
+    r.add_argument(
+        "--executor",
+        default="local",
+        choices=["local", "gpus", "slurm"],
+        help="local: in this process; gpus: worker processes over every visible GPU (CPU workers where there is "
+        "none); slurm: a submitit job array",
+    )
+    r.add_argument("--workers-per-gpu", type=int, default=1, help="gpus executor: concurrent runs per device")
+    r.add_argument("--slurm-partition")
+    r.add_argument("--slurm-time", type=int, default=60, help="minutes per array task")
+    r.add_argument("--slurm-gpus-per-task", type=int, default=0)
+    r.add_argument("--slurm-cpus-per-task", type=int, default=2)
+    r.add_argument("--slurm-mem-gb", type=int, default=8)
+    r.add_argument("--slurm-array-parallelism", type=int, default=16)
+    r.add_argument("--slurm-runs-per-task", type=int, default=4, help="runs per array task (a shard)")
+    r.add_argument(
+        "--slurm-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other sbatch option, e.g. --slurm-option account=mylab --slurm-option qos=short",
+    )
+    r.add_argument("--slurm-no-wait", action="store_true", help="submit and return; `bench status` shows progress")
 
     sub.add_parser("list", help="registered methods (role, hyper-parameters, defaults), datasets and tasks")
     d = sub.add_parser("datasets", help="each data source: available here?, from where, tasks and counts")
     d.add_argument("--data-root")
+
+    st = sub.add_parser("status", help="done / failed / pending per grid from the records (and SLURM job ids)")
+    st.add_argument("--out", default="results/runs", help="folder of run records")
+
+    pf = sub.add_parser(
+        "perf",
+        help="training throughput: the harness vs a naive DataLoader pipeline",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    pf.add_argument("--preset", default=None, choices=sorted(PRESETS), help="default: paper on CUDA, quick on CPU")
+    pf.add_argument("--device", default="auto")
+    pf.add_argument("--dataset", default="animals")
+    pf.add_argument("--repeats", type=int, default=3)
+    pf.add_argument("--epochs", type=int, default=3, help="passes over the 1:1 training set per measurement")
+    pf.add_argument("--concurrency", help="comma-separated process counts to try on one GPU, e.g. 1,2,4")
+    pf.add_argument("--compile-check", action="store_true", help="also time torch.compile (default on CUDA)")
+    pf.add_argument("--results", default="results", help="PERF.md and perf/*.json go here")
 
     rep = sub.add_parser(
         "report",
@@ -108,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(a) -> int:
     import torch
 
-    from .runner import DataCache, GridRequest, expand, run_grid
+    from .executors import RunOptions, SlurmOptions, run_local, run_pool, run_slurm, visible_devices
+    from .runner import DataCache, GridRequest, expand, pending
+    from .status import write_manifest
     from .train import pick_device
 
     preset = PRESETS[a.preset]
@@ -149,31 +203,55 @@ def cmd_run(a) -> int:
     cache = DataCache(a.data_root, a.image_size)
     specs = expand(req, cache)
     out = Path(a.out)
+    opts = RunOptions(
+        eval_batch_size=preset["eval_batch_size"],
+        compile=a.compile,
+        data_root=a.data_root,
+        image_size=a.image_size,
+        plain=True if a.plain else None,
+    )
     print(
         f"preset {a.preset}: "
         + ", ".join(f"{k}={v}" for k, v in train.items() if v is not None)
-        + f"; ratios {','.join(f'{r:g}' for r in ratios)}; seeds {','.join(map(str, seeds))}; device {device}"
+        + f"; ratios {','.join(f'{r:g}' for r in ratios)}; seeds {','.join(map(str, seeds))}; "
+        + f"{len(specs)} runs; executor {a.executor}"
+        + (f", device {device}" if a.executor == "local" else "")
     )
+    write_manifest(out, [s.key for s in specs], [s.label() for s in specs], "python -m bench " + " ".join(sys.argv[1:]))
     t0 = time.perf_counter()
     try:
-        written = run_grid(
-            specs,
-            out,
-            cache,
-            device,
-            force=a.force,
-            eval_batch_size=preset["eval_batch_size"],
-            plain=True if a.plain else None,
-        )
+        if a.executor == "local":
+            written = run_local(specs, out, device, opts, force=a.force)
+        elif a.executor == "gpus":
+            if a.workers_per_gpu < 1:
+                raise BenchError("--workers-per-gpu must be >= 1")
+            devices = visible_devices() if a.device == "auto" else [a.device]
+            written = run_pool(specs, out, opts, devices, a.workers_per_gpu, force=a.force)
+        else:
+            slurm = SlurmOptions(
+                partition=a.slurm_partition,
+                time_min=a.slurm_time,
+                gpus_per_task=a.slurm_gpus_per_task,
+                cpus_per_task=a.slurm_cpus_per_task,
+                mem_gb=a.slurm_mem_gb,
+                array_parallelism=a.slurm_array_parallelism,
+                runs_per_task=a.slurm_runs_per_task,
+                extra=_key_values(a.slurm_option),
+                wait=not a.slurm_no_wait,
+            )
+            submitted = {s.key for s in pending(specs, out, a.force)}
+            run_slurm(specs, out, opts, slurm, force=a.force)
+            if not slurm.wait:
+                return 0
+            written = [r for _, r in store.iter_records(out) if r and r["key"] in submitted]
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished records are in {out}; run the same command again to resume", file=sys.stderr)
         return 130
     print(
         f"grid finished in {time.perf_counter() - t0:.1f} s: {sum(r['status'] == 'ok' for r in written)} ok, "
-        f"{sum(r['status'] != 'ok' for r in written)} failed, {len(specs) - len(written)} already done; "
-        f"records in {out}"
+        f"{sum(r['status'] != 'ok' for r in written)} failed, {len(specs) - len(written)} not run by this call "
+        f"(done before, or lost); records in {out}"
     )
-    from . import store
     from .report import Collected, aggregate, print_console
 
     keys = {s.key for s in specs}
@@ -264,7 +342,46 @@ def cmd_report(a) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "datasets": cmd_datasets, "report": cmd_report}
+def cmd_status(a) -> int:
+    from .status import status
+
+    return status(Path(a.out))
+
+
+def cmd_perf(a) -> int:
+    from .perf import measure, write_results
+    from .train import pick_device
+
+    device = pick_device(a.device)
+    preset = a.preset or ("paper" if device.type == "cuda" else "quick")
+    levels = [int(x) for x in _csv(a.concurrency)] if a.concurrency else None
+    result = measure(
+        a.dataset,
+        "fine",
+        preset,
+        device,
+        repeats=a.repeats,
+        epochs=a.epochs,
+        compile_check=True if a.compile_check else None,
+        concurrency_levels=levels,
+    )
+    path = write_results(result, Path(a.results))
+    print(
+        f"harness {result['harness_median']:.0f} img/s, naive {result['naive_median']:.0f} img/s: "
+        f"{result['speedup']:.2f}x; fsc {result['overhead_vs_ce']['fsc'] * 100:+.1f}%, "
+        f"supcon {result['overhead_vs_ce']['supcon'] * 100:+.1f}% per step over ce; written to {path}"
+    )
+    return 0
+
+
+COMMANDS = {
+    "status": cmd_status,
+    "perf": cmd_perf,
+    "run": cmd_run,
+    "list": cmd_list,
+    "datasets": cmd_datasets,
+    "report": cmd_report,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

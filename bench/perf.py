@@ -18,9 +18,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
+from tabulate import tabulate
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
@@ -34,8 +34,16 @@ from .spec import PRESETS, RunSpec
 from .train import train_and_evaluate
 
 # Dense bf16 tensor-core peak (no sparsity), from the vendors' datasheets, by device-name fragment.
-PEAK_BF16 = {"H200": 989e12, "H100 NVL": 835e12, "H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12,
-             "L40S": 362e12, "L4": 121e12, "A10": 125e12}
+PEAK_BF16 = {
+    "H200": 989e12,
+    "H100 NVL": 835e12,
+    "H100 PCIe": 756e12,
+    "H100": 989e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "L4": 121e12,
+    "A10": 125e12,
+}
 
 
 def peak_flops(name: str) -> float | None:
@@ -61,11 +69,23 @@ class PilDataset(Dataset):
 
 def naive_throughput(task: TaskData, spec: RunSpec, device: torch.device, epochs: int, workers: int) -> float:
     size = task.train_x.shape[2]
-    tf = T.Compose([T.RandomCrop(size, padding=max(1, round(size / 8))), T.RandomHorizontalFlip(), T.ToTensor(),
-                    T.Normalize(task.mean, task.std)])
-    loader = DataLoader(PilDataset(task.train_x, task.train_y, tf), batch_size=spec.batch_size, shuffle=True,
-                        drop_last=True, num_workers=workers, pin_memory=device.type == "cuda",
-                        persistent_workers=workers > 0)
+    tf = T.Compose(
+        [
+            T.RandomCrop(size, padding=max(1, round(size / 8))),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(task.mean, task.std),
+        ]
+    )
+    loader = DataLoader(
+        PilDataset(task.train_x, task.train_y, tf),
+        batch_size=spec.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+    )
     model = build_model(len(task.classes), task.train_x.shape[1], size, spec.width).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
     crit = torch.nn.CrossEntropyLoss()
@@ -104,44 +124,78 @@ def train_flops_per_image(task: TaskData, spec: RunSpec, device: torch.device) -
 
 
 def _concurrent_worker(args):
-    dataset, task_name, spec_dict, device, epochs = args
+    dataset, task_name, spec_dict, device = args
     torch.set_num_threads(1)
     src = get_source(dataset)
     task = build_task(src.load(), dataset, src.pairs, task_name, 1.0, 0)
-    spec = replace(RunSpec.from_dict(spec_dict), epochs=epochs)
+    spec = RunSpec.from_dict(spec_dict)
     harness_run(task, spec, "ce", torch.device(device))  # warm-up (cudnn autotune)
     t = harness_run(task, spec, "ce", torch.device(device))
     return t["train_images"], t["train_s"]
 
 
-def concurrency(dataset, task_name, spec, device, epochs, levels=(1, 2, 4)) -> list[dict]:
+def concurrency(dataset, task_name, spec, device, levels=(1, 2, 4)) -> list[dict]:
     """Aggregate images/s when K runs share one GPU as K processes."""
     out = []
     ctx = mp.get_context("spawn")
     for k in levels:
         with ctx.Pool(k) as pool:
             t0 = time.perf_counter()
-            res = pool.map(_concurrent_worker, [(dataset, task_name, spec.__dict__, str(device), epochs)] * k)
+            res = pool.map(_concurrent_worker, [(dataset, task_name, spec.__dict__, str(device))] * k)
             wall = time.perf_counter() - t0
         per_run = [n / s for n, s in res]
-        out.append({"processes": k, "sum_images_per_s": round(sum(per_run), 1),
-                    "per_run_images_per_s": round(statistics.mean(per_run), 1), "wall_s": round(wall, 1)})
+        out.append(
+            {
+                "processes": k,
+                "sum_images_per_s": round(sum(per_run), 1),
+                "per_run_images_per_s": round(statistics.mean(per_run), 1),
+                "wall_s": round(wall, 1),
+            }
+        )
     return out
 
 
-def measure(dataset="animals", task_name="fine", preset="quick", device=None, repeats=3, epochs=3, workers=None,
-            compile_check=None, concurrency_levels=None, log=print) -> dict:
+def measure(
+    dataset="animals",
+    task_name="fine",
+    preset="quick",
+    device=None,
+    repeats=3,
+    epochs=3,
+    workers=None,
+    compile_check=None,
+    concurrency_levels=None,
+    log=print,
+) -> dict:
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cuda = device.type == "cuda"
     p = PRESETS[preset]
     src = get_source(dataset)
     task = build_task(src.load(), dataset, src.pairs, task_name, 1.0, 0)
-    spec = RunSpec(dataset=dataset, task=task_name, classes=None, ratio=1.0, n_major=None, seed=0, data_seed=0,
-                   method="ce", hparams={}, width=p["width"], epochs=epochs, batch_size=p["batch_size"], lr=p["lr"],
-                   weight_decay=p["weight_decay"], momentum=p["momentum"], warmup_epochs=0, preset=preset)
+    spec = RunSpec(
+        dataset=dataset,
+        task=task_name,
+        classes=None,
+        ratio=1.0,
+        n_major=None,
+        seed=0,
+        data_seed=0,
+        method="ce",
+        hparams={},
+        width=p["width"],
+        steps=epochs * len(task.train_y) // p["batch_size"],
+        batch_size=p["batch_size"],
+        lr=p["lr"],
+        weight_decay=p["weight_decay"],
+        momentum=p["momentum"],
+        warmup_steps=0,
+        preset=preset,
+    )
     workers = workers if workers is not None else (8 if cuda else 0)
-    log(f"perf on {device_name(device)}: {dataset}/{task_name} 1:1 ({len(task.train_y)} images), preset {preset} "
-        f"(width {spec.width}, batch {spec.batch_size}), {epochs} epochs per measurement, {repeats} repeats")
+    log(
+        f"perf on {device_name(device)}: {dataset}/{task_name} 1:1 ({len(task.train_y)} images), preset {preset} "
+        f"(width {spec.width}, batch {spec.batch_size}), {epochs} epochs per measurement, {repeats} repeats"
+    )
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     harness_run(task, spec, "ce", device)  # warm-ups: allocator, cudnn autotune, first-touch
@@ -157,11 +211,21 @@ def measure(dataset="animals", task_name="fine", preset="quick", device=None, re
         step.setdefault(m, []).append(t["train_s"] / t["steps"])
     step_s = {m: statistics.median(v) for m, v in step.items()}
     result = {
-        "date": now(), "env": environment(device), "dataset": dataset, "task": task_name, "preset": preset,
-        "train_images": int(len(task.train_y)), "batch_size": spec.batch_size, "width": spec.width,
-        "epochs_per_measurement": epochs, "repeats": repeats, "naive_loader_workers": workers,
-        "harness_images_per_s": [round(v, 1) for v in harness], "naive_images_per_s": [round(v, 1) for v in naive],
-        "harness_median": round(statistics.median(harness), 1), "naive_median": round(statistics.median(naive), 1),
+        "date": now(),
+        "env": environment(device),
+        "dataset": dataset,
+        "task": task_name,
+        "preset": preset,
+        "train_images": int(len(task.train_y)),
+        "batch_size": spec.batch_size,
+        "width": spec.width,
+        "epochs_per_measurement": epochs,
+        "repeats": repeats,
+        "naive_loader_workers": workers,
+        "harness_images_per_s": [round(v, 1) for v in harness],
+        "naive_images_per_s": [round(v, 1) for v in naive],
+        "harness_median": round(statistics.median(harness), 1),
+        "naive_median": round(statistics.median(naive), 1),
         "step_s": {m: round(v, 5) for m, v in step_s.items()},
         "overhead_vs_ce": {m: round(step_s[m] / step_s["ce"] - 1, 4) for m in ("fsc", "supcon")},
     }
@@ -181,10 +245,13 @@ def measure(dataset="animals", task_name="fine", preset="quick", device=None, re
         harness_run(task, spec, "ce", device, compile=True)
         cold = time.perf_counter() - t0
         warm = [harness_run(task, spec, "ce", device, compile=True)["images_per_s"] for _ in range(2)]
-        result["compile"] = {"first_run_s": round(cold, 1), "images_per_s": round(statistics.median(warm), 1),
-                             "speedup_vs_eager": round(statistics.median(warm) / result["harness_median"], 3)}
+        result["compile"] = {
+            "first_run_s": round(cold, 1),
+            "images_per_s": round(statistics.median(warm), 1),
+            "speedup_vs_eager": round(statistics.median(warm) / result["harness_median"], 3),
+        }
     if concurrency_levels:
-        result["concurrency"] = concurrency(dataset, task_name, spec, device, epochs, concurrency_levels)
+        result["concurrency"] = concurrency(dataset, task_name, spec, device, concurrency_levels)
     return result
 
 
@@ -203,33 +270,68 @@ def write_results(result: dict, results_dir: Path) -> Path:
     return perf_md
 
 
+def _fmt_list(values) -> str:
+    return ", ".join(f"{v:.0f}" for v in values)
+
+
 def render_markdown(results: list[dict]) -> str:
-    out = ["# Speed: the harness against a naive pipeline", "",
-           "Made by `python -m bench perf` (see `bench/perf.py`): same model, data, batch size and device, one "
-           "process, alternating repeats, medians. The naive loop is a torch DataLoader over a Dataset that "
-           "converts and augments one PIL image at a time with torchvision transforms, in float32. Training "
-           "images/s; `fsc`/`supcon` overhead is the per-step time relative to `ce` in the harness.", ""]
+    out = [
+        "# Speed: the harness against a naive pipeline",
+        "",
+        "Made by `python -m bench perf` (see `bench/perf.py`): same model, data, batch size and device, one "
+        "process, alternating repeats, medians. The naive loop is a torch DataLoader over a Dataset that "
+        "converts and augments one PIL image at a time with torchvision transforms, in float32. Training "
+        "images/s; `fsc`/`supcon` overhead is the per-step time relative to `ce` in the harness.",
+        "",
+    ]
     for r in results:
         env = r["env"]
-        out += [f"## {env['device']} — preset {r['preset']}", "",
-                f"- date {r['date']}, torch {env['torch']}, {r['dataset']}/{r['task']} 1:1 ({r['train_images']} "
-                f"images), width {r['width']}, batch {r['batch_size']}, {r['epochs_per_measurement']} epochs x "
-                f"{r['repeats']} repeats; naive DataLoader workers: {r['naive_loader_workers']}",
-                f"- command: `python -m bench perf --preset {r['preset']}`", "",
-                "| measure | value |", "|---|---|",
-                f"| harness, images/s (median; all) | {r['harness_median']:.0f} ({', '.join(f'{v:.0f}' for v in r['harness_images_per_s'])}) |",
-                f"| naive loop, images/s (median; all) | {r['naive_median']:.0f} ({', '.join(f'{v:.0f}' for v in r['naive_images_per_s'])}) |",
-                f"| speed-up harness / naive | **{r['speedup']:.2f}x** |",
-                f"| fsc step cost over ce | {r['overhead_vs_ce']['fsc'] * 100:+.1f}% |",
-                f"| supcon step cost over ce | {r['overhead_vs_ce']['supcon'] * 100:+.1f}% |",
-                f"| peak memory | {r['peak_memory_mb']:.0f} MB ({'GPU, allocated' if env['device_type'] == 'cuda' else 'process max RSS'}) |"]
+        cuda = env["device_type"] == "cuda"
+        ov = r["overhead_vs_ce"]
+        rows = [
+            [
+                "harness, images/s: median (all repeats)",
+                f"{r['harness_median']:.0f} ({_fmt_list(r['harness_images_per_s'])})",
+            ],
+            [
+                "naive loop, images/s: median (all repeats)",
+                f"{r['naive_median']:.0f} ({_fmt_list(r['naive_images_per_s'])})",
+            ],
+            ["speed-up, harness / naive", f"**{r['speedup']:.2f}x**"],
+            ["fsc step cost over ce", f"{ov['fsc'] * 100:+.1f}%"],
+            ["supcon step cost over ce", f"{ov['supcon'] * 100:+.1f}%"],
+            ["peak memory", f"{r['peak_memory_mb']:.0f} MB ({'GPU, allocated' if cuda else 'process max RSS'})"],
+        ]
         if r.get("achieved_tflops") is not None:
-            frac = f"{r['fraction_of_peak'] * 100:.1f}% of {r['peak_bf16_tflops']:.0f}" if r.get("fraction_of_peak") else "peak unknown"
-            out.append(f"| model FLOP/s reached (train step FLOPs x images/s) | {r['achieved_tflops']:.1f} TFLOP/s ({frac} bf16 dense) |")
+            peak = r.get("peak_bf16_tflops")
+            frac = f"{r['fraction_of_peak'] * 100:.1f}% of {peak:.0f} dense bf16" if peak else "peak unknown"
+            rows.append(
+                ["model FLOP/s reached (step FLOPs x images/s)", f"{r['achieved_tflops']:.1f} TFLOP/s ({frac})"]
+            )
         if r.get("compile"):
             c = r["compile"]
-            out.append(f"| torch.compile: first run / images/s / vs eager | {c['first_run_s']:.1f} s / {c['images_per_s']:.0f} / {c['speedup_vs_eager']:.2f}x |")
+            rows.append(
+                [
+                    "torch.compile: first run; images/s; vs eager",
+                    f"{c['first_run_s']:.1f} s; {c['images_per_s']:.0f}; {c['speedup_vs_eager']:.2f}x",
+                ]
+            )
         for c in r.get("concurrency", []):
-            out.append(f"| {c['processes']} concurrent runs on the device: total images/s (per run) | {c['sum_images_per_s']:.0f} ({c['per_run_images_per_s']:.0f}) |")
-        out.append("")
+            rows.append(
+                [
+                    f"{c['processes']} concurrent runs on the device: total (per run) images/s",
+                    f"{c['sum_images_per_s']:.0f} ({c['per_run_images_per_s']:.0f})",
+                ]
+            )
+        out += [
+            f"## {env['device']}, preset {r['preset']}",
+            "",
+            f"- {r['date']}, torch {env['torch']}; {r['dataset']}/{r['task']} 1:1 ({r['train_images']} images), "
+            f"width {r['width']}, batch {r['batch_size']}, {r['epochs_per_measurement']} passes x {r['repeats']} "
+            f"repeats; naive DataLoader workers: {r['naive_loader_workers']}",
+            f"- command: `python -m bench perf --preset {r['preset']}`",
+            "",
+            tabulate(rows, headers=["measure", "value"], tablefmt="github", disable_numparse=True),
+            "",
+        ]
     return "\n".join(out)

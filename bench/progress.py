@@ -16,6 +16,11 @@ from rich.progress import (
 )
 
 
+def run_label(rec: dict) -> str:
+    s = rec["spec"]
+    return f"{s['dataset']}/{s['task']} r={s['ratio']:g} {s['method']} seed={s['seed']}"
+
+
 def summary_line(rec: dict) -> str:
     if rec["status"] != "ok":
         return f"FAILED: {rec.get('error', '?')}"
@@ -45,7 +50,7 @@ class PlainProgress:
         self.done += 1
         elapsed = time.perf_counter() - self.t0
         eta = elapsed / self.done * (self.total - self.done)
-        print(f"[{self.done}/{self.total}] {self.label}: {summary_line(rec)} | eta {eta:.0f} s", flush=True)
+        print(f"[{self.done}/{self.total}] {run_label(rec)}: {summary_line(rec)} | eta {eta:.0f} s", flush=True)
 
 
 class RichProgress:
@@ -78,7 +83,7 @@ class RichProgress:
         self.progress.update(self.run, completed=done, description=f"  {self.label} loss {loss:.4f}")
 
     def end_run(self, rec: dict):
-        self.progress.console.print(f"{self.label}: {summary_line(rec)}")
+        self.progress.console.print(f"{run_label(rec)}: {summary_line(rec)}")
         self.progress.advance(self.grid)
 
 

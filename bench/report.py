@@ -91,9 +91,8 @@ class Board:
     def title(self) -> str:
         s = self.setting
         classes = " vs ".join(self.classes) if len(self.classes) <= 3 else f"{len(self.classes)} classes"
-        return (
-            f"{s['dataset']} / {s['task']} ({classes}) — preset {s['preset']}, width {s['width']}, {s['steps']} steps x {s['batch_size']}"
-        )
+        train = f"preset {s['preset']}, width {s['width']}, {s['steps']} steps x {s['batch_size']}"
+        return f"{s['dataset']} / {s['task']} ({classes}) — {train}"
 
     @property
     def slug(self) -> str:

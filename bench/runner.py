@@ -139,30 +139,3 @@ def pending(specs: list[RunSpec], out: Path, force: bool) -> list[RunSpec]:
 
 def plain_output() -> bool:
     return bool(os.environ.get("CI")) or not sys.stdout.isatty()
-
-
-def run_grid(
-    specs: list[RunSpec],
-    out: Path,
-    cache: DataCache,
-    device: torch.device,
-    *,
-    force: bool = False,
-    eval_batch_size: int = 1024,
-    plain: bool | None = None,
-    compile: bool = False,
-) -> list[dict]:
-    """Run the pending specs in order; returns the records written by this call."""
-    from .progress import make_progress
-
-    todo = pending(specs, out, force)
-    written = []
-    with make_progress(len(todo), len(specs) - len(todo), plain_output() if plain is None else plain) as prog:
-        for spec in todo:
-            src, data = cache.get(spec.dataset)
-            prog.start_run(spec.label(), spec.steps)
-            rec = run_one(spec, src, data, device, eval_batch_size, on_progress=prog.step, compile=compile)
-            store.write_record(out, rec)
-            written.append(rec)
-            prog.end_run(rec)
-    return written

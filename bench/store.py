@@ -60,6 +60,9 @@ def is_done(out: Path, key: str) -> bool:
 
 
 def iter_records(out: Path):
-    """(path, record or None) for every *.json under `out`, recursively, sorted by path."""
-    for path in sorted(Path(out).rglob("*.json")):
-        yield path, read_record(path)
+    """(path, record or None) for every *.json under `out`, recursively, sorted by path; folders whose
+    name starts with '.' (grid manifests, SLURM bookkeeping) are not records and are skipped."""
+    out = Path(out)
+    for path in sorted(out.rglob("*.json")):
+        if not any(part.startswith(".") for part in path.relative_to(out).parts):
+            yield path, read_record(path)

@@ -1,0 +1,95 @@
+"""`python -m bench status`: done / failed / pending per grid, read from the records alone.
+
+Every `bench run` leaves a manifest of its grid (the run keys and the command) in OUT/.grids/, and
+SLURM submissions their job ids in OUT/.slurm/jobs.json, so no process has to stay alive to know
+how far a grid has come.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from tabulate import tabulate
+
+from . import store
+
+
+def manifest_dir(out: Path) -> Path:
+    return Path(out) / ".grids"
+
+
+def write_manifest(out: Path, keys: list[str], labels: list[str], command: str) -> Path:
+    digest = hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:12]
+    path = manifest_dir(out) / f"{digest}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(
+        json.dumps(
+            {"command": command, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "keys": keys, "labels": labels},
+            indent=1,
+        )
+    )
+    tmp.replace(path)
+    return path
+
+
+def _states(out: Path) -> dict[str, str]:
+    return {r["key"]: r.get("status", "?") for _, r in store.iter_records(out) if r}
+
+
+def squeue_states(job_ids: list[str]) -> Counter:
+    """Job-array task states from squeue (running / pending); empty when SLURM is not reachable."""
+    if not job_ids or not shutil.which("squeue"):
+        return Counter()
+    arrays = sorted({j.split("_")[0] for j in job_ids})
+    try:
+        out = subprocess.run(
+            ["squeue", "-h", "-j", ",".join(arrays), "-o", "%T"], capture_output=True, text=True, timeout=10
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return Counter()
+    return Counter(line.strip() for line in out.splitlines() if line.strip())
+
+
+def status(out: Path) -> int:
+    if not Path(out).is_dir():
+        print(f"error: {out} does not exist; pass the --out folder of a `bench run`", file=sys.stderr)
+        return 2
+    states = _states(out)
+    rows = []
+    for path in sorted(manifest_dir(out).glob("*.json")):
+        m = json.loads(path.read_text())
+        c = Counter(states.get(k, "pending") for k in m["keys"])
+        rows.append(
+            [m["created"], len(m["keys"]), c.get("ok", 0), c.get("failed", 0), c.get("pending", 0), m["command"][:90]]
+        )
+    if rows:
+        print(tabulate(rows, headers=["grid started", "runs", "done", "failed", "pending", "command"]))
+    all_c = Counter(states.values())
+    print(f"\nrecords in {out}: {all_c.get('ok', 0)} done, {all_c.get('failed', 0)} failed")
+    jobs = store_jobs(out)
+    for sub in jobs:
+        pending_keys = [k for k in sub["keys"] if states.get(k) != "ok"]
+        q = squeue_states(sub["job_ids"])
+        queue = ", ".join(f"{n} {s.lower()}" for s, n in sorted(q.items())) or "none in the queue"
+        print(
+            f"slurm array {sub['job_ids'][0].split('_')[0]} ({sub['submitted']}): {len(sub['keys'])} runs, "
+            f"{len(sub['keys']) - len(pending_keys)} recorded done; tasks: {queue}"
+        )
+    if not rows and not jobs:
+        print("(no grid manifests here: grids run before manifests existed show only as records)")
+    return 0
+
+
+def store_jobs(out: Path) -> list[dict]:
+    from .executors import jobs_file
+
+    path = jobs_file(out)
+    return json.loads(path.read_text()) if path.is_file() else []
