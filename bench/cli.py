@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -101,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="results/runs", help="where run records go")
     r.add_argument("--force", action="store_true", help="re-run finished runs too")
     r.add_argument("--plain", action="store_true", help="plain log lines instead of the live display")
+    r.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads per run process (default: all cores, split among pool workers)",
+    )
     r.add_argument("--compile", action="store_true", help="torch.compile the training forward (worth it on GPUs)")
     r.add_argument(
         "--executor",
@@ -209,7 +215,11 @@ def cmd_run(a) -> int:
         data_root=a.data_root,
         image_size=a.image_size,
         plain=True if a.plain else None,
+        threads=a.threads,
+        command=a.command_line,
     )
+    if a.threads is not None and a.threads < 1:
+        raise BenchError("--threads must be >= 1")
     print(
         f"preset {a.preset}: "
         + ", ".join(f"{k}={v}" for k, v in train.items() if v is not None)
@@ -217,7 +227,7 @@ def cmd_run(a) -> int:
         + f"{len(specs)} runs; executor {a.executor}"
         + (f", device {device}" if a.executor == "local" else "")
     )
-    write_manifest(out, [s.key for s in specs], [s.label() for s in specs], "python -m bench " + " ".join(sys.argv[1:]))
+    write_manifest(out, [s.key for s in specs], [s.label() for s in specs], a.command_line)
     t0 = time.perf_counter()
     try:
         if a.executor == "local":
@@ -385,7 +395,9 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["python", "-m", "bench", *argv])  # recorded with every run
     try:
         return COMMANDS[args.command](args)
     except USER_ERRORS as e:

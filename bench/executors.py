@@ -32,10 +32,14 @@ class RunOptions:
     data_root: str | None = None
     image_size: int | None = None
     plain: bool | None = None
+    threads: int | None = None  # torch CPU threads per process (None: local all, pool cores / workers)
+    command: str = ""  # the command line, kept in every record
 
 
 def run_local(specs: list[RunSpec], out: Path, device: torch.device, opts: RunOptions, force=False) -> list[dict]:
     """One run after another in this process."""
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
     cache = DataCache(opts.data_root, opts.image_size)
     todo = pending(specs, out, force)
     written = []
@@ -44,7 +48,7 @@ def run_local(specs: list[RunSpec], out: Path, device: torch.device, opts: RunOp
         for spec in todo:
             src, data = cache.get(spec.dataset)
             prog.start_run(spec.label(), spec.steps)
-            rec = run_one(spec, src, data, device, opts.eval_batch_size, on_progress=prog.step, compile=opts.compile)
+            rec = run_one(spec, src, data, device, opts.eval_batch_size, prog.step, opts.compile, opts.command)
             store.write_record(out, rec)
             written.append(rec)
             prog.end_run(rec)
@@ -54,6 +58,8 @@ def run_local(specs: list[RunSpec], out: Path, device: torch.device, opts: RunOp
 def run_specs(spec_dicts: list[dict], out: str, device: str, opts: dict) -> list[tuple[str, str]]:
     """Run a shard of specs (skipping finished ones) in the calling process: a SLURM array task's body."""
     o = RunOptions(**opts)
+    if o.threads:
+        torch.set_num_threads(o.threads)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
@@ -65,7 +71,7 @@ def run_specs(spec_dicts: list[dict], out: str, device: str, opts: dict) -> list
             done.append((spec.key, "skipped"))
             continue
         src, data = cache.get(spec.dataset)
-        rec = run_one(spec, src, data, dev, o.eval_batch_size, compile=o.compile)
+        rec = run_one(spec, src, data, dev, o.eval_batch_size, compile=o.compile, command=o.command)
         store.write_record(Path(out), rec)
         done.append((spec.key, rec["status"]))
         print(f"{spec.label()}: {rec['status']}", flush=True)
@@ -86,7 +92,7 @@ def _pool_worker(device: str, threads: int, tasks, results, out: str, opts: dict
             return
         spec = RunSpec.from_dict(item)
         src, data = cache.get(spec.dataset)
-        rec = run_one(spec, src, data, dev, o.eval_batch_size, compile=o.compile)
+        rec = run_one(spec, src, data, dev, o.eval_batch_size, compile=o.compile, command=o.command)
         store.write_record(Path(out), rec)
         results.put(rec)
 
@@ -110,7 +116,7 @@ def run_pool(
     ctx = mp.get_context("spawn")
     tasks, results = ctx.Queue(), ctx.Queue()
     n_workers = max(1, min(len(todo), len(devices) * workers_per_device))
-    threads = max(1, (os.cpu_count() or 1) // n_workers)
+    threads = opts.threads or max(1, (os.cpu_count() or 1) // n_workers)
     for spec in todo:
         tasks.put(asdict(spec))
     for _ in range(n_workers):
@@ -200,7 +206,7 @@ def run_slurm(specs: list[RunSpec], out: Path, opts: RunOptions, slurm: SlurmOpt
         params["slurm_additional_parameters"] = dict(slurm.extra)
     executor.update_parameters(**params)
     device = "auto" if slurm.gpus_per_task else "cpu"
-    opts_d = asdict(opts)
+    opts_d = asdict(opts) | {"threads": opts.threads or slurm.cpus_per_task}
     try:
         jobs = executor.map_array(
             run_specs, shards, [str(out)] * len(shards), [device] * len(shards), [opts_d] * len(shards)
@@ -234,10 +240,16 @@ def run_slurm(specs: list[RunSpec], out: Path, opts: RunOptions, slurm: SlurmOpt
 
 def wait_for_jobs(jobs, todo: list[RunSpec], out: Path, poll_s: float = 2.0, limit_s: float | None = None) -> None:
     """Poll until every job has ended (bounded by `limit_s`), showing finished records as they land."""
+    from .status import squeue_states
+
     t0 = time.perf_counter()
     seen = 0
     while True:
+        # submitit learns a job's end from its result file or sacct; clusters without accounting
+        # have no sacct, so an array with no task left in squeue has ended too.
         done_states = [j.done() for j in jobs]
+        if not all(done_states) and time.perf_counter() - t0 > 5 and not squeue_states([j.job_id for j in jobs]):
+            done_states = [True]
         finished = sum(store.record_path(out, s.key).is_file() for s in todo)
         if finished != seen:
             print(f"slurm: {finished}/{len(todo)} runs recorded", flush=True)

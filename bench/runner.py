@@ -94,7 +94,14 @@ def expand(req: GridRequest, cache: DataCache) -> list[RunSpec]:
 
 
 def run_one(
-    spec: RunSpec, src, data: SourceData, device: torch.device, eval_batch_size: int, on_progress=None, compile=False
+    spec: RunSpec,
+    src,
+    data: SourceData,
+    device: torch.device,
+    eval_batch_size: int,
+    on_progress=None,
+    compile=False,
+    command: str = "",
 ) -> dict:
     """Train and evaluate one spec; always returns a record (status 'ok' or 'failed')."""
     record = {
@@ -102,7 +109,7 @@ def run_one(
         "spec": asdict(spec),
         "date": now(),
         "env": environment(device),
-        "command": " ".join(["python -m bench", *sys.argv[1:]]) if sys.argv else "",
+        "command": command,
     }
     t0 = time.perf_counter()
     try:

@@ -1,0 +1,178 @@
+"""Executors for real: worker processes (standing in for GPUs on the CPU) and a real SLURM cluster."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench import store
+from bench.cli import main
+from bench.executors import RunOptions, run_local, run_pool
+from bench.runner import DataCache, GridRequest, expand
+from bench.spec import PRESETS
+
+from .slurm_cluster import Cluster, ClusterUnavailable
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {
+    k: PRESETS["tiny"][k] for k in ("width", "steps", "batch_size", "lr", "weight_decay", "momentum", "warmup_steps")
+} | {"model": "resnet18", "weights": None, "preset": "tiny"}
+
+
+def specs_for(methods, ratios, seeds=(0,), steps=None):
+    train = dict(TINY, steps=steps or TINY["steps"])
+    req = GridRequest(
+        datasets=["synthetic"], tasks=["fine"], methods=methods, ratios=list(ratios), seeds=list(seeds), train=train
+    )
+    return expand(req, DataCache(None, None))
+
+
+def comparable(rec):
+    return rec["spec"], rec["counts"], rec["metrics"], rec["history"]
+
+
+def local_reference(specs, tmp_path):
+    """The same specs run in this process with one thread: what every executor must reproduce."""
+    threads = torch.get_num_threads()
+    try:
+        recs = run_local(specs, tmp_path / "local", torch.device("cpu"), RunOptions(plain=True, threads=1))
+    finally:
+        torch.set_num_threads(threads)
+    return {r["key"]: r for r in recs}
+
+
+def test_pool_of_cpu_workers_matches_a_local_run(tmp_path):
+    specs = specs_for(["ce", "os+fsc"], [1.0, 0.25])
+    written = run_pool(specs, tmp_path / "pool", RunOptions(plain=True, threads=1), ["cpu"], workers_per_device=2)
+    assert sorted(r["key"] for r in written) == sorted(s.key for s in specs)
+    ref = local_reference(specs, tmp_path)
+    for r in written:
+        assert r["status"] == "ok" and comparable(r) == comparable(ref[r["key"]])
+
+
+def _workers_of(pid: int) -> list[int]:
+    kids = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids += [int(k) for k in (task / "children").read_text().split()]
+    return [k for k in kids if "spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes().decode(errors="replace")]
+
+
+def test_killing_a_worker_loses_no_record_and_a_rerun_completes_the_grid(tmp_path):
+    out = tmp_path / "runs"
+    args = [
+        "run",
+        "--dataset",
+        "synthetic",
+        "--preset",
+        "tiny",
+        "--steps",
+        "60",
+        "--methods",
+        "ce,os,fsc,os+fsc",
+        "--ratios",
+        "1,0.25",
+        "--executor",
+        "gpus",
+        "--device",
+        "cpu",
+        "--workers-per-gpu",
+        "2",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+        "--plain",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("*.json")):
+        time.sleep(0.2)
+    workers = _workers_of(proc.pid)
+    assert len(workers) == 2 and list(out.glob("*.json")), "the grid did not start"
+    os.kill(workers[0], signal.SIGKILL)
+    log, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 0, log
+    before = {p.name: p.read_text() for p in out.glob("*.json")}
+    assert 1 <= len(before) < 8, log  # some runs finished, the killed worker's run did not
+    assert all(store.read_record(out / n)["status"] == "ok" for n in before)
+    assert main(args) == 0
+    after = {p.name: p.read_text() for p in out.glob("*.json")}
+    assert len(after) == 8
+    assert all(after[n] == text for n, text in before.items())  # finished records untouched
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    try:
+        c = Cluster(tmp_path_factory.mktemp("slurm")).start()
+    except ClusterUnavailable as e:
+        pytest.skip(f"a SLURM cluster cannot run here: {e}")
+    yield c
+    c.stop()
+
+
+def test_slurm_executor_runs_a_grid_through_the_real_scheduler(cluster, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SLURM_CONF", str(cluster.conf))
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the array tasks import bench from this checkout
+    out = tmp_path / "runs"
+    specs = specs_for(["ce", "os", "os+fsc"], [1.0, 0.25])
+    args = [
+        "run",
+        "--dataset",
+        "synthetic",
+        "--preset",
+        "tiny",
+        "--methods",
+        "ce,os,os+fsc",
+        "--ratios",
+        "1,0.25",
+        "--executor",
+        "slurm",
+        "--slurm-runs-per-task",
+        "2",
+        "--slurm-time",
+        "10",
+        "--slurm-mem-gb",
+        "1",
+        "--slurm-cpus-per-task",
+        "1",
+        "--slurm-no-wait",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    seen_in_queue = False
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(out.glob("*.json"))) < len(specs):
+        queue = cluster.squeue()
+        if len(queue.strip().splitlines()) > 1:
+            seen_in_queue = True
+            with capsys.disabled():
+                print("\n[slurm test] squeue:\n" + queue, flush=True)
+        time.sleep(2)
+    assert seen_in_queue, "no job ever showed in squeue"
+    recs = {r["key"]: r for _, r in store.iter_records(out)}
+    assert sorted(recs) == sorted(s.key for s in specs), f"records missing; logs in {out / '.slurm'}"
+    ref = local_reference(specs, tmp_path)
+    for key, r in recs.items():
+        assert r["status"] == "ok" and comparable(r) == comparable(ref[key])
+    assert main(["status", "--out", str(out)]) == 0
+    status_out = capsys.readouterr().out
+    assert "6 done, 0 failed" in status_out and "slurm array" in status_out
+    with capsys.disabled():
+        print(f"[slurm test] bench status:\n{status_out}", flush=True)
+    # a second submission of the same grid submits nothing
+    assert main(args) == 0
+    assert "nothing to submit" in capsys.readouterr().out
