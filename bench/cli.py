@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="registered methods (role, hyper-parameters, defaults), datasets and tasks")
     d = sub.add_parser("datasets", help="each data source: available here?, from where, tasks and counts")
     d.add_argument("--data-root")
+    d.add_argument("--figure", metavar="PNG", help="also draw example images of each available built-in task")
 
     st = sub.add_parser("status", help="done / failed / pending per grid from the records (and SLURM job ids)")
     st.add_argument("--out", default="results/runs", help="folder of run records")
@@ -304,6 +305,7 @@ def cmd_datasets(a) -> int:
 
     from datasets import build_task
 
+    drawn = []
     t = Table(title="data sources on this machine")
     for h in ("dataset", "available", "from", "licence", "tasks (train counts at 1:1 and 1:0.01, test per class)"):
         t.add_column(h)
@@ -325,7 +327,13 @@ def cmd_datasets(a) -> int:
             except USER_ERRORS as e:
                 tasks = f"error: {e}"
         t.add_row(name, "yes" if av.available else "no", av.where, src.licence, tasks)
+        if av.available and src.pairs and name != "synthetic" and a.figure:
+            drawn.append((name, src, data))
     Console().print(t)
+    if a.figure:
+        from .figures import task_examples
+
+        print(f"wrote {task_examples(drawn, Path(a.figure))}")
     return 0
 
 

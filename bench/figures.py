@@ -58,3 +58,33 @@ def accuracy_vs_ratio(boards, fig_dir: Path) -> list[Path]:
             written.append(path)
         plt.close(fig)
     return written
+
+
+def task_examples(sources: list[tuple[str, object, object]], path: Path, per_class: int = 8) -> Path:
+    """A grid of training images of each built-in task's classes: one row per class, grouped by
+    source, so a reader sees what 'coarse' and 'fine' mean. `sources` = [(name, Source, SourceData)]."""
+    rows = []
+    for name, src, data in sources:
+        maj = src.pairs["fine"][0]
+        order = [(maj, "majority"), (src.pairs["fine"][1], "fine minority"), (src.pairs["coarse"][1], "coarse minority")]
+        for cls, role in order:
+            k = data.classes.index(cls)
+            idx = (data.train_y == k).nonzero().flatten()[:per_class]
+            rows.append((f"{name}: {cls}\n({role})", data.train_x[idx]))
+    fig, axes = plt.subplots(len(rows), per_class, figsize=(per_class * 0.9 + 1.6, len(rows) * 1.0), squeeze=False)
+    for r, (label, imgs) in enumerate(rows):
+        for c in range(per_class):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(imgs):
+                img = imgs[c].permute(1, 2, 0).numpy()
+                ax.imshow(img[:, :, 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=255)
+            if c == 0:
+                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle("Built-in tasks: fine = majority vs fine minority, coarse = majority vs coarse minority", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
