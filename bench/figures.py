@@ -65,8 +65,8 @@ def task_examples(sources: list[tuple[str, object, object]], path: Path, per_cla
     source, so a reader sees what 'coarse' and 'fine' mean. `sources` = [(name, Source, SourceData)]."""
     rows = []
     for name, src, data in sources:
-        maj = src.pairs["fine"][0]
-        order = [(maj, "majority"), (src.pairs["fine"][1], "fine minority"), (src.pairs["coarse"][1], "coarse minority")]
+        (maj, fine), coarse = src.pairs["fine"], src.pairs["coarse"][1]
+        order = [(maj, "majority"), (fine, "fine minority"), (coarse, "coarse minority")]
         for cls, role in order:
             k = data.classes.index(cls)
             idx = (data.train_y == k).nonzero().flatten()[:per_class]
