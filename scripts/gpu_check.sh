@@ -35,4 +35,4 @@ timeout 200 $PY -m bench run --preset paper --dataset animals --task fine,coarse
   | tee "$OUTDIR/grid.log" | tail -25
 $PY -m bench report --runs "$OUTDIR/work/runs" --out "$OUTDIR/work/report" > /dev/null 2>&1
 stamp "done"
-tar czf "$OUTDIR/gpu_check.tgz" -C "$OUTDIR/work" . && rm -rf "$OUTDIR/work"
+tar czf "$OUTDIR/gpu_check.tgz" -C "$OUTDIR/work" results runs report && rm -rf "$OUTDIR/work"  # named entries: extracting never touches the target folder's own mode
