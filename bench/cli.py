@@ -161,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--runs", default="results/runs", help="folder of run records")
     rep.add_argument("--out", default="results", help="where leaderboard.md/.csv and figures/ go")
+    rep.add_argument("--reference", default="os", help="method the paired differences are taken against")
     return p
 
 
@@ -347,7 +348,7 @@ def cmd_report(a) -> int:
             file=sys.stderr,
         )
         return 2
-    col = report(runs, Path(a.out))
+    col = report(runs, Path(a.out), reference=a.reference)
     if not col.ok and not col.failed:
         print(f"no readable run records in {runs}; run `python -m bench run` first", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 
 def accuracy_vs_ratio(boards, fig_dir: Path) -> list[Path]:
@@ -37,6 +38,8 @@ def accuracy_vs_ratio(boards, fig_dir: Path) -> list[Path]:
                     ax.plot(x, mean, marker="o", ms=3, lw=1.6, label=m, color=colours[m])
                     ax.fill_between(x, mean - std, mean + std, alpha=0.15, color=colours[m], lw=0)
                 ax.set_xscale("log")
+                ax.set_xticks(sorted(b.ratios), [f"1:{r:g}" for r in sorted(b.ratios)], fontsize=8)
+                ax.xaxis.set_minor_formatter(NullFormatter())
                 ax.set_ylim(-0.02, 1.02)
                 ax.set_title(f"{b.setting['task']}: {role} class '{b.classes[cls_i]}'", fontsize=10)
                 ax.set_xlabel("imbalance ratio (minority : majority)")

@@ -20,6 +20,7 @@ from tabulate import tabulate
 from methods import MethodError, parse_method
 
 from . import store
+from .stats import paired_difference
 
 MISSING = "—"
 ABLATION = ("ce", "os", "fsc", "os+fsc")
@@ -77,6 +78,9 @@ class Cell:
     balanced_acc: Stat
     macro_f1: Stat
     seeds: list[int]
+
+    def by_seed(self, class_index: int) -> dict[int, float]:
+        return dict(zip(self.seeds, self.per_class[class_index].values))
 
 
 @dataclass
@@ -226,6 +230,24 @@ def ablation_rows(b: Board, n_extreme: int = 3) -> tuple[list[str], list[list[st
     return head, rows
 
 
+def paired_rows(b: Board, reference: str) -> tuple[list[str], list[list[str]]] | None:
+    """Each method's paired difference in minority accuracy against `reference`, per ratio."""
+    if not any(m == reference for m, _ in b.cells):
+        return None
+    head = ["method"] + [f"{ratio_label(r)}: minority acc. − {reference}" for r in b.ratios]
+    rows = []
+    for m in b.ranked_methods():
+        if m == reference:
+            continue
+        row = [m]
+        for r in b.ratios:
+            c, ref = b.cells.get((m, r)), b.cells.get((reference, r))
+            pd = paired_difference(c.by_seed(-1), ref.by_seed(-1)) if c and ref else None
+            row.append(pd.fmt() if pd else MISSING)
+        rows.append(row)
+    return head, rows
+
+
 def csv_rows(boards: list[Board]) -> list[dict]:
     out = []
     for b in boards:
@@ -267,7 +289,7 @@ def provenance(col: Collected) -> list[str]:
     return lines
 
 
-def markdown(col: Collected) -> str:
+def markdown(col: Collected, reference: str = "os") -> str:
     md = io.StringIO()
     md.write(
         "# Leaderboards\n\nPer-class accuracy on the balanced test set, mean±standard deviation over seeds "
@@ -285,6 +307,14 @@ def markdown(col: Collected) -> str:
         if abl:
             md.write("\nAblation (the paper's Table 1), per-class accuracy at the most extreme ratios:\n\n")
             md.write(tabulate(abl[1], headers=abl[0], tablefmt="github", disable_numparse=True) + "\n")
+        paired = paired_rows(b, reference)
+        if paired:
+            md.write(
+                f"\nPaired by seed against `{reference}` (same seed = same training subset): mean difference in "
+                "minority accuracy [95% t-interval], two-sided Wilcoxon signed-rank p. With n seeds the smallest "
+                "possible p is 2/2^n (0.25 for n=3, 0.0625 for n=5).\n\n"
+            )
+            md.write(tabulate(paired[1], headers=paired[0], tablefmt="github", disable_numparse=True) + "\n")
     if col.failed:
         md.write(f"\n## Failed runs ({len(col.failed)}), not averaged\n\n")
         rows = [[r.get("key", "?"), _label(r), r.get("error", "?")] for r in col.failed]
@@ -328,12 +358,12 @@ def print_console(col: Collected, console=None) -> None:
         console.print(f"[red]{len(col.failed)} failed run(s)[/red], not averaged: see the report's failed list")
 
 
-def report(runs_dir: Path, out_dir: Path, console=None) -> Collected:
+def report(runs_dir: Path, out_dir: Path, console=None, reference: str = "os") -> Collected:
     from .figures import accuracy_vs_ratio
 
     col = collect(runs_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "leaderboard.md").write_text(markdown(col))
+    (out_dir / "leaderboard.md").write_text(markdown(col, reference))
     write_csv(csv_rows(col.boards), out_dir / "leaderboard.csv")
     figs = accuracy_vs_ratio(col.boards, out_dir / "figures")
     print_console(col, console)

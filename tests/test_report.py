@@ -148,3 +148,29 @@ def test_records_are_written_atomically_and_nan_becomes_null(tmp_path):
     path = store.write_record(tmp_path, r)
     assert json.loads(path.read_text())["metrics"]["per_class_acc"] == [0.5, None]
     assert [p.name for p in Path(tmp_path).iterdir()] == [path.name]
+
+
+def test_paired_statistics_match_scipy_on_fixed_numbers():
+    from scipy import stats as st
+
+    from bench.stats import paired_difference
+
+    method = {0: 0.50, 1: 0.70, 2: 0.40, 3: 0.65, 4: 0.55}
+    reference = {0: 0.40, 1: 0.45, 2: 0.42, 3: 0.50, 4: 0.30, 9: 0.99}  # seed 9 has no pair
+    got = paired_difference(method, reference)
+    d = np.array([0.10, 0.25, -0.02, 0.15, 0.25])
+    ci = st.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=st.sem(d))
+    assert got.n == 5 and got.mean == pytest.approx(d.mean())
+    assert (got.lo, got.hi) == pytest.approx(ci)
+    assert got.p == pytest.approx(st.wilcoxon(d).pvalue)
+    assert paired_difference({0: 0.1}, {0: 0.2}) is None
+    assert paired_difference({0: 0.1, 1: 0.2}, {0: 0.1, 1: 0.2}).p == 1.0
+
+
+def test_report_has_paired_table_against_the_reference(runs):
+    md = markdown(collect(runs), reference="ce")
+    assert "Paired by seed against `ce`" in md
+    table = md.split("Paired by seed against `ce`")[1]
+    # os+fsc at 1:0.01 has seeds 0, 1 (seed 2 failed): differences 0.5 and 0.6 against ce
+    assert "+0.550 [-0.085, +1.185] p=0.5 (n=2)" in table
+    assert "| ce " not in table  # the reference has no row of its own
