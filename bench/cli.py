@@ -13,9 +13,9 @@ from methods import REGISTRY
 
 from . import store
 from .errors import USER_ERRORS, BenchError
-from .spec import PRESETS
+from .spec import PRECISIONS, PRESETS
 
-TRAIN_FLAGS = ("width", "steps", "batch_size", "lr", "weight_decay", "momentum", "warmup_steps")
+TRAIN_FLAGS = ("width", "steps", "batch_size", "lr", "weight_decay", "momentum", "warmup_steps", "precision")
 
 
 def _csv(s: str) -> list[str]:
@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--width", type=float, help="channel width multiplier of ResNet-18 (1 = full)")
     r.add_argument("--steps", type=int, help="optimiser steps per run, the same for every method and ratio")
     r.add_argument("--batch-size", type=int)
+    r.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="auto (preset default): bf16 autocast on CUDA, float32 on CPU; bf16 also on CPUs with native "
+        "bf16 (AVX512-BF16/AMX), part of the run key",
+    )
     r.add_argument("--lr", type=float)
     r.add_argument("--weights", help="a state_dict file (or torchvision weights name) to start from")
     r.add_argument(
@@ -384,6 +390,7 @@ def cmd_perf(a) -> int:
         compile_check=True if a.compile_check else None,
         concurrency_levels=levels,
     )
+    result["command"] = a.command_line
     path = write_results(result, Path(a.results))
     print(
         f"harness {result['harness_median']:.0f} img/s, naive {result['naive_median']:.0f} img/s: "

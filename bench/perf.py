@@ -105,9 +105,9 @@ def naive_throughput(task: TaskData, spec: RunSpec, device: torch.device, epochs
     return images / (time.perf_counter() - t0)
 
 
-def harness_run(task, spec, method: str, device, compile=False) -> dict:
+def harness_run(task, spec, method: str, device, compile=False, precision="auto") -> dict:
     comp = parse_method(method)
-    s = replace(spec, method=comp.name, hparams=comp.hparams())
+    s = replace(spec, method=comp.name, hparams=comp.hparams(), precision=precision)
     return train_and_evaluate(s, task, comp, device, compile=compile)["timings"]
 
 
@@ -200,11 +200,15 @@ def measure(
         torch.cuda.reset_peak_memory_stats()
     harness_run(task, spec, "ce", device)  # warm-ups: allocator, cudnn autotune, first-touch
     naive_throughput(task, spec, device, 1, workers)
-    harness, naive = [], []
+    harness, naive, harness_bf16 = [], [], []
     for r in range(repeats):  # alternate, so drifts in machine load hit both alike
         harness.append(harness_run(task, spec, "ce", device)["images_per_s"])
         naive.append(naive_throughput(task, spec, device, epochs, workers))
-        log(f"  repeat {r + 1}: harness {harness[-1]:.0f} img/s, naive {naive[-1]:.0f} img/s")
+        line = f"  repeat {r + 1}: harness {harness[-1]:.0f} img/s, naive {naive[-1]:.0f} img/s"
+        if not cuda:  # on CUDA the harness already runs in bf16 (precision auto)
+            harness_bf16.append(harness_run(task, spec, "ce", device, precision="bf16")["images_per_s"])
+            line += f", harness --precision bf16 {harness_bf16[-1]:.0f} img/s"
+        log(line)
     step = {}
     for m in ("ce", "fsc", "supcon", "ce", "fsc", "supcon"):
         t = harness_run(task, spec, m, device)
@@ -230,6 +234,10 @@ def measure(
         "overhead_vs_ce": {m: round(step_s[m] / step_s["ce"] - 1, 4) for m in ("fsc", "supcon")},
     }
     result["speedup"] = round(result["harness_median"] / result["naive_median"], 2)
+    if harness_bf16:
+        result["harness_bf16_images_per_s"] = [round(v, 1) for v in harness_bf16]
+        result["harness_bf16_median"] = round(statistics.median(harness_bf16), 1)
+        result["speedup_bf16"] = round(result["harness_bf16_median"] / result["naive_median"], 2)
     if cuda:
         result["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
         fpi = train_flops_per_image(task, spec, device)
@@ -298,6 +306,17 @@ def render_markdown(results: list[dict]) -> str:
                 f"{r['naive_median']:.0f} ({_fmt_list(r['naive_images_per_s'])})",
             ],
             ["speed-up, harness / naive", f"**{r['speedup']:.2f}x**"],
+            *(
+                [
+                    [
+                        "harness with `--precision bf16`, images/s: median (all)",
+                        f"{r['harness_bf16_median']:.0f} ({_fmt_list(r['harness_bf16_images_per_s'])})",
+                    ],
+                    ["speed-up, harness bf16 / naive (float32)", f"**{r['speedup_bf16']:.2f}x**"],
+                ]
+                if r.get("harness_bf16_median")
+                else []
+            ),
             ["fsc step cost over ce", f"{ov['fsc'] * 100:+.1f}%"],
             ["supcon step cost over ce", f"{ov['supcon'] * 100:+.1f}%"],
             ["peak memory", f"{r['peak_memory_mb']:.0f} MB ({'GPU, allocated' if cuda else 'process max RSS'})"],
@@ -329,7 +348,7 @@ def render_markdown(results: list[dict]) -> str:
             f"- {r['date']}, torch {env['torch']}; {r['dataset']}/{r['task']} 1:1 ({r['train_images']} images), "
             f"width {r['width']}, batch {r['batch_size']}, {r['epochs_per_measurement']} passes x {r['repeats']} "
             f"repeats; naive DataLoader workers: {r['naive_loader_workers']}",
-            f"- command: `python -m bench perf --preset {r['preset']}`",
+            f"- command: `{r.get('command', 'python -m bench perf --preset ' + r['preset'])}`",
             "",
             tabulate(rows, headers=["measure", "value"], tablefmt="github", disable_numparse=True),
             "",

@@ -20,6 +20,7 @@ from tabulate import tabulate
 from methods import MethodError, parse_method
 
 from . import store
+from .spec import LATE_DEFAULTS
 from .stats import paired_difference
 
 MISSING = "—"
@@ -42,6 +43,7 @@ BOARD_FIELDS = (
     "warmup_steps",
     "preset",
     "suite_version",
+    "precision",
 )
 
 
@@ -163,7 +165,7 @@ def aggregate(records: list[dict]) -> list[Board]:
     values: dict[str, dict] = defaultdict(lambda: defaultdict(list))
     for rec in records:
         spec = rec["spec"]
-        setting = {k: spec.get(k) for k in BOARD_FIELDS}
+        setting = {k: spec.get(k, LATE_DEFAULTS.get(k)) for k in BOARD_FIELDS}
         classes = rec["counts"]["classes"]
         bkey = json.dumps([setting, classes], sort_keys=True)
         groups.setdefault(bkey, {"setting": setting, "classes": classes})

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 
 from . import SUITE_VERSION
 
+LATE_DEFAULTS = {"precision": "auto"}
+PRECISIONS = ("auto", "fp32", "bf16")
 PAPER_RATIOS = (1.0, 0.1, 0.05, 0.01, 0.005, 0.001)
 
 # Training settings per preset. Command-line flags override single values.
@@ -25,6 +27,7 @@ PRESETS: dict[str, dict] = {
         seeds=(0,),
         ratios=PAPER_RATIOS,
         eval_batch_size=1024,
+        precision="auto",
     ),
     # GPU-sized: the full-width ResNet-18 of the paper, 1500 steps of 128 (~120 passes over 1:1), 3 seeds.
     "paper": dict(
@@ -38,6 +41,7 @@ PRESETS: dict[str, dict] = {
         seeds=(0, 1, 2),
         ratios=PAPER_RATIOS,
         eval_batch_size=2048,
+        precision="auto",
     ),
     # For tests and CI smoke runs only: a handful of steps.
     "tiny": dict(
@@ -51,6 +55,7 @@ PRESETS: dict[str, dict] = {
         seeds=(0,),
         ratios=(1.0, 0.05),
         eval_batch_size=512,
+        precision="auto",
     ),
 }
 
@@ -80,10 +85,15 @@ class RunSpec:
     warmup_steps: int = 10
     preset: str = "quick"
     suite_version: str = SUITE_VERSION
+    # Fields added after records existed; left out of the key at their default so old keys stay valid.
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 on CPU; or 'fp32' / 'bf16' everywhere
 
     def canonical(self) -> str:
         d = asdict(self)
         d["classes"] = list(self.classes) if self.classes else None
+        for name, default in LATE_DEFAULTS.items():
+            if d[name] == default:
+                del d[name]
         return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
     @property

@@ -1,5 +1,6 @@
 """The harness end to end on synthetic data: every registered method, records, resume, failures."""
 
+import dataclasses
 import json
 import math
 import os
@@ -252,3 +253,13 @@ def test_augment_crops_and_flips_whole_batches():
         padded = torch.nn.functional.pad(x[i, 0], (2, 2, 2, 2))
         windows = [padded[r : r + 5, c : c + 5] for r in range(5) for c in range(5)]
         assert any(torch.equal(out[i, 0], w) or torch.equal(out[i, 0], w.flip(1)) for w in windows)
+
+
+def test_precision_enters_the_key_only_when_not_the_default(tmp_path):
+    [auto] = grid(["ce"])[0]
+    assert '"precision"' not in auto.canonical()  # keys of records made before the field existed hold
+    bf16 = dataclasses.replace(auto, precision="bf16")
+    assert bf16.key != auto.key and '"precision":"bf16"' in bf16.canonical()
+    [rec] = run_local([bf16], tmp_path, torch.device("cpu"), RunOptions(plain=True))
+    assert rec["status"] == "ok" and rec["spec"]["precision"] == "bf16"
+    assert all(math.isfinite(h["loss"]) for h in rec["history"])
