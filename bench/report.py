@@ -190,29 +190,23 @@ def ratio_label(r: float) -> str:
     return f"1:{r:g}"
 
 
+def _method_by_ratio(b: Board, head: str, cell) -> tuple[list[str], list[list[str]]]:
+    """Rows of ranked methods, a column per ratio (`head` formats its title), `cell(Cell)` each value."""
+    rows = [
+        [m] + [cell(b.cells[(m, r)]) if (m, r) in b.cells else MISSING for r in b.ratios] for m in b.ranked_methods()
+    ]
+    return ["method"] + [head.format(ratio_label(r)) for r in b.ratios], rows
+
+
 def leaderboard_rows(b: Board) -> tuple[list[str], list[list[str]]]:
-    """Methods x ratios; each cell 'min a±s / maj a±s (n=k)' (minority = last class, majority = first)."""
-    head = ["method"] + [ratio_label(r) for r in b.ratios]
-    rows = []
-    for m in b.ranked_methods():
-        row = [m]
-        for r in b.ratios:
-            c = b.cells.get((m, r))
-            row.append(f"min {c.per_class[-1].fmt()} / maj {c.per_class[0].fmt()} (n={len(c.seeds)})" if c else MISSING)
-        rows.append(row)
-    return head, rows
+    """Each cell 'min a±s / maj a±s (n=k)' (minority = last class, majority = first)."""
+    return _method_by_ratio(
+        b, "{}", lambda c: f"min {c.per_class[-1].fmt()} / maj {c.per_class[0].fmt()} (n={len(c.seeds)})"
+    )
 
 
 def summary_rows(b: Board) -> tuple[list[str], list[list[str]]]:
-    head = ["method"] + [f"{ratio_label(r)} bal.acc / macro-F1" for r in b.ratios]
-    rows = []
-    for m in b.ranked_methods():
-        row = [m]
-        for r in b.ratios:
-            c = b.cells.get((m, r))
-            row.append(f"{c.balanced_acc.fmt()} / {c.macro_f1.fmt()}" if c else MISSING)
-        rows.append(row)
-    return head, rows
+    return _method_by_ratio(b, "{} bal.acc / macro-F1", lambda c: f"{c.balanced_acc.fmt()} / {c.macro_f1.fmt()}")
 
 
 def ablation_rows(b: Board, n_extreme: int = 3) -> tuple[list[str], list[list[str]]] | None:

@@ -16,3 +16,28 @@ def fashion_available() -> bool:
     from datasets import get_source
 
     return get_source("fashion").availability().available
+
+
+def tiny_train(**changes) -> dict:
+    """The `tiny` preset's training settings as GridRequest.train, with `changes` applied."""
+    from bench.spec import PRESETS
+
+    keys = ("width", "steps", "batch_size", "lr", "weight_decay", "momentum", "warmup_steps", "precision")
+    return {k: PRESETS["tiny"][k] for k in keys} | {"model": "resnet18", "weights": None, "preset": "tiny"} | changes
+
+
+def tiny_specs(methods, ratios=(0.25,), seeds=(0,), tasks=("fine",), **kw):
+    """The run specs of a tiny synthetic grid."""
+    from bench.runner import DataCache, GridRequest, expand
+
+    train = tiny_train(**({"steps": kw.pop("steps")} if "steps" in kw else {}))
+    req = GridRequest(
+        datasets=["synthetic"],
+        tasks=list(tasks),
+        methods=list(methods),
+        ratios=list(ratios),
+        seeds=list(seeds),
+        train=train,
+        **kw,
+    )
+    return expand(req, DataCache(None, None))

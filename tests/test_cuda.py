@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from bench.executors import RunOptions, run_local
-from bench.runner import DataCache, GridRequest, expand
-from bench.spec import PRESETS
 from bench.train import Normaliser, augment
+
+from .conftest import tiny_specs
 
 CUDA = torch.cuda.is_available()
 NO_CUDA = "needs a CUDA GPU (scripts/gpu_check.sh runs it on one)"
@@ -27,19 +27,10 @@ def test_augmentation_generator_is_reproducible():
     assert torch.equal(a, b)
 
 
-def _tiny_grid(methods):
-    train = {
-        k: PRESETS["tiny"][k]
-        for k in ("width", "steps", "batch_size", "lr", "weight_decay", "momentum", "warmup_steps")
-    } | {"model": "resnet18", "weights": None, "preset": "tiny"}
-    req = GridRequest(datasets=["synthetic"], tasks=["fine"], methods=methods, ratios=[0.25], seeds=[0], train=train)
-    return expand(req, DataCache(None, None))
-
-
 @pytest.mark.skipif(not CUDA, reason=NO_CUDA)
 def test_bf16_channels_last_training_on_cuda(tmp_path):
     recs = run_local(
-        _tiny_grid(["ce", "os+fsc", "supcon", "cb"]), tmp_path, torch.device("cuda"), RunOptions(plain=True)
+        tiny_specs(["ce", "os+fsc", "supcon", "cb"]), tmp_path, torch.device("cuda"), RunOptions(plain=True)
     )
     assert all(r["status"] == "ok" for r in recs), [r.get("error") for r in recs]
     assert all(r["env"]["device_type"] == "cuda" for r in recs)
@@ -47,7 +38,7 @@ def test_bf16_channels_last_training_on_cuda(tmp_path):
 
 @pytest.mark.skipif(not CUDA, reason=NO_CUDA)
 def test_compiled_training_on_cuda_matches_eager_closely(tmp_path):
-    specs = _tiny_grid(["ce"])
+    specs = tiny_specs(["ce"])
     eager = run_local(specs, tmp_path / "e", torch.device("cuda"), RunOptions(plain=True))[0]
     compiled = run_local(specs, tmp_path / "c", torch.device("cuda"), RunOptions(plain=True, compile=True))[0]
     assert compiled["status"] == "ok", compiled.get("error")

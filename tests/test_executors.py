@@ -13,23 +13,11 @@ import torch
 from bench import store
 from bench.cli import main
 from bench.executors import RunOptions, run_local, run_pool
-from bench.runner import DataCache, GridRequest, expand
-from bench.spec import PRESETS
 
+from .conftest import tiny_specs
 from .slurm_cluster import Cluster, ClusterUnavailable
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {
-    k: PRESETS["tiny"][k] for k in ("width", "steps", "batch_size", "lr", "weight_decay", "momentum", "warmup_steps")
-} | {"model": "resnet18", "weights": None, "preset": "tiny"}
-
-
-def specs_for(methods, ratios, seeds=(0,), steps=None):
-    train = dict(TINY, steps=steps or TINY["steps"])
-    req = GridRequest(
-        datasets=["synthetic"], tasks=["fine"], methods=methods, ratios=list(ratios), seeds=list(seeds), train=train
-    )
-    return expand(req, DataCache(None, None))
 
 
 def comparable(rec):
@@ -47,7 +35,7 @@ def local_reference(specs, tmp_path):
 
 
 def test_pool_of_cpu_workers_matches_a_local_run(tmp_path):
-    specs = specs_for(["ce", "os+fsc"], [1.0, 0.25])
+    specs = tiny_specs(["ce", "os+fsc"], ratios=[1.0, 0.25])
     written = run_pool(specs, tmp_path / "pool", RunOptions(plain=True, threads=1), ["cpu"], workers_per_device=2)
     assert sorted(r["key"] for r in written) == sorted(s.key for s in specs)
     ref = local_reference(specs, tmp_path)
@@ -127,7 +115,7 @@ def test_slurm_executor_runs_a_grid_through_the_real_scheduler(cluster, tmp_path
     monkeypatch.setenv("SLURM_CONF", str(cluster.conf))
     monkeypatch.setenv("PYTHONPATH", str(REPO))  # the array tasks import bench from this checkout
     out = tmp_path / "runs"
-    specs = specs_for(["ce", "os", "os+fsc"], [1.0, 0.25])
+    specs = tiny_specs(["ce", "os", "os+fsc"], ratios=[1.0, 0.25])
     args = [
         "run",
         "--dataset",

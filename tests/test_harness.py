@@ -14,28 +14,11 @@ import methods as M
 from bench import store
 from bench.cli import main
 from bench.executors import RunOptions, run_local
-from bench.runner import DataCache, GridRequest, expand
-from bench.spec import PRESETS
 
-TINY = {
-    k: PRESETS["tiny"][k] for k in ("width", "steps", "batch_size", "lr", "weight_decay", "momentum", "warmup_steps")
-} | {"model": "resnet18", "weights": None, "preset": "tiny"}
+from .conftest import tiny_specs, tiny_train
+
 RECORD_FIELDS = {"key", "status", "spec", "counts", "data", "metrics", "history", "timings", "env", "date", "wall_s"}
 COMPOSITIONS = ["os+fsc", "os+focal", "cb+fsc"]
-
-
-def grid(methods, ratios=(0.25,), seeds=(0,), tasks=("fine",), **kw):
-    req = GridRequest(
-        datasets=["synthetic"],
-        tasks=list(tasks),
-        methods=list(methods),
-        ratios=list(ratios),
-        seeds=list(seeds),
-        train=dict(TINY),
-        **kw,
-    )
-    cache = DataCache(None, None)
-    return expand(req, cache), cache
 
 
 # The suite runs on the CPU; scripts/gpu_check.sh sets BENCH_TEST_DEVICE=cuda to run it on a GPU.
@@ -43,7 +26,7 @@ DEVICE = torch.device(os.environ.get("BENCH_TEST_DEVICE", "cpu"))
 
 
 def run(methods, out, **kw):
-    specs, _ = grid(methods, **kw)
+    specs = tiny_specs(methods, **kw)
     return run_local(specs, out, DEVICE, RunOptions(plain=True))
 
 
@@ -53,7 +36,7 @@ def test_every_method_trains_and_writes_a_full_record(method, tmp_path):
     assert rec["status"] == "ok", rec.get("error")
     assert RECORD_FIELDS <= set(rec)
     assert all(math.isfinite(h["loss"]) for h in rec["history"])
-    assert rec["history"][-1]["step"] == TINY["steps"]
+    assert rec["history"][-1]["step"] == tiny_train()["steps"]
     assert rec["spec"]["method"] == M.parse_method(method).name
     m = rec["metrics"]
     assert len(m["per_class_acc"]) == 2 and 0 <= m["balanced_acc"] <= 1 and len(m["confusion"]) == 2
@@ -191,44 +174,15 @@ def test_weights_file_is_loaded(tmp_path):
     assert torch.equal(dst.layer3[0].conv1.weight, src.layer3[0].conv1.weight)
     assert "fc.weight" in info["skipped"] and info["loaded"] > 50
     (tmp_path / "bad.pt").write_bytes(b"nope")
-    rc = main(
-        [
-            "run",
-            "--dataset",
-            "synthetic",
-            "--preset",
-            "tiny",
-            "--ratios",
-            "1",
-            "--methods",
-            "ce",
-            "--weights",
-            str(tmp_path / "bad.pt"),
-            "--out",
-            str(tmp_path / "runs"),
-            "--plain",
-        ]
-    )
+
+    def run_with(weights, out):
+        argv = ["run", "--dataset", "synthetic", "--preset", "tiny", "--ratios", "1", "--methods", "ce"]
+        return main([*argv, "--weights", str(weights), "--out", str(out), "--plain"])
+
+    rc = run_with(tmp_path / "bad.pt", tmp_path / "runs")
     [(_, rec)] = list(store.iter_records(tmp_path / "runs"))
     assert rc == 1 and rec["status"] == "failed" and "cannot read weights file" in rec["error"]
-    rc = main(
-        [
-            "run",
-            "--dataset",
-            "synthetic",
-            "--preset",
-            "tiny",
-            "--ratios",
-            "1",
-            "--methods",
-            "ce",
-            "--weights",
-            str(tmp_path / "w.pt"),
-            "--out",
-            str(tmp_path / "runs2"),
-            "--plain",
-        ]
-    )
+    rc = run_with(tmp_path / "w.pt", tmp_path / "runs2")
     assert rc == 0
 
 
@@ -256,7 +210,7 @@ def test_augment_crops_and_flips_whole_batches():
 
 
 def test_precision_enters_the_key_only_when_not_the_default(tmp_path):
-    [auto] = grid(["ce"])[0]
+    [auto] = tiny_specs(["ce"])
     assert '"precision"' not in auto.canonical()  # keys of records made before the field existed hold
     bf16 = dataclasses.replace(auto, precision="bf16")
     assert bf16.key != auto.key and '"precision":"bf16"' in bf16.canonical()
