@@ -51,6 +51,15 @@ def _expand_methods(names: list[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where there is one (None means: from the preset, or unset)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench",
@@ -64,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser(
         "run",
         help="train a grid of methods x tasks x ratios x seeds and write run records",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Help,
     )
     r.add_argument(
         "--methods",
@@ -149,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     pf = sub.add_parser(
         "perf",
         help="training throughput: the harness vs a naive DataLoader pipeline",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Help,
     )
     pf.add_argument("--preset", default=None, choices=sorted(PRESETS), help="default: paper on CUDA, quick on CPU")
     pf.add_argument("--device", default="auto")
@@ -163,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser(
         "report",
         help="leaderboards, ablation table and figures from run records",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Help,
     )
     rep.add_argument("--runs", default="results/runs", help="folder of run records")
     rep.add_argument("--out", default="results", help="where leaderboard.md/.csv and figures/ go")
