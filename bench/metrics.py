@@ -10,6 +10,7 @@ from sklearn.metrics import (
     f1_score,
     precision_recall_fscore_support,
     roc_auc_score,
+    silhouette_score,
 )
 
 
@@ -33,6 +34,25 @@ def logit_adjusted_predictions(logits: np.ndarray, train_counts: list[int], tau:
     prior = np.asarray(train_counts, dtype=np.float64)
     prior = prior / prior.sum()
     return np.argmax(logits - tau * np.log(prior), axis=1)
+
+
+def separation(features: np.ndarray, labels: np.ndarray) -> dict:
+    """How far apart the classes are in a feature space (the paper's claimed mechanism):
+    silhouette score with cosine distance, and the mean cosine similarity of pairs of images from
+    the same class and from different classes."""
+    z = features.astype(np.float64)
+    z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    cos = z @ z.T
+    same = labels[:, None] == labels[None, :]
+    off_diag = ~np.eye(len(labels), dtype=bool)
+    within = cos[same & off_diag]
+    cross = cos[~same]
+    sil = silhouette_score(z, labels, metric="cosine") if 1 < len(np.unique(labels)) < len(labels) else np.nan
+    return {
+        "silhouette": float(sil),
+        "within_class_cos": float(within.mean()) if within.size else float("nan"),
+        "cross_class_cos": float(cross.mean()) if cross.size else float("nan"),
+    }
 
 
 def evaluate(y_true: np.ndarray, logits: np.ndarray, train_counts: list[int]) -> dict:

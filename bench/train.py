@@ -19,8 +19,8 @@ import torch
 from datasets import TaskData
 from methods import Composite, TrainContext
 
-from .metrics import evaluate
-from .models import build_model
+from .metrics import evaluate, separation
+from .models import LAYERS, build_model
 from .spec import RunSpec
 
 
@@ -174,8 +174,9 @@ def train_and_evaluate(
     train_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    logits, _ = predict(model, task.test_x.to(device), norm, eval_batch_size, autocast)
+    logits, feats = predict(model, task.test_x.to(device), norm, eval_batch_size, autocast, LAYERS)
     metrics = evaluate(task.test_y.numpy(), logits, task.train_counts)
+    metrics["separation"] = {layer: separation(f, task.test_y.numpy()) for layer, f in feats.items()}
     eval_s = time.perf_counter() - t1
     return {
         "metrics": metrics,

@@ -174,3 +174,33 @@ def test_report_has_paired_table_against_the_reference(runs):
     # os+fsc at 1:0.01 has seeds 0, 1 (seed 2 failed): differences 0.5 and 0.6 against ce
     assert "+0.550 [-0.085, +1.185] p=0.5 (n=2)" in table
     assert "| ce " not in table  # the reference has no row of its own
+
+
+def test_separation_scores_against_hand_computed_values():
+    from bench.metrics import separation
+
+    x = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
+    y = np.array([0, 0, 1, 1])
+    s = separation(x, y)
+    assert s == pytest.approx({"silhouette": 1.0, "within_class_cos": 1.0, "cross_class_cos": 0.0})
+    x2 = np.array([[1.0, 0.0], [1.0, 1.0], [1.0, 1.0], [0.0, 1.0]])
+    s2 = separation(x2, y)
+    c = 1 / np.sqrt(2)  # cos between (1,0) and (1,1)
+    assert s2["within_class_cos"] == pytest.approx((c + c) / 2)
+    # cross pairs: (1,0)-(1,1)=c, (1,0)-(0,1)=0, (1,1)-(1,1)=1, (1,1)-(0,1)=c, each counted twice
+    assert s2["cross_class_cos"] == pytest.approx((c + 0 + 1 + c) / 4)
+
+
+def test_auc_and_logit_adjustment_against_hand_computed_values():
+    from bench.metrics import evaluate, logit_adjusted_predictions
+
+    y = np.array([0, 0, 1, 1])
+    logits = np.array([[2.0, 0.0], [1.0, 0.5], [1.0, 0.8], [0.0, 1.0]])
+    m = evaluate(y, logits, train_counts=[99, 1])
+    # class-1 scores rank: 0.8-1 < ... AUC = fraction of (pos, neg) pairs ordered right = 4/4
+    assert m["roc_auc"] == pytest.approx(1.0)
+    assert m["per_class_acc"] == [1.0, 0.5]
+    # prior 0.99 / 0.01: subtracting log prior adds log(99) ~ 4.6 to class 1's margin: all predicted 1
+    assert logit_adjusted_predictions(logits, [99, 1]).tolist() == [1, 1, 1, 1]
+    assert m["per_class_acc_logit_adjusted"] == [0.0, 1.0]
+    assert logit_adjusted_predictions(logits, [1, 1]).tolist() == logits.argmax(1).tolist()
