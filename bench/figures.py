@@ -91,3 +91,22 @@ def task_examples(sources: list[tuple[str, object, object]], path: Path, per_cla
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def critical_difference(ranking, title: str, path_stem: Path) -> list[Path]:
+    """Critical-difference diagram (scikit-posthocs): mean ranks, bars join methods whose Nemenyi
+    test does not separate them at alpha = 0.05."""
+    import scikit_posthocs as sp
+
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.25 * len(ranking.methods)))
+    sp.critical_difference_diagram(ranking.mean_rank, ranking.nemenyi, ax=ax)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    written = []
+    path_stem.parent.mkdir(parents=True, exist_ok=True)
+    for ext in ("png", "svg"):
+        p = path_stem.with_suffix(f".{ext}")
+        fig.savefig(p, dpi=130)
+        written.append(p)
+    plt.close(fig)
+    return written

@@ -21,7 +21,7 @@ from methods import MethodError, parse_method
 
 from . import store
 from .spec import LATE_DEFAULTS
-from .stats import paired_difference
+from .stats import paired_difference, rank_methods
 
 MISSING = "—"
 ABLATION = ("ce", "os", "fsc", "os+fsc")
@@ -244,6 +244,33 @@ def paired_rows(b: Board, reference: str) -> tuple[list[str], list[list[str]]] |
     return head, rows
 
 
+def rankings(boards: list[Board]) -> list[tuple[str, object]]:
+    """Per (dataset, preset): methods ranked by mean balanced accuracy over every (task, ratio) cell."""
+    groups: dict[tuple, dict[str, dict[str, float]]] = defaultdict(dict)
+    for b in boards:
+        g = groups[(b.setting["dataset"], b.setting["preset"])]
+        for (m, r), c in b.cells.items():
+            g.setdefault(f"{b.setting['task']} {ratio_label(r)}", {})[m] = c.balanced_acc.mean
+    out = []
+    for (dataset, preset), scores in sorted(groups.items()):
+        ranking = rank_methods(scores)
+        if ranking:
+            out.append((f"{dataset}_{preset}", ranking))
+    return out
+
+
+def ranking_markdown(name: str, rk) -> str:
+    rows = [[m, f"{rk.mean_rank[m]:.2f}"] for m in sorted(rk.methods, key=rk.mean_rank.get)]
+    return (
+        f"\n## Ranking across all cells: {name.replace('_', ', preset ')}\n\n"
+        f"Mean rank of balanced accuracy (1 = best) over {len(rk.cells)} cells (task x ratio) where every "
+        f"method ran; Friedman chi² = {rk.statistic:.2f}, p = {rk.p:.3g}. The critical-difference diagram "
+        f"(`figures/cd_{name}.png`) joins methods that the Nemenyi post-hoc test does not separate at 0.05.\n\n"
+        + tabulate(rows, headers=["method", "mean rank"], tablefmt="github", disable_numparse=True)
+        + "\n"
+    )
+
+
 def csv_rows(boards: list[Board]) -> list[dict]:
     out = []
     for b in boards:
@@ -311,6 +338,8 @@ def markdown(col: Collected, reference: str = "os") -> str:
                 "possible p is 2/2^n (0.25 for n=3, 0.0625 for n=5).\n\n"
             )
             md.write(tabulate(paired[1], headers=paired[0], tablefmt="github", disable_numparse=True) + "\n")
+    for name, rk in rankings(col.boards):
+        md.write(ranking_markdown(name, rk))
     if col.failed:
         md.write(f"\n## Failed runs ({len(col.failed)}), not averaged\n\n")
         rows = [[r.get("key", "?"), _label(r), r.get("error", "?")] for r in col.failed]
@@ -355,13 +384,17 @@ def print_console(col: Collected, console=None) -> None:
 
 
 def report(runs_dir: Path, out_dir: Path, console=None, reference: str = "os") -> Collected:
-    from .figures import accuracy_vs_ratio
+    from .figures import accuracy_vs_ratio, critical_difference
 
     col = collect(runs_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "leaderboard.md").write_text(markdown(col, reference))
     write_csv(csv_rows(col.boards), out_dir / "leaderboard.csv")
     figs = accuracy_vs_ratio(col.boards, out_dir / "figures")
+    for name, rk in rankings(col.boards):
+        figs += critical_difference(
+            rk, f"{name.replace('_', ', preset ')}: mean rank of balanced accuracy", out_dir / "figures" / f"cd_{name}"
+        )
     print_console(col, console)
     col.figures = figs
     return col

@@ -204,3 +204,26 @@ def test_auc_and_logit_adjustment_against_hand_computed_values():
     assert logit_adjusted_predictions(logits, [99, 1]).tolist() == [1, 1, 1, 1]
     assert m["per_class_acc_logit_adjusted"] == [0.0, 1.0]
     assert logit_adjusted_predictions(logits, [1, 1]).tolist() == logits.argmax(1).tolist()
+
+
+def test_friedman_ranking_and_cd_diagram(tmp_path):
+    from scipy import stats as st
+
+    from bench.figures import critical_difference
+    from bench.stats import rank_methods
+
+    scores = {
+        "fine 1:1": {"a": 0.9, "b": 0.8, "c": 0.7},
+        "fine 1:0.01": {"a": 0.6, "b": 0.7, "c": 0.5},
+        "coarse 1:1": {"a": 0.95, "b": 0.9, "c": 0.85, "d": 0.1},
+        "coarse 1:0.01": {"a": 0.8, "b": 0.6, "c": 0.4},
+    }
+    rk = rank_methods(scores)
+    assert rk.methods == ["a", "b", "c"]  # 'd' did not run everywhere
+    assert rk.mean_rank == pytest.approx({"a": 1.25, "b": 1.75, "c": 3.0})
+    ref = st.friedmanchisquare([0.8, 0.95, 0.6, 0.9], [0.6, 0.9, 0.7, 0.8], [0.4, 0.85, 0.5, 0.7])
+    assert rk.p == pytest.approx(ref.pvalue) and rk.statistic == pytest.approx(ref.statistic)
+    assert rk.nemenyi.shape == (3, 3)
+    [png, svg] = critical_difference(rk, "test", tmp_path / "cd")
+    assert mpimg.imread(png).ndim == 3 and svg.stat().st_size > 1000
+    assert rank_methods({"x": {"a": 1, "b": 2}}) is None
