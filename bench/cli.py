@@ -15,11 +15,33 @@ from . import store
 from .errors import USER_ERRORS, BenchError
 from .spec import PRECISIONS, PRESETS
 
-TRAIN_FLAGS = ("width", "steps", "batch_size", "lr", "weight_decay", "momentum", "warmup_steps", "precision")
+TRAIN_FLAGS = (
+    "width",
+    "steps",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "momentum",
+    "warmup_steps",
+    "precision",
+    "val_per_class",
+)
 
 
 def _csv(s: str) -> list[str]:
     return [x.strip() for x in s.split(",") if x.strip()]
+
+
+def _sweeps(items: list[str]) -> dict[str, dict[str, list[str]]]:
+    out: dict[str, dict[str, list[str]]] = {}
+    for item in items:
+        for method, params in _overrides([item], "--sweep").items():
+            for param, values in params.items():
+                vals = [v.strip() for v in values.split("|") if v.strip()]
+                if not vals:
+                    raise BenchError(f"--sweep {item!r} has no values; separate them with '|'")
+                out.setdefault(method, {})[param] = vals
+    return out
 
 
 def _key_values(items: list[str]) -> dict[str, str]:
@@ -32,13 +54,13 @@ def _key_values(items: list[str]) -> dict[str, str]:
     return out
 
 
-def _overrides(items: list[str]) -> dict[str, dict[str, str]]:
+def _overrides(items: list[str], flag: str = "--set") -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     for item in items:
         left, eq, value = item.partition("=")
         method, dot, param = left.partition(".")
         if not (eq and dot and method and param):
-            raise BenchError(f"--set {item!r} must look like METHOD.PARAM=VALUE, e.g. --set fsc.lam=0.5")
+            raise BenchError(f"{flag} {item!r} must look like METHOD.PARAM=VALUE, e.g. {flag} fsc.lam=0.5")
         out.setdefault(method.strip(), {})[param.strip()] = value.strip()
     return out
 
@@ -91,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=int, help="number of seeds, run as seeds 0..N-1 (preset default)")
     r.add_argument("--data-seed", type=int, help="fix the training-subset draw (default: each run's seed)")
     r.add_argument("--n-major", type=int, help="cap the majority (head) class count")
+    r.add_argument(
+        "--val-per-class",
+        type=int,
+        help="hold out this many training-pool images per class as a balanced validation set (for --sweep "
+        "selection); never taken from the test set",
+    )
     r.add_argument("--data-root", help="data folder (Fashion-MNIST IDX files, CIFAR root, or your photos)")
     r.add_argument("--image-size", type=int, help="resize for 'folder' (default 64); others keep native size")
     r.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="training settings")
@@ -112,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="METHOD.PARAM=VALUE",
         help="override a hyper-parameter, e.g. --set fsc.lam=0.5 --set fsc.layers=layer2,layer3,layer4",
+    )
+    r.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="METHOD.PARAM=V1|V2|...",
+        help="run every value (a grid over several --sweep flags), e.g. --sweep fsc.lam='0.1|0.3|1|3' "
+        "--sweep fsc.layers='layer4|layer3,layer4'; `report` then selects per cell on --val-per-class",
     )
     r.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     r.add_argument("--out", default="results/runs", help="where run records go")
@@ -209,6 +245,7 @@ def cmd_run(a) -> int:
         ratios=ratios,
         seeds=seeds,
         overrides=_overrides(a.set),
+        sweeps=_sweeps(a.sweep),
         classes=classes,
         n_major=a.n_major,
         data_seed=a.data_seed,

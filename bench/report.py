@@ -44,6 +44,7 @@ BOARD_FIELDS = (
     "preset",
     "suite_version",
     "precision",
+    "val_per_class",
 )
 
 
@@ -80,6 +81,8 @@ class Cell:
     balanced_acc: Stat
     macro_f1: Stat
     seeds: list[int]
+    base: str = ""  # the composition without hyper-parameters, e.g. 'fsc' for 'fsc [fsc.lam=0.3]'
+    val_balanced_acc: Stat | None = None  # on the held-out validation set, where the runs had one
 
     def by_seed(self, class_index: int) -> dict[int, float]:
         return dict(zip(self.seeds, self.per_class[class_index].values))
@@ -181,6 +184,10 @@ def aggregate(records: list[dict]) -> list[Board]:
                 balanced_acc=Stat([x["metrics"]["balanced_acc"] for x in recs]),
                 macro_f1=Stat([x["metrics"]["macro_f1"] for x in recs]),
                 seeds=[x["spec"]["seed"] for x in recs],
+                base=recs[0]["spec"]["method"],
+                val_balanced_acc=Stat([x["metrics"]["val"]["balanced_acc"] for x in recs])
+                if all("val" in x["metrics"] for x in recs)
+                else None,
             )
         boards.append(b)
     return boards
@@ -224,6 +231,37 @@ def ablation_rows(b: Board, n_extreme: int = 3) -> tuple[list[str], list[list[st
             row += [c.per_class[i].fmt() if c else MISSING for i in range(len(b.classes))]
         rows.append(row)
     return head, rows
+
+
+def select_on_validation(b: Board) -> dict[tuple[str, float], str]:
+    """For each composition swept over hyper-parameters and each ratio, the configuration with the
+    best mean validation balanced accuracy. It reads validation numbers only, never the test ones."""
+    chosen = {}
+    for r in b.ratios:
+        by_base: dict[str, list[tuple[float, str]]] = defaultdict(list)
+        for (label, ratio), c in b.cells.items():
+            if ratio == r and c.val_balanced_acc is not None:
+                by_base[c.base].append((c.val_balanced_acc.mean, label))
+        for base, candidates in by_base.items():
+            if len(candidates) > 1:
+                chosen[(base, r)] = max(candidates, key=lambda t: (t[0], t[1]))[1]
+    return chosen
+
+
+def selection_rows(b: Board) -> tuple[list[str], list[list[str]]] | None:
+    """Test accuracy of the validation-selected configuration, marked as such, with its name."""
+    chosen = select_on_validation(b)
+    if not chosen:
+        return None
+    rows = []
+    for base in sorted({base for base, _ in chosen}):
+        row = [f"{base} (selected on validation)"]
+        for r in b.ratios:
+            label = chosen.get((base, r))
+            c = b.cells.get((label, r)) if label else None
+            row.append(f"min {c.per_class[-1].fmt()} / maj {c.per_class[0].fmt()} — {label}" if c else MISSING)
+        rows.append(row)
+    return ["method"] + [ratio_label(r) for r in b.ratios], rows
 
 
 def paired_rows(b: Board, reference: str) -> tuple[list[str], list[list[str]]] | None:
@@ -330,6 +368,14 @@ def markdown(col: Collected, reference: str = "os") -> str:
         if abl:
             md.write("\nAblation (the paper's Table 1), per-class accuracy at the most extreme ratios:\n\n")
             md.write(tabulate(abl[1], headers=abl[0], tablefmt="github", disable_numparse=True) + "\n")
+        selected = selection_rows(b)
+        if selected:
+            md.write(
+                "\nConfigurations selected per ratio by mean validation balanced accuracy (a validation set "
+                "held out of the training pool; test numbers are never read to choose), with their test "
+                "accuracy:\n\n"
+            )
+            md.write(tabulate(selected[1], headers=selected[0], tablefmt="github", disable_numparse=True) + "\n")
         paired = paired_rows(b, reference)
         if paired:
             md.write(

@@ -7,6 +7,8 @@ grid goes on; Ctrl-C stops at once and leaves every finished record in place.
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import sys
 import time
@@ -37,6 +39,7 @@ class GridRequest:
     ratios: list[float]
     seeds: list[int]
     overrides: dict[str, dict[str, str]] = field(default_factory=dict)
+    sweeps: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # {method: {param: [values]}}
     classes: tuple[str, ...] | None = None
     n_major: int | None = None
     data_seed: int | None = None  # None: the run seed
@@ -58,12 +61,30 @@ class DataCache:
         return self._loaded[name]
 
 
+def sweep_overrides(method: str, base: dict, sweeps: dict) -> list[dict[str, dict[str, str]]]:
+    """Every combination of the swept values of the parts of `method`, on top of the --set ones."""
+    axes = [(m, p, vals) for m in method.split("+") for p, vals in sweeps.get(m, {}).items()]
+    combos = []
+    for values in itertools.product(*(vals for _, _, vals in axes)):
+        o = {m: dict(v) for m, v in base.items()}
+        for (m, p, _), v in zip(axes, values):
+            o.setdefault(m, {})[p] = v
+        combos.append(o)
+    return combos
+
+
 def expand(req: GridRequest, cache: DataCache) -> list[RunSpec]:
     """All specs of the grid, validated up front: a bad name fails before any run starts."""
-    unused = set(req.overrides) - {n for m in req.methods for n in m.split("+")}
-    if unused:
-        raise BenchError(f"--set names {', '.join(sorted(unused))}, which no method of --methods uses")
-    composites = {m: parse_method(m, req.overrides) for m in req.methods}
+    used = {n for m in req.methods for n in m.split("+")}
+    for flag, given in (("--set", req.overrides), ("--sweep", req.sweeps)):
+        unused = set(given) - used
+        if unused:
+            raise BenchError(f"{flag} names {', '.join(sorted(unused))}, which no method of --methods uses")
+    composites = {}
+    for m in req.methods:
+        for overrides in sweep_overrides(m, req.overrides, req.sweeps):
+            c = parse_method(m, overrides)
+            composites[(c.name, json.dumps(c.hparams(), sort_keys=True))] = c
     for ds in req.datasets:
         src, data = cache.get(ds)
         for task in req.tasks:
@@ -122,6 +143,7 @@ def run_one(
             spec.data_seed,
             n_major=spec.n_major,
             classes=list(spec.classes) if spec.classes else None,
+            val_per_class=spec.val_per_class,
         )
         record["counts"] = task.counts_record()
         record["data"] = {"origin": data.origin, "mean": task.mean, "std": task.std}

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 from . import SUITE_VERSION
 
-LATE_DEFAULTS = {"precision": "auto"}
+LATE_DEFAULTS = {"precision": "auto", "val_per_class": 0}
 PRECISIONS = ("auto", "fp32", "bf16")
 PAPER_RATIOS = (1.0, 0.1, 0.05, 0.01, 0.005, 0.001)
 
@@ -28,6 +28,7 @@ PRESETS: dict[str, dict] = {
         ratios=PAPER_RATIOS,
         eval_batch_size=1024,
         precision="auto",
+        val_per_class=0,
     ),
     # GPU-sized: the full-width ResNet-18 of the paper, 1500 steps of 128 (~120 passes over 1:1), 3 seeds.
     "paper": dict(
@@ -42,6 +43,7 @@ PRESETS: dict[str, dict] = {
         ratios=PAPER_RATIOS,
         eval_batch_size=2048,
         precision="auto",
+        val_per_class=0,
     ),
     # For tests and CI smoke runs only: a handful of steps.
     "tiny": dict(
@@ -56,6 +58,7 @@ PRESETS: dict[str, dict] = {
         ratios=(1.0, 0.05),
         eval_batch_size=512,
         precision="auto",
+        val_per_class=0,
     ),
 }
 
@@ -87,6 +90,7 @@ class RunSpec:
     suite_version: str = SUITE_VERSION
     # Fields added after records existed; left out of the key at their default so old keys stay valid.
     precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 on CPU; or 'fp32' / 'bf16' everywhere
+    val_per_class: int = 0  # a balanced validation set held out of the training pool (for selection)
 
     def canonical(self) -> str:
         d = asdict(self)

@@ -177,6 +177,10 @@ def train_and_evaluate(
     logits, feats = predict(model, task.test_x.to(device), norm, eval_batch_size, autocast, LAYERS)
     metrics = evaluate(task.test_y.numpy(), logits, task.train_counts)
     metrics["separation"] = {layer: separation(f, task.test_y.numpy()) for layer, f in feats.items()}
+    if task.val_y is not None and len(task.val_y):  # for model selection; never mixed with the test numbers
+        val_logits, _ = predict(model, task.val_x.to(device), norm, eval_batch_size, autocast)
+        v = evaluate(task.val_y.numpy(), val_logits, task.train_counts)
+        metrics["val"] = {k: v[k] for k in ("per_class_acc", "balanced_acc", "macro_f1", "roc_auc")}
     eval_s = time.perf_counter() - t1
     return {
         "metrics": metrics,

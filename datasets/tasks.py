@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .base import DataError, SourceData
+from .split import SPLIT_SEED
 
 PAPER_RATIOS = (1.0, 0.1, 0.05, 0.01, 0.005, 0.001)
 TASKS = ("fine", "coarse", "lt")
@@ -34,9 +35,18 @@ class TaskData:
     mean: list[float]  # per channel, of the training subset, in [0, 1]
     std: list[float]
     notes: list[str] = field(default_factory=list)  # e.g. a clamped minority count
+    val_x: torch.Tensor | None = None  # balanced validation set held out of the training pool
+    val_y: torch.Tensor | None = None
 
     def counts_record(self) -> dict:
-        return {"classes": self.classes, "train": self.train_counts, "test": self.test_counts, "notes": self.notes}
+        val = [int((self.val_y == k).sum()) for k in range(len(self.classes))] if self.val_y is not None else []
+        return {
+            "classes": self.classes,
+            "train": self.train_counts,
+            "test": self.test_counts,
+            "val": val,
+            "notes": self.notes,
+        }
 
 
 def round_half_up(x: float) -> int:
@@ -104,7 +114,11 @@ def build_task(
     seed: int,
     n_major: int | None = None,
     classes: list[str] | None = None,
+    val_per_class: int = 0,
 ) -> TaskData:
+    """`val_per_class` images of each class are held out of the training pool as a balanced
+    validation set, the same for every seed (drawn with the fixed split seed), before the run's
+    imbalanced subset is drawn from what is left; it never touches the test set."""
     ratio = check_ratio(ratio)
     names = resolve_classes(src_name, data, pairs, task, classes)
     src_ids = [data.classes.index(c) for c in names]
@@ -114,6 +128,17 @@ def build_task(
     for name, pool in zip(names, pools):
         if len(pool) == 0:
             raise DataError(f"class {name!r} has no training images in dataset {src_name!r}")
+    val_idx = np.zeros(0, dtype=np.int64)
+    if val_per_class:
+        if val_per_class < 0 or any(len(p) <= val_per_class for p in pools):
+            raise DataError(
+                f"--val-per-class {val_per_class} leaves no training images for some class "
+                f"(smallest pool: {min(len(p) for p in pools)})"
+            )
+        split_rng = np.random.default_rng(SPLIT_SEED)
+        held = [np.sort(split_rng.choice(p, size=val_per_class, replace=False)) for p in pools]
+        pools = [np.setdiff1d(p, h) for p, h in zip(pools, held)]
+        val_idx = np.concatenate(held)
 
     head = len(pools[0]) if task != "lt" else min(len(p) for p in pools)
     if n_major is not None:
@@ -151,6 +176,9 @@ def build_task(
     test_y = torch.tensor([remap[int(v)] for v in test_y_np[test_idx]], dtype=torch.int64)
     test_x = data.test_x[torch.from_numpy(test_idx)].contiguous()
 
+    val_y = torch.tensor([remap[int(v)] for v in train_y_np[val_idx]], dtype=torch.int64)
+    val_x = data.train_x[torch.from_numpy(val_idx)].contiguous()
+
     xf = train_x.to(torch.float32).div_(255)
     mean = xf.mean(dim=(0, 2, 3))
     std = xf.std(dim=(0, 2, 3)).clamp_min(1e-3)
@@ -165,4 +193,6 @@ def build_task(
         mean=[round(float(m), 6) for m in mean],
         std=[round(float(s), 6) for s in std],
         notes=notes,
+        val_x=val_x,
+        val_y=val_y,
     )

@@ -20,10 +20,14 @@ def fashion_available() -> bool:
 
 def tiny_train(**changes) -> dict:
     """The `tiny` preset's training settings as GridRequest.train, with `changes` applied."""
+    from bench.cli import TRAIN_FLAGS
     from bench.spec import PRESETS
 
-    keys = ("width", "steps", "batch_size", "lr", "weight_decay", "momentum", "warmup_steps", "precision")
-    return {k: PRESETS["tiny"][k] for k in keys} | {"model": "resnet18", "weights": None, "preset": "tiny"} | changes
+    return (
+        {k: PRESETS["tiny"][k] for k in TRAIN_FLAGS}
+        | {"model": "resnet18", "weights": None, "preset": "tiny"}
+        | changes
+    )
 
 
 def tiny_specs(methods, ratios=(0.25,), seeds=(0,), tasks=("fine",), **kw):

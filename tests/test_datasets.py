@@ -324,3 +324,17 @@ def test_fashion_corrupt_file_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="corrupt Fashion-MNIST file"):
         get_source("fashion", data_root=str(tmp_path)).load()
     assert os.environ["BENCH_CACHE"]
+
+
+def test_validation_split_is_balanced_fixed_and_apart_from_train_and_test():
+    data = _unique_source()
+    a = build_task(data, "u", {"fine": ("p", "q")}, "fine", 0.1, seed=0, val_per_class=10)
+    b = build_task(data, "u", {"fine": ("p", "q")}, "fine", 0.1, seed=1, val_per_class=10)
+    assert np.bincount(a.val_y.numpy()).tolist() == [10, 10]
+    assert torch.equal(a.val_x, b.val_x)  # the same validation set for every seed
+    assert _ids(a.val_x).isdisjoint(_ids(a.train_x)) and _ids(a.val_x).isdisjoint(_ids(a.test_x))
+    assert _ids(a.val_x) <= _ids(data.train_x)  # from the training pool, never the test split
+    assert a.train_counts == [40, 4]  # the pool shrank by the held-out images
+    assert a.counts_record()["val"] == [10, 10]
+    with pytest.raises(DataError, match="leaves no training images"):
+        build_task(data, "u", {"fine": ("p", "q")}, "fine", 0.1, seed=0, val_per_class=50)

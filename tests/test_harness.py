@@ -217,3 +217,24 @@ def test_precision_enters_the_key_only_when_not_the_default(tmp_path):
     [rec] = run_local([bf16], tmp_path, torch.device("cpu"), RunOptions(plain=True))
     assert rec["status"] == "ok" and rec["spec"]["precision"] == "bf16"
     assert all(math.isfinite(h["loss"]) for h in rec["history"])
+
+
+def test_sweep_expands_every_combination_and_records_validation_metrics(tmp_path):
+    specs = tiny_specs(
+        ["fsc", "os+fsc", "ce"], sweeps={"fsc": {"lam": ["0.1", "1"], "layers": ["layer4", "layer3,layer4"]}}
+    )
+    by_method = {}
+    for s in specs:
+        by_method.setdefault(s.method, []).append(
+            (s.hparams["fsc"]["lam"], tuple(s.hparams["fsc"]["layers"])) if "fsc" in s.hparams else None
+        )
+    assert (
+        sorted(by_method["fsc"])
+        == sorted(by_method["os+fsc"])
+        == [(0.1, ("layer3", "layer4")), (0.1, ("layer4",)), (1.0, ("layer3", "layer4")), (1.0, ("layer4",))]
+    )
+    assert by_method["ce"] == [None]
+    [spec] = tiny_specs(["ce"])
+    [rec] = run_local([dataclasses.replace(spec, val_per_class=20)], tmp_path, DEVICE, RunOptions(plain=True))
+    assert rec["counts"]["val"] == [20, 20] and 0 <= rec["metrics"]["val"]["balanced_acc"] <= 1
+    assert rec["counts"]["train"] == [100, 25]

@@ -227,3 +227,40 @@ def test_friedman_ranking_and_cd_diagram(tmp_path):
     [png, svg] = critical_difference(rk, "test", tmp_path / "cd")
     assert mpimg.imread(png).ndim == 3 and svg.stat().st_size > 1000
     assert rank_methods({"x": {"a": 1, "b": 2}}) is None
+
+
+def _swept(lam, seed, test_min, val_bal):
+    r = rec(
+        "fsc",
+        0.01,
+        seed,
+        0.99,
+        test_min,
+        hparams={"fsc": {"lam": lam, "layers": ["layer3", "layer4"], "centre": False}},
+    )
+    r["key"] += f"-lam{lam}"
+    r["metrics"]["val"] = {"balanced_acc": val_bal, "per_class_acc": [val_bal, val_bal], "macro_f1": val_bal}
+    return r
+
+
+def test_selection_uses_validation_only_and_ignores_poisoned_test_numbers(tmp_path):
+    from bench.report import select_on_validation, selection_rows
+
+    recs = [_swept(0.3, s, 0.2, 0.80) for s in (0, 1)] + [_swept(1.0, s, 0.6, 0.70) for s in (0, 1)]
+    [b] = aggregate(recs)
+    assert select_on_validation(b) == {("fsc", 0.01): "fsc [fsc.lam=0.3]"}
+    # poison the test numbers: the configuration not chosen now looks perfect on test, the chosen one hopeless
+    for r in recs:
+        r["metrics"]["per_class_acc"] = [1.0, 1.0] if r["spec"]["hparams"]["fsc"]["lam"] == 1.0 else [0.0, 0.0]
+        r["metrics"]["balanced_acc"] = r["metrics"]["per_class_acc"][0]
+    [poisoned] = aggregate(recs)
+    assert select_on_validation(poisoned) == {("fsc", 0.01): "fsc [fsc.lam=0.3]"}
+    head, rows = selection_rows(poisoned)
+    assert rows == [["fsc (selected on validation)", "min 0.000±0.000 / maj 0.000±0.000 — fsc [fsc.lam=0.3]"]]
+    assert "selected per ratio by mean validation" in markdown(collect_from(recs, tmp_path))
+
+
+def collect_from(records, tmp_path):
+    for r in records:
+        store.write_record(tmp_path / "runs", r)
+    return collect(tmp_path / "runs")
