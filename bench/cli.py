@@ -152,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     r.add_argument("--out", default="results/runs", help="where run records go")
     r.add_argument("--force", action="store_true", help="re-run finished runs too")
+    r.add_argument(
+        "--save-features",
+        action="store_true",
+        help="also keep each run's pooled layer4 test features (OUT/features/KEY.npz) for the report's t-SNE",
+    )
     r.add_argument("--plain", action="store_true", help="plain log lines instead of the live display")
     r.add_argument(
         "--threads",
@@ -271,6 +276,7 @@ def cmd_run(a) -> int:
         plain=True if a.plain else None,
         threads=a.threads,
         command=a.command_line,
+        save_features=a.save_features,
     )
     if a.threads is not None and a.threads < 1:
         raise BenchError("--threads must be >= 1")

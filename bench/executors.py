@@ -34,6 +34,18 @@ class RunOptions:
     plain: bool | None = None
     threads: int | None = None  # torch CPU threads per process (None: local all, pool cores / workers)
     command: str = ""  # the command line, kept in every record
+    save_features: bool = False  # also write OUT/features/<key>.npz (pooled layer4 test features)
+
+
+def execute(
+    spec: RunSpec, cache: DataCache, device: torch.device, opts: RunOptions, out: Path, on_progress=None
+) -> dict:
+    """Run one spec and write its record: the body every executor shares."""
+    src, data = cache.get(spec.dataset)
+    features = Path(out) / "features" / f"{spec.key}.npz" if opts.save_features else None
+    rec = run_one(spec, src, data, device, opts.eval_batch_size, on_progress, opts.compile, opts.command, features)
+    store.write_record(Path(out), rec)
+    return rec
 
 
 def run_local(specs: list[RunSpec], out: Path, device: torch.device, opts: RunOptions, force=False) -> list[dict]:
@@ -46,10 +58,8 @@ def run_local(specs: list[RunSpec], out: Path, device: torch.device, opts: RunOp
     plain = plain_output() if opts.plain is None else opts.plain
     with make_progress(len(todo), len(specs) - len(todo), plain) as prog:
         for spec in todo:
-            src, data = cache.get(spec.dataset)
             prog.start_run(spec.label(), spec.steps)
-            rec = run_one(spec, src, data, device, opts.eval_batch_size, prog.step, opts.compile, opts.command)
-            store.write_record(out, rec)
+            rec = execute(spec, cache, device, opts, out, prog.step)
             written.append(rec)
             prog.end_run(rec)
     return written
@@ -70,9 +80,7 @@ def run_specs(spec_dicts: list[dict], out: str, device: str, opts: dict) -> list
         if store.is_done(Path(out), spec.key):
             done.append((spec.key, "skipped"))
             continue
-        src, data = cache.get(spec.dataset)
-        rec = run_one(spec, src, data, dev, o.eval_batch_size, compile=o.compile, command=o.command)
-        store.write_record(Path(out), rec)
+        rec = execute(spec, cache, dev, o, Path(out))
         done.append((spec.key, rec["status"]))
         print(f"{spec.label()}: {rec['status']}", flush=True)
     return done
@@ -90,10 +98,7 @@ def _pool_worker(device: str, threads: int, tasks, results, out: str, opts: dict
         item = tasks.get()
         if item is None:
             return
-        spec = RunSpec.from_dict(item)
-        src, data = cache.get(spec.dataset)
-        rec = run_one(spec, src, data, dev, o.eval_batch_size, compile=o.compile, command=o.command)
-        store.write_record(Path(out), rec)
+        rec = execute(RunSpec.from_dict(item), cache, dev, o, Path(out))
         results.put(rec)
 
 

@@ -110,3 +110,27 @@ def critical_difference(ranking, title: str, path_stem: Path) -> list[Path]:
         written.append(p)
     plt.close(fig)
     return written
+
+
+def embeddings(panels: list[tuple[str, np.ndarray, np.ndarray]], classes: list[str], title: str, path: Path) -> Path:
+    """t-SNE (scikit-learn) of pooled layer4 test features, one panel per method, minority on top."""
+    from sklearn.manifold import TSNE
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
+    for ax, (name, feats, labels) in zip(axes[0], panels):
+        xy = TSNE(n_components=2, init="pca", random_state=0, perplexity=min(30, len(labels) - 1)).fit_transform(
+            feats.astype(np.float32)
+        )
+        for k in range(len(classes)):  # later classes (the minority) are drawn last, on top
+            m = labels == k
+            ax.scatter(xy[m, 0], xy[m, 1], s=7, alpha=0.7, label=classes[k], color=plt.cm.tab10(k))
+        ax.set_title(name, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0][0].legend(fontsize=8, markerscale=2)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -429,6 +429,43 @@ def print_console(col: Collected, console=None) -> None:
         console.print(f"[red]{len(col.failed)} failed run(s)[/red], not averaged: see the report's failed list")
 
 
+EMBEDDED = ("ce", "os", "os+fsc")
+
+
+def embedding_figures(col: Collected, runs_dir: Path, fig_dir: Path) -> list[Path]:
+    """For each dataset/task, the most extreme ratio at which ce, os and os+fsc (default
+    hyper-parameters) all saved features for a shared seed: their t-SNE side by side."""
+    import numpy as np
+
+    from .figures import embeddings
+
+    found: dict[tuple, dict[str, Path]] = defaultdict(dict)
+    for rec in col.ok:
+        s = rec["spec"]
+        path = Path(runs_dir) / "features" / f"{rec['key']}.npz"
+        label = method_label(rec)
+        if label in EMBEDDED and path.is_file():
+            found[(s["dataset"], s["task"], s["preset"], float(s["ratio"]), s["seed"])][label] = path
+    best: dict[tuple, tuple] = {}
+    for (ds, task, preset, ratio, seed), paths in found.items():
+        if set(paths) == set(EMBEDDED):
+            k = (ds, task, preset)
+            if k not in best or (ratio, seed) < best[k][:2]:
+                best[k] = (ratio, seed, paths)
+    written = []
+    for (ds, task, preset), (ratio, seed, paths) in sorted(best.items()):
+        panels = []
+        for m in EMBEDDED:
+            z = np.load(paths[m])
+            panels.append((m, z["layer4"], z["labels"]))
+        classes = next(
+            r["counts"]["classes"] for r in col.ok if r["spec"]["task"] == task and r["spec"]["dataset"] == ds
+        )
+        title = f"{ds} / {task}, 1:{ratio:g}, seed {seed}, preset {preset}: t-SNE of pooled layer4 test features"
+        written.append(embeddings(panels, classes, title, fig_dir / f"tsne_{ds}_{task}_{preset}.png"))
+    return written
+
+
 def report(runs_dir: Path, out_dir: Path, console=None, reference: str = "os") -> Collected:
     from .figures import accuracy_vs_ratio, critical_difference
 
@@ -437,6 +474,7 @@ def report(runs_dir: Path, out_dir: Path, console=None, reference: str = "os") -
     (out_dir / "leaderboard.md").write_text(markdown(col, reference))
     write_csv(csv_rows(col.boards), out_dir / "leaderboard.csv")
     figs = accuracy_vs_ratio(col.boards, out_dir / "figures")
+    figs += embedding_figures(col, runs_dir, out_dir / "figures")
     for name, rk in rankings(col.boards):
         figs += critical_difference(
             rk, f"{name.replace('_', ', preset ')}: mean rank of balanced accuracy", out_dir / "figures" / f"cd_{name}"

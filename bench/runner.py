@@ -123,6 +123,7 @@ def run_one(
     on_progress=None,
     compile=False,
     command: str = "",
+    features_path=None,
 ) -> dict:
     """Train and evaluate one spec; always returns a record (status 'ok' or 'failed')."""
     record = {
@@ -148,7 +149,9 @@ def run_one(
         record["counts"] = task.counts_record()
         record["data"] = {"origin": data.origin, "mean": task.mean, "std": task.std}
         method = parse_method(spec.method, {m: dict(hp) for m, hp in spec.hparams.items()})
-        record.update(train_and_evaluate(spec, task, method, device, eval_batch_size, on_progress, compile))
+        record.update(
+            train_and_evaluate(spec, task, method, device, eval_batch_size, on_progress, compile, features_path)
+        )
         record["status"] = "ok"
     except KeyboardInterrupt:
         raise

@@ -12,6 +12,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -96,6 +97,7 @@ def train_and_evaluate(
     eval_batch_size: int = 1024,
     on_progress: Callable[[int, int, float], None] | None = None,
     compile: bool = False,
+    features_path: Path | None = None,
 ) -> dict:
     """Train one run and return the record's measured part: metrics, loss history, timings.
 
@@ -177,6 +179,9 @@ def train_and_evaluate(
     logits, feats = predict(model, task.test_x.to(device), norm, eval_batch_size, autocast, LAYERS)
     metrics = evaluate(task.test_y.numpy(), logits, task.train_counts)
     metrics["separation"] = {layer: separation(f, task.test_y.numpy()) for layer, f in feats.items()}
+    if features_path is not None:  # pooled layer4 test features, for the report's 2-D embedding
+        features_path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(features_path, layer4=feats["layer4"].astype(np.float16), labels=task.test_y.numpy())
     if task.val_y is not None and len(task.val_y):  # for model selection; never mixed with the test numbers
         val_logits, _ = predict(model, task.val_x.to(device), norm, eval_batch_size, autocast)
         v = evaluate(task.val_y.numpy(), val_logits, task.train_counts)

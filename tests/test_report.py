@@ -264,3 +264,21 @@ def collect_from(records, tmp_path):
     for r in records:
         store.write_record(tmp_path / "runs", r)
     return collect(tmp_path / "runs")
+
+
+def test_saved_features_give_a_tsne_figure(tmp_path):
+    import torch
+
+    from bench.executors import RunOptions, run_local
+
+    from .conftest import tiny_specs
+
+    specs = tiny_specs(["ce", "os", "os+fsc"])
+    recs = run_local(specs, tmp_path / "runs", torch.device("cpu"), RunOptions(plain=True, save_features=True))
+    z = np.load(tmp_path / "runs" / "features" / f"{recs[0]['key']}.npz")
+    assert z["layer4"].shape[0] == len(z["labels"]) == 60
+    from bench.report import report
+
+    col = report(tmp_path / "runs", tmp_path / "out")
+    [tsne] = [p for p in col.figures if p.name.startswith("tsne_")]
+    assert mpimg.imread(tsne).ndim == 3
