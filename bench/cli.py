@@ -13,19 +13,7 @@ from methods import REGISTRY
 
 from . import store
 from .errors import USER_ERRORS, BenchError
-from .spec import PRECISIONS, PRESETS
-
-TRAIN_FLAGS = (
-    "width",
-    "steps",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "momentum",
-    "warmup_steps",
-    "precision",
-    "val_per_class",
-)
+from .spec import PRECISIONS, PRESETS, TRAIN_FLAGS
 
 
 def _csv(s: str) -> list[str]:

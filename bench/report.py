@@ -20,7 +20,7 @@ from tabulate import tabulate
 from methods import MethodError, parse_method
 
 from . import store
-from .spec import LATE_DEFAULTS
+from .spec import LATE_DEFAULTS, TRAIN_FLAGS
 from .stats import paired_difference, rank_methods
 
 MISSING = "—"
@@ -32,19 +32,11 @@ BOARD_FIELDS = (
     "classes",
     "n_major",
     "model",
-    "width",
     "image_size",
     "weights",
-    "steps",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "momentum",
-    "warmup_steps",
+    *TRAIN_FLAGS,
     "preset",
     "suite_version",
-    "precision",
-    "val_per_class",
 )
 
 

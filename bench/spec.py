@@ -10,6 +10,18 @@ from . import SUITE_VERSION
 
 LATE_DEFAULTS = {"precision": "auto", "val_per_class": 0}
 PRECISIONS = ("auto", "fp32", "bf16")
+# The training settings a preset fixes and single command-line flags override.
+TRAIN_FLAGS = (
+    "width",
+    "steps",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "momentum",
+    "warmup_steps",
+    "precision",
+    "val_per_class",
+)
 PAPER_RATIOS = (1.0, 0.1, 0.05, 0.01, 0.005, 0.001)
 
 # Training settings per preset. Command-line flags override single values.

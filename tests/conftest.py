@@ -20,8 +20,7 @@ def fashion_available() -> bool:
 
 def tiny_train(**changes) -> dict:
     """The `tiny` preset's training settings as GridRequest.train, with `changes` applied."""
-    from bench.cli import TRAIN_FLAGS
-    from bench.spec import PRESETS
+    from bench.spec import PRESETS, TRAIN_FLAGS
 
     return (
         {k: PRESETS["tiny"][k] for k in TRAIN_FLAGS}
