@@ -225,6 +225,10 @@ def cmd_run(a) -> int:
             train[k] = v
     if train["steps"] < 1 or train["batch_size"] < 2 or train["lr"] <= 0 or train["width"] <= 0:
         raise BenchError("--steps must be >= 1, --batch-size >= 2, --lr and --width > 0")
+    if train["val_per_class"] < 0:
+        raise BenchError(f"--val-per-class is a count of images (>= 0), got {train['val_per_class']}")
+    if a.threads is not None and a.threads < 1:
+        raise BenchError("--threads must be >= 1")
     if a.seeds is not None and a.seeds < 1:
         raise BenchError(f"--seeds is a count of seeds (>= 1), got {a.seeds}")
     train.update(model=a.model, weights=a.weights, preset=a.preset)
@@ -266,8 +270,6 @@ def cmd_run(a) -> int:
         command=a.command_line,
         save_features=a.save_features,
     )
-    if a.threads is not None and a.threads < 1:
-        raise BenchError("--threads must be >= 1")
     print(
         f"preset {a.preset}: "
         + ", ".join(f"{k}={v}" for k, v in train.items() if v is not None)
@@ -419,7 +421,12 @@ def cmd_perf(a) -> int:
 
     device = pick_device(a.device)
     preset = a.preset or ("paper" if device.type == "cuda" else "quick")
-    levels = [int(x) for x in _csv(a.concurrency)] if a.concurrency else None
+    try:
+        levels = [int(x) for x in _csv(a.concurrency)] if a.concurrency else None
+    except ValueError:
+        raise BenchError(f"--concurrency takes process counts such as 1,2,4, got {a.concurrency!r}") from None
+    if a.repeats < 1 or a.epochs < 1 or (levels and min(levels) < 1):
+        raise BenchError("--repeats, --epochs and each --concurrency count must be >= 1")
     result = measure(
         a.dataset,
         "fine",

@@ -151,6 +151,9 @@ def test_a_method_defined_in_a_test_runs_through_the_cli(tmp_path, capsys):
         (["--set", "focal.gamma=1", "--methods", "ce"], "no method of --methods uses"),
         (["--dataset", "folder", "--data-root", "/nonexistent/photos"], "does not exist"),
         (["--seeds", "0"], "count of seeds"),
+        (["--val-per-class", "-5"], "--val-per-class is a count"),
+        (["--threads", "0"], "--threads must be >= 1"),
+        (["--sweep", "fsc.lam=|", "--methods", "fsc"], "has no values"),
     ],
 )
 def test_bad_cli_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path):
@@ -162,6 +165,19 @@ def test_bad_cli_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and message in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert list(Path(tmp_path).glob("*.json")) == []
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--concurrency", "abc"], "--concurrency takes process counts"),
+        (["--repeats", "0"], "must be >= 1"),
+    ],
+)
+def test_bad_perf_input_is_one_line_and_exit_2(argv, message, capsys):
+    assert main(["perf", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
 
 
 def test_weights_file_is_loaded(tmp_path):
