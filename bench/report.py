@@ -20,7 +20,7 @@ from tabulate import tabulate
 from methods import MethodError, parse_method
 
 from . import store
-from .spec import LATE_DEFAULTS, TRAIN_FLAGS
+from .spec import LATE_DEFAULTS, PRESETS, TRAIN_FLAGS
 from .stats import paired_difference, rank_methods
 
 MISSING = "—"
@@ -274,28 +274,49 @@ def paired_rows(b: Board, reference: str) -> tuple[list[str], list[list[str]]] |
     return head, rows
 
 
-def rankings(boards: list[Board]) -> list[tuple[str, object]]:
-    """Per (dataset, preset): methods ranked by mean balanced accuracy over every (task, ratio) cell."""
-    groups: dict[tuple, dict[str, dict[str, float]]] = defaultdict(dict)
+def setting_name(setting: dict) -> tuple[str, str]:
+    """A file-name slug and a title for a dataset and training setting: the preset, plus each
+    training flag that differs from the preset's default (say a validation hold-out), so that
+    boards of different settings get their own ranking and figure."""
+    defaults = PRESETS.get(setting["preset"], {})
+    extra = {k: setting.get(k) for k in TRAIN_FLAGS if k in defaults and setting.get(k) != defaults[k]}
+    slug = "_".join([setting["dataset"], setting["preset"], *(f"{k.replace('_', '-')}{v}" for k, v in extra.items())])
+    title = ", ".join([setting["dataset"], f"preset {setting['preset']}", *(f"{k}={v}" for k, v in extra.items())])
+    return slug, title
+
+
+@dataclass
+class NamedRanking:
+    slug: str
+    title: str
+    ranking: object  # stats.Ranking
+
+
+def rankings(boards: list[Board]) -> list[NamedRanking]:
+    """Per dataset and training setting: methods ranked by mean balanced accuracy over every
+    (task, ratio) cell. Boards of different settings are never pooled (a method's score in one
+    would overwrite its score in the other)."""
+    groups: dict[tuple[str, str], dict[str, dict[str, float]]] = defaultdict(dict)
     for b in boards:
-        g = groups[(b.setting["dataset"], b.setting["preset"])]
+        g = groups[setting_name(b.setting)]
         for (m, r), c in b.cells.items():
             g.setdefault(f"{b.setting['task']} {ratio_label(r)}", {})[m] = c.balanced_acc.mean
     out = []
-    for (dataset, preset), scores in sorted(groups.items()):
+    for (slug, title), scores in sorted(groups.items()):
         ranking = rank_methods(scores)
         if ranking:
-            out.append((f"{dataset}_{preset}", ranking))
+            out.append(NamedRanking(slug, title, ranking))
     return out
 
 
-def ranking_markdown(name: str, rk) -> str:
+def ranking_markdown(nr: NamedRanking) -> str:
+    rk = nr.ranking
     rows = [[m, f"{rk.mean_rank[m]:.2f}"] for m in sorted(rk.methods, key=rk.mean_rank.get)]
     return (
-        f"\n## Ranking across all cells: {name.replace('_', ', preset ')}\n\n"
+        f"\n## Ranking across all cells: {nr.title}\n\n"
         f"Mean rank of balanced accuracy (1 = best) over {len(rk.cells)} cells (task x ratio) where every "
         f"method ran; Friedman chi² = {rk.statistic:.2f}, p = {rk.p:.3g}. The critical-difference diagram "
-        f"(`figures/cd_{name}.png`) joins methods that the Nemenyi post-hoc test does not separate at 0.05.\n\n"
+        f"(`figures/cd_{nr.slug}.png`) joins methods that the Nemenyi post-hoc test does not separate at 0.05.\n\n"
         + tabulate(rows, headers=["method", "mean rank"], tablefmt="github", disable_numparse=True)
         + "\n"
     )
@@ -376,8 +397,8 @@ def markdown(col: Collected, reference: str = "os") -> str:
                 "possible p is 2/2^n (0.25 for n=3, 0.0625 for n=5).\n\n"
             )
             md.write(tabulate(paired[1], headers=paired[0], tablefmt="github", disable_numparse=True) + "\n")
-    for name, rk in rankings(col.boards):
-        md.write(ranking_markdown(name, rk))
+    for nr in rankings(col.boards):
+        md.write(ranking_markdown(nr))
     if col.failed:
         md.write(f"\n## Failed runs ({len(col.failed)}), not averaged\n\n")
         rows = [[r.get("key", "?"), _label(r), r.get("error", "?")] for r in col.failed]
@@ -467,9 +488,9 @@ def report(runs_dir: Path, out_dir: Path, console=None, reference: str = "os") -
     write_csv(csv_rows(col.boards), out_dir / "leaderboard.csv")
     figs = accuracy_vs_ratio(col.boards, out_dir / "figures")
     figs += embedding_figures(col, runs_dir, out_dir / "figures")
-    for name, rk in rankings(col.boards):
+    for nr in rankings(col.boards):
         figs += critical_difference(
-            rk, f"{name.replace('_', ', preset ')}: mean rank of balanced accuracy", out_dir / "figures" / f"cd_{name}"
+            nr.ranking, f"{nr.title}: mean rank of balanced accuracy", out_dir / "figures" / f"cd_{nr.slug}"
         )
     print_console(col, console)
     col.figures = figs

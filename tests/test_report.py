@@ -229,6 +229,23 @@ def test_friedman_ranking_and_cd_diagram(tmp_path):
     assert rank_methods({"x": {"a": 1, "b": 2}}) is None
 
 
+def test_rankings_keep_training_settings_apart():
+    """A validation hold-out is another setting: its `os` must not overwrite the main board's `os`."""
+    from bench.report import rankings
+
+    main_runs = [rec(m, r, 0, 0.9, acc) for m, acc in (("ce", 0.1), ("os", 0.5), ("fsc", 0.3)) for r in (0.05, 0.01)]
+    held_out = [rec(m, r, 0, 0.9, acc) for m, acc in (("ce", 0.6), ("os", 0.0), ("fsc", 0.3)) for r in (0.05, 0.01)]
+    for r in held_out:
+        r["spec"]["val_per_class"] = 100
+        r["key"] += "-val"
+    by_slug = {nr.slug: nr for nr in rankings(aggregate(main_runs + held_out))}
+    assert set(by_slug) == {"animals_quick", "animals_quick_val-per-class100"}
+    assert by_slug["animals_quick"].ranking.mean_rank == pytest.approx({"os": 1.0, "fsc": 2.0, "ce": 3.0})
+    held = by_slug["animals_quick_val-per-class100"]
+    assert held.ranking.mean_rank == pytest.approx({"ce": 1.0, "fsc": 2.0, "os": 3.0})
+    assert "val_per_class=100" in held.title
+
+
 def _swept(lam, seed, test_min, val_bal):
     r = rec(
         "fsc",
