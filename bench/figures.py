@@ -15,15 +15,15 @@ from matplotlib.ticker import NullFormatter  # noqa: E402
 
 
 def accuracy_vs_ratio(boards, fig_dir: Path) -> list[Path]:
-    """One figure per (dataset, preset): rows = tasks, columns = majority / minority class;
-    x = ratio on a log axis, y = accuracy, a band of ±1 standard deviation over seeds."""
+    """One figure per dataset and training setting (Board.group): rows = tasks, columns = majority /
+    minority class; x = ratio on a log axis, y = accuracy, a band of ±1 standard deviation over seeds."""
     fig_dir.mkdir(parents=True, exist_ok=True)
     by_fig = defaultdict(list)
     for b in boards:
         if len(b.ratios) >= 2 and len(b.classes) == 2:
-            by_fig[(b.setting["dataset"], b.setting["preset"])].append(b)
+            by_fig[b.group].append(b)
     written = []
-    for (dataset, preset), bs in sorted(by_fig.items()):
+    for (slug, title), bs in sorted(by_fig.items()):
         bs = sorted(bs, key=lambda b: b.setting["task"], reverse=True)  # fine first
         methods = sorted({m for b in bs for m in b.methods})
         colours = {m: plt.cm.tab10(i % 10) for i, m in enumerate(methods)}
@@ -51,13 +51,12 @@ def accuracy_vs_ratio(boards, fig_dir: Path) -> list[Path]:
         fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 8), frameon=False)
         n_seeds = max(len(c.seeds) for b in bs for c in b.cells.values())
         fig.suptitle(
-            f"{dataset}, preset {preset}: per-class accuracy vs imbalance ratio "
-            f"(mean ± std over up to {n_seeds} seeds)",
+            f"{title}: per-class accuracy vs imbalance ratio (mean ± std over up to {n_seeds} seeds)",
             fontsize=11,
         )
         fig.tight_layout(rect=(0, 0.06, 1, 0.96))
         for ext in ("png", "svg"):
-            path = fig_dir / f"accuracy_vs_ratio_{dataset}_{preset}.{ext}"
+            path = fig_dir / f"accuracy_vs_ratio_{slug}.{ext}"
             fig.savefig(path, dpi=130, metadata={"Date": None} if ext == "svg" else None)
             written.append(path)
         plt.close(fig)
@@ -135,3 +134,39 @@ def embeddings(panels: list[tuple[str, np.ndarray, np.ndarray]], classes: list[s
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def paired_differences(
+    panels: list[tuple[str, str, list[tuple[str, object]]]], reference: str, title: str, path_stem: Path
+):
+    """Forest plot of paired differences against `reference`: `panels` = [(metric title, ratio
+    label, [(method, stats.Paired)])], laid out metric by row, ratio by column; a dot at the mean,
+    a bar for the 95% interval, the Wilcoxon p beside it."""
+    metrics = list(dict.fromkeys(m for m, _, _ in panels))
+    ratios = list(dict.fromkeys(r for _, r, _ in panels))
+    methods = list(dict.fromkeys(name for _, _, rows in panels for name, _ in rows))
+    fig, axes = plt.subplots(
+        len(metrics), len(ratios), figsize=(3.6 * len(ratios), 0.45 * len(methods) * len(metrics) + 1.6), squeeze=False
+    )
+    for metric, ratio, rows in panels:
+        ax = axes[metrics.index(metric)][ratios.index(ratio)]
+        for name, pd in rows:
+            y = methods.index(name)
+            ax.errorbar(pd.mean, y, xerr=[[pd.mean - pd.lo], [pd.hi - pd.mean]], fmt="o", ms=4, capsize=2, color="C0")
+            ax.annotate(f"p={pd.p:.2g}", (pd.hi, y), xytext=(3, -3), textcoords="offset points", fontsize=7)
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_yticks(range(len(methods)), methods if ratios.index(ratio) == 0 else [""] * len(methods), fontsize=8)
+        ax.set_ylim(len(methods) - 0.5, -0.5)
+        ax.set_title(f"{ratio}: {metric}", fontsize=9)
+        ax.grid(alpha=0.3, axis="x")
+        ax.tick_params(axis="x", labelsize=8)
+    fig.suptitle(f"{title}: method − {reference}, paired by seed, mean and 95% interval", fontsize=10)
+    fig.tight_layout()
+    written = []
+    path_stem.parent.mkdir(parents=True, exist_ok=True)
+    for ext in ("png", "svg"):
+        p = path_stem.with_suffix(f".{ext}")
+        fig.savefig(p, dpi=130, metadata={"Date": None} if ext == "svg" else None)
+        written.append(p)
+    plt.close(fig)
+    return written

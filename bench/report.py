@@ -24,6 +24,22 @@ from .spec import LATE_DEFAULTS, PRESETS, TRAIN_FLAGS
 from .stats import paired_difference, rank_methods
 
 MISSING = "—"
+# Per-run numbers beyond per-class accuracy, read where a record has them (older records lack some).
+# The minority is the last class.
+EXTRA_METRICS = {
+    "roc_auc": lambda m: m["roc_auc"],
+    "min_acc_la": lambda m: m["per_class_acc_logit_adjusted"][-1],  # after test-time logit adjustment
+    "l4_silhouette": lambda m: m["separation"]["layer4"]["silhouette"],
+    "l4_cross_cos": lambda m: m["separation"]["layer4"]["cross_class_cos"],
+    "l3_silhouette": lambda m: m["separation"]["layer3"]["silhouette"],
+}
+PAIRED_METRICS = ("min_acc", "roc_auc", "l4_silhouette")  # compared against --reference in the report
+METRIC_TITLES = {
+    "min_acc": "minority acc.",
+    "roc_auc": "ROC-AUC",
+    "min_acc_la": "minority acc. after logit adjustment",
+    "l4_silhouette": "layer4 silhouette",
+}
 ABLATION = ("ce", "os", "fsc", "os+fsc")
 # Spec fields that define a board (everything but what varies inside it).
 BOARD_FIELDS = (
@@ -75,9 +91,17 @@ class Cell:
     seeds: list[int]
     base: str = ""  # the composition without hyper-parameters, e.g. 'fsc' for 'fsc [fsc.lam=0.3]'
     val_balanced_acc: Stat | None = None  # on the held-out validation set, where the runs had one
+    extra: dict[str, dict[int, float]] = field(default_factory=dict)  # EXTRA_METRICS name -> {seed: value}
 
     def by_seed(self, class_index: int) -> dict[int, float]:
         return dict(zip(self.seeds, self.per_class[class_index].values))
+
+    def metric_by_seed(self, name: str) -> dict[int, float]:
+        """'min_acc' or an EXTRA_METRICS name, for the seeds whose records have it."""
+        return self.by_seed(-1) if name == "min_acc" else self.extra.get(name, {})
+
+    def stat(self, name: str) -> Stat:
+        return Stat([v for _, v in sorted(self.metric_by_seed(name).items())])
 
 
 @dataclass
@@ -98,6 +122,18 @@ class Board:
     @property
     def slug(self) -> str:
         return f"{self.setting['dataset']}_{self.setting['task']}_{self.setting['preset']}"
+
+    @property
+    def group(self) -> tuple[str, str]:
+        """A file-name slug and a title for the dataset and training setting (tasks share them):
+        the preset, plus each training flag that differs from the preset's default (say a validation
+        hold-out), so that boards of different settings get their own ranking and figures."""
+        s = self.setting
+        defaults = PRESETS.get(s["preset"], {})
+        extra = {k: s.get(k) for k in TRAIN_FLAGS if k in defaults and s.get(k) != defaults[k]}
+        slug = "_".join([s["dataset"], s["preset"], *(f"{k.replace('_', '-')}{v}" for k, v in extra.items())])
+        title = ", ".join([s["dataset"], f"preset {s['preset']}", *(f"{k}={v}" for k, v in extra.items())])
+        return slug, title
 
     @property
     def methods(self) -> list[str]:
@@ -180,9 +216,20 @@ def aggregate(records: list[dict]) -> list[Board]:
                 val_balanced_acc=Stat([x["metrics"]["val"]["balanced_acc"] for x in recs])
                 if all("val" in x["metrics"] for x in recs)
                 else None,
+                extra={name: _by_seed(recs, get) for name, get in EXTRA_METRICS.items()},
             )
         boards.append(b)
     return boards
+
+
+def _by_seed(recs: list[dict], get) -> dict[int, float]:
+    out = {}
+    for x in recs:
+        try:
+            out[x["spec"]["seed"]] = float(get(x["metrics"]))
+        except (KeyError, IndexError, TypeError):
+            pass
+    return out
 
 
 def ratio_label(r: float) -> str:
@@ -256,11 +303,12 @@ def selection_rows(b: Board) -> tuple[list[str], list[list[str]]] | None:
     return ["method"] + [ratio_label(r) for r in b.ratios], rows
 
 
-def paired_rows(b: Board, reference: str) -> tuple[list[str], list[list[str]]] | None:
-    """Each method's paired difference in minority accuracy against `reference`, per ratio."""
+def paired_rows(b: Board, reference: str, metric: str = "min_acc") -> tuple[list[str], list[list[str]]] | None:
+    """Each method's paired difference in `metric` ('min_acc' or an EXTRA_METRICS name) against
+    `reference`, per ratio, over the seeds both have."""
     if not any(m == reference for m, _ in b.cells):
         return None
-    head = ["method"] + [f"{ratio_label(r)}: minority acc. − {reference}" for r in b.ratios]
+    head = ["method"] + [f"{ratio_label(r)}: {METRIC_TITLES.get(metric, metric)} − {reference}" for r in b.ratios]
     rows = []
     for m in b.ranked_methods():
         if m == reference:
@@ -268,21 +316,29 @@ def paired_rows(b: Board, reference: str) -> tuple[list[str], list[list[str]]] |
         row = [m]
         for r in b.ratios:
             c, ref = b.cells.get((m, r)), b.cells.get((reference, r))
-            pd = paired_difference(c.by_seed(-1), ref.by_seed(-1)) if c and ref else None
+            pd = paired_difference(c.metric_by_seed(metric), ref.metric_by_seed(metric)) if c and ref else None
             row.append(pd.fmt() if pd else MISSING)
         rows.append(row)
+    if all(v == MISSING for row in rows for v in row[1:]):
+        return None
     return head, rows
 
 
-def setting_name(setting: dict) -> tuple[str, str]:
-    """A file-name slug and a title for a dataset and training setting: the preset, plus each
-    training flag that differs from the preset's default (say a validation hold-out), so that
-    boards of different settings get their own ranking and figure."""
-    defaults = PRESETS.get(setting["preset"], {})
-    extra = {k: setting.get(k) for k in TRAIN_FLAGS if k in defaults and setting.get(k) != defaults[k]}
-    slug = "_".join([setting["dataset"], setting["preset"], *(f"{k.replace('_', '-')}{v}" for k, v in extra.items())])
-    title = ", ".join([setting["dataset"], f"preset {setting['preset']}", *(f"{k}={v}" for k, v in extra.items())])
-    return slug, title
+def diagnosis_rows(b: Board) -> tuple[list[str], list[list[str]]] | None:
+    """Threshold-free and prior-corrected numbers: ROC-AUC, the minority accuracy after test-time
+    logit adjustment, and the layer4 separation of the test features, each with its own n."""
+
+    def fmt(c: Cell, name: str) -> str:
+        st = c.stat(name)
+        return f"{st.fmt()} ({st.n})" if st.n else MISSING
+
+    if not any(c.extra.get("roc_auc") for c in b.cells.values()):
+        return None
+    return _method_by_ratio(
+        b,
+        "{} AUC / min. acc. LA / l4 silhouette",
+        lambda c: " / ".join(fmt(c, name) for name in ("roc_auc", "min_acc_la", "l4_silhouette")),
+    )
 
 
 @dataclass
@@ -298,7 +354,7 @@ def rankings(boards: list[Board]) -> list[NamedRanking]:
     would overwrite its score in the other)."""
     groups: dict[tuple[str, str], dict[str, dict[str, float]]] = defaultdict(dict)
     for b in boards:
-        g = groups[setting_name(b.setting)]
+        g = groups[b.group]
         for (m, r), c in b.cells.items():
             g.setdefault(f"{b.setting['task']} {ratio_label(r)}", {})[m] = c.balanced_acc.mean
     out = []
@@ -389,14 +445,24 @@ def markdown(col: Collected, reference: str = "os") -> str:
                 "accuracy:\n\n"
             )
             md.write(tabulate(selected[1], headers=selected[0], tablefmt="github", disable_numparse=True) + "\n")
-        paired = paired_rows(b, reference)
-        if paired:
+        diag = diagnosis_rows(b)
+        if diag:
             md.write(
-                f"\nPaired by seed against `{reference}` (same seed = same training subset): mean difference in "
-                "minority accuracy [95% t-interval], two-sided Wilcoxon signed-rank p. With n seeds the smallest "
-                "possible p is 2/2^n (0.25 for n=3, 0.0625 for n=5).\n\n"
+                "\nBias or representation? ROC-AUC of the minority score (threshold-free), minority accuracy after "
+                "subtracting the log training prior from the logits (logit adjustment at test time), and the "
+                "silhouette (cosine) of the pooled layer4 test features; mean±sd (n seeds whose records have "
+                "the number):\n\n"
             )
-            md.write(tabulate(paired[1], headers=paired[0], tablefmt="github", disable_numparse=True) + "\n")
+            md.write(tabulate(diag[1], headers=diag[0], tablefmt="github", disable_numparse=True) + "\n")
+        for metric in PAIRED_METRICS:
+            paired = paired_rows(b, reference, metric)
+            if paired:
+                md.write(
+                    f"\nPaired by seed against `{reference}` (same seed = same training subset): mean difference in "
+                    f"{METRIC_TITLES[metric]} [95% t-interval], two-sided Wilcoxon signed-rank p. With n seeds the "
+                    "smallest possible p is 2/2^n (0.25 for n=3, 0.0625 for n=5).\n\n"
+                )
+                md.write(tabulate(paired[1], headers=paired[0], tablefmt="github", disable_numparse=True) + "\n")
     for nr in rankings(col.boards):
         md.write(ranking_markdown(nr))
     if col.failed:
@@ -479,6 +545,31 @@ def embedding_figures(col: Collected, runs_dir: Path, fig_dir: Path) -> list[Pat
     return written
 
 
+def paired_figures(boards: list[Board], reference: str, fig_dir: Path) -> list[Path]:
+    """Per board that has `reference`: the paired differences of minority accuracy and ROC-AUC."""
+    from .figures import paired_differences
+
+    written = []
+    for b in boards:
+        panels = []
+        for metric in ("min_acc", "roc_auc"):
+            for r in b.ratios:
+                ref = b.cells.get((reference, r))
+                rows = []
+                for m in b.ranked_methods():
+                    c = b.cells.get((m, r))
+                    if m != reference and c and ref:
+                        pd = paired_difference(c.metric_by_seed(metric), ref.metric_by_seed(metric))
+                        if pd:
+                            rows.append((m, pd))
+                if rows:
+                    panels.append((METRIC_TITLES[metric], ratio_label(r), rows))
+        if panels:
+            slug = f"{b.group[0]}_{b.setting['task']}"
+            written += paired_differences(panels, reference, b.title, fig_dir / f"paired_{slug}")
+    return written
+
+
 def report(runs_dir: Path, out_dir: Path, console=None, reference: str = "os") -> Collected:
     from .figures import accuracy_vs_ratio, critical_difference
 
@@ -488,6 +579,7 @@ def report(runs_dir: Path, out_dir: Path, console=None, reference: str = "os") -
     write_csv(csv_rows(col.boards), out_dir / "leaderboard.csv")
     figs = accuracy_vs_ratio(col.boards, out_dir / "figures")
     figs += embedding_figures(col, runs_dir, out_dir / "figures")
+    figs += paired_figures(col.boards, reference, out_dir / "figures")
     for nr in rankings(col.boards):
         figs += critical_difference(
             nr.ranking, f"{nr.title}: mean rank of balanced accuracy", out_dir / "figures" / f"cd_{nr.slug}"

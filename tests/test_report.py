@@ -4,6 +4,7 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
+from scipy import stats as st
 
 from bench import store
 from bench.cli import main
@@ -174,6 +175,40 @@ def test_report_has_paired_table_against_the_reference(runs):
     # os+fsc at 1:0.01 has seeds 0, 1 (seed 2 failed): differences 0.5 and 0.6 against ce
     assert "+0.550 [-0.085, +1.185] p=0.5 (n=2)" in table
     assert "| ce " not in table  # the reference has no row of its own
+
+
+def test_threshold_free_numbers_are_paired_only_over_seeds_that_have_them(tmp_path):
+    """Older records lack AUC / separation: those cells use the seeds that have them, and say n."""
+    from bench.report import diagnosis_rows, paired_figures, paired_rows
+
+    recs = []
+    for seed, (auc_os, auc_fsc) in enumerate([(0.80, 0.90), (0.70, 0.75), (0.60, 0.80), (None, None)]):
+        for method, auc in (("os", auc_os), ("os+fsc", auc_fsc)):
+            r = rec(method, 0.01, seed, 0.99, 0.3 + 0.1 * seed)
+            if auc is not None:
+                r["metrics"].update(
+                    roc_auc=auc,
+                    per_class_acc_logit_adjusted=[0.9, auc - 0.1],
+                    separation={
+                        layer: {"silhouette": auc / 2, "cross_class_cos": 0.5} for layer in ("layer3", "layer4")
+                    },
+                )
+            recs.append(r)
+    [b] = aggregate(recs)
+    cell = b.cells[("os+fsc", 0.01)]
+    assert cell.metric_by_seed("roc_auc") == {0: 0.90, 1: 0.75, 2: 0.80}
+    assert cell.metric_by_seed("min_acc") == pytest.approx({0: 0.3, 1: 0.4, 2: 0.5, 3: 0.6})
+    head, rows = paired_rows(b, "os", "roc_auc")
+    assert head == ["method", "1:0.01: ROC-AUC − os"]
+    # differences 0.10, 0.05, 0.20 over seeds 0-2; seed 3 has no AUC
+    d = np.array([0.10, 0.05, 0.20])
+    half = st.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3)
+    assert rows == [["os+fsc", f"+{d.mean():.3f} [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}] p=0.25 (n=3)"]]
+    _, diag = diagnosis_rows(b)
+    assert dict(diag)["os+fsc"] == "0.817±0.076 (3) / 0.717±0.076 (3) / 0.408±0.038 (3)"
+    assert "Paired by seed against `os`" in markdown(collect_from(recs, tmp_path))
+    [png, svg] = paired_figures([b], "os", tmp_path / "figs")
+    assert png.name == "paired_animals_quick_fine.png" and mpimg.imread(png).std() > 0.01
 
 
 def test_separation_scores_against_hand_computed_values():
