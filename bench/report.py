@@ -41,6 +41,8 @@ METRIC_TITLES = {
     "l4_silhouette": "layer4 silhouette",
 }
 ABLATION = ("ce", "os", "fsc", "os+fsc")
+# The effect of adding the FSC loss, without and with oversampling: (with, without) pairs.
+FSC_CONTRASTS = (("fsc", "ce"), ("os+fsc", "os"))
 # Spec fields that define a board (everything but what varies inside it).
 BOARD_FIELDS = (
     "dataset",
@@ -324,6 +326,23 @@ def paired_rows(b: Board, reference: str, metric: str = "min_acc") -> tuple[list
     return head, rows
 
 
+def contrast_rows(b: Board, contrasts=FSC_CONTRASTS) -> tuple[list[str], list[list[str]]] | None:
+    """Paired differences (with − without) per ratio, in minority accuracy and in ROC-AUC."""
+    rows = []
+    for a, ref in contrasts:
+        for metric in ("min_acc", "roc_auc"):
+            row = [f"{a} − {ref}", METRIC_TITLES[metric]]
+            for r in b.ratios:
+                c, c_ref = b.cells.get((a, r)), b.cells.get((ref, r))
+                pd = paired_difference(c.metric_by_seed(metric), c_ref.metric_by_seed(metric)) if c and c_ref else None
+                row.append(pd.fmt() if pd else MISSING)
+            if any(v != MISSING for v in row[2:]):
+                rows.append(row)
+    if not rows:
+        return None
+    return ["contrast", "metric"] + [ratio_label(r) for r in b.ratios], rows
+
+
 def diagnosis_rows(b: Board) -> tuple[list[str], list[list[str]]] | None:
     """Threshold-free and prior-corrected numbers: ROC-AUC, the minority accuracy after test-time
     logit adjustment, and the layer4 separation of the test features, each with its own n."""
@@ -437,6 +456,13 @@ def markdown(col: Collected, reference: str = "os") -> str:
         if abl:
             md.write("\nAblation (the paper's Table 1), per-class accuracy at the most extreme ratios:\n\n")
             md.write(tabulate(abl[1], headers=abl[0], tablefmt="github", disable_numparse=True) + "\n")
+        contrasts = contrast_rows(b)
+        if contrasts:
+            md.write(
+                "\nThe effect of adding the FSC loss, paired by seed: mean difference [95% t-interval], "
+                "two-sided Wilcoxon p (n seeds):\n\n"
+            )
+            md.write(tabulate(contrasts[1], headers=contrasts[0], tablefmt="github", disable_numparse=True) + "\n")
         selected = selection_rows(b)
         if selected:
             md.write(
