@@ -31,7 +31,6 @@ EXTRA_METRICS = {
     "min_acc_la": lambda m: m["per_class_acc_logit_adjusted"][-1],  # after test-time logit adjustment
     "l4_silhouette": lambda m: m["separation"]["layer4"]["silhouette"],
     "l4_cross_cos": lambda m: m["separation"]["layer4"]["cross_class_cos"],
-    "l3_silhouette": lambda m: m["separation"]["layer3"]["silhouette"],
 }
 PAIRED_METRICS = ("min_acc", "roc_auc", "l4_silhouette")  # compared against --reference in the report
 METRIC_TITLES = {
@@ -39,6 +38,7 @@ METRIC_TITLES = {
     "roc_auc": "ROC-AUC",
     "min_acc_la": "minority acc. after logit adjustment",
     "l4_silhouette": "layer4 silhouette",
+    "l4_cross_cos": "layer4 cross-class cosine",
 }
 ABLATION = ("ce", "os", "fsc", "os+fsc")
 # The effect of adding the FSC loss, without and with oversampling: (with, without) pairs.
@@ -305,6 +305,12 @@ def selection_rows(b: Board) -> tuple[list[str], list[list[str]]] | None:
     return ["method"] + [ratio_label(r) for r in b.ratios], rows
 
 
+def paired_cell(b: Board, method: str, reference: str, ratio: float, metric: str):
+    """stats.Paired of `method` − `reference` in `metric` at `ratio`, or None without two shared seeds."""
+    c, ref = b.cells.get((method, ratio)), b.cells.get((reference, ratio))
+    return paired_difference(c.metric_by_seed(metric), ref.metric_by_seed(metric)) if c and ref else None
+
+
 def paired_rows(b: Board, reference: str, metric: str = "min_acc") -> tuple[list[str], list[list[str]]] | None:
     """Each method's paired difference in `metric` ('min_acc' or an EXTRA_METRICS name) against
     `reference`, per ratio, over the seeds both have."""
@@ -315,12 +321,8 @@ def paired_rows(b: Board, reference: str, metric: str = "min_acc") -> tuple[list
     for m in b.ranked_methods():
         if m == reference:
             continue
-        row = [m]
-        for r in b.ratios:
-            c, ref = b.cells.get((m, r)), b.cells.get((reference, r))
-            pd = paired_difference(c.metric_by_seed(metric), ref.metric_by_seed(metric)) if c and ref else None
-            row.append(pd.fmt() if pd else MISSING)
-        rows.append(row)
+        pds = [paired_cell(b, m, reference, r, metric) for r in b.ratios]
+        rows.append([m] + [pd.fmt() if pd else MISSING for pd in pds])
     if all(v == MISSING for row in rows for v in row[1:]):
         return None
     return head, rows
@@ -331,13 +333,9 @@ def contrast_rows(b: Board, contrasts=FSC_CONTRASTS) -> tuple[list[str], list[li
     rows = []
     for a, ref in contrasts:
         for metric in ("min_acc", "roc_auc"):
-            row = [f"{a} − {ref}", METRIC_TITLES[metric]]
-            for r in b.ratios:
-                c, c_ref = b.cells.get((a, r)), b.cells.get((ref, r))
-                pd = paired_difference(c.metric_by_seed(metric), c_ref.metric_by_seed(metric)) if c and c_ref else None
-                row.append(pd.fmt() if pd else MISSING)
-            if any(v != MISSING for v in row[2:]):
-                rows.append(row)
+            pds = [paired_cell(b, a, ref, r, metric) for r in b.ratios]
+            if any(pds):
+                rows.append([f"{a} − {ref}", METRIC_TITLES[metric]] + [pd.fmt() if pd else MISSING for pd in pds])
     if not rows:
         return None
     return ["contrast", "metric"] + [ratio_label(r) for r in b.ratios], rows
@@ -355,8 +353,8 @@ def diagnosis_rows(b: Board) -> tuple[list[str], list[list[str]]] | None:
         return None
     return _method_by_ratio(
         b,
-        "{} AUC / min. acc. LA / l4 silhouette",
-        lambda c: " / ".join(fmt(c, name) for name in ("roc_auc", "min_acc_la", "l4_silhouette")),
+        "{} AUC / min. acc. LA / l4 silhouette / l4 cross-cos",
+        lambda c: " / ".join(fmt(c, name) for name in ("roc_auc", "min_acc_la", "l4_silhouette", "l4_cross_cos")),
     )
 
 
@@ -476,8 +474,8 @@ def markdown(col: Collected, reference: str = "os") -> str:
             md.write(
                 "\nBias or representation? ROC-AUC of the minority score (threshold-free), minority accuracy after "
                 "subtracting the log training prior from the logits (logit adjustment at test time), and the "
-                "silhouette (cosine) of the pooled layer4 test features; mean±sd (n seeds whose records have "
-                "the number):\n\n"
+                "silhouette (cosine) and mean cross-class cosine similarity of the pooled layer4 test features; "
+                "mean±sd (n seeds whose records have the number):\n\n"
             )
             md.write(tabulate(diag[1], headers=diag[0], tablefmt="github", disable_numparse=True) + "\n")
         for metric in PAIRED_METRICS:
@@ -580,14 +578,8 @@ def paired_figures(boards: list[Board], reference: str, fig_dir: Path) -> list[P
         panels = []
         for metric in ("min_acc", "roc_auc"):
             for r in b.ratios:
-                ref = b.cells.get((reference, r))
-                rows = []
-                for m in b.ranked_methods():
-                    c = b.cells.get((m, r))
-                    if m != reference and c and ref:
-                        pd = paired_difference(c.metric_by_seed(metric), ref.metric_by_seed(metric))
-                        if pd:
-                            rows.append((m, pd))
+                rows = [(m, paired_cell(b, m, reference, r, metric)) for m in b.ranked_methods() if m != reference]
+                rows = [(m, pd) for m, pd in rows if pd]
                 if rows:
                     panels.append((METRIC_TITLES[metric], ratio_label(r), rows))
         if panels:

@@ -205,7 +205,7 @@ def test_threshold_free_numbers_are_paired_only_over_seeds_that_have_them(tmp_pa
     half = st.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3)
     assert rows == [["os+fsc", f"+{d.mean():.3f} [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}] p=0.25 (n=3)"]]
     _, diag = diagnosis_rows(b)
-    assert dict(diag)["os+fsc"] == "0.817±0.076 (3) / 0.717±0.076 (3) / 0.408±0.038 (3)"
+    assert dict(diag)["os+fsc"] == "0.817±0.076 (3) / 0.717±0.076 (3) / 0.408±0.038 (3) / 0.500±0.000 (3)"
     md = markdown(collect_from(recs, tmp_path))
     assert "Paired by seed against `os`" in md
     assert "| os+fsc − os | ROC-AUC       | +0.117 [-0.073, +0.306] p=0.25 (n=3) |" in md
