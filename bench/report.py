@@ -341,6 +341,23 @@ def contrast_rows(b: Board, contrasts=FSC_CONTRASTS) -> tuple[list[str], list[li
     return ["contrast", "metric"] + [ratio_label(r) for r in b.ratios], rows
 
 
+def fsc_effect_rows(boards: list[Board], contrasts=FSC_CONTRASTS) -> tuple[list[str], list[list[str]]] | None:
+    """One table across boards: per board and ratio, each contrast's paired difference in minority
+    accuracy and ROC-AUC, so that 'does FSC help, and where' is answered in one place."""
+    pairs = [(a, ref, metric) for a, ref in contrasts for metric in ("min_acc", "roc_auc")]
+    rows = []
+    for b in boards:
+        for r in sorted(b.ratios):
+            pds = [paired_cell(b, a, ref, r, metric) for a, ref, metric in pairs]
+            if any(pds):
+                where = f"{b.group[1]}, {b.setting['task']}"
+                rows.append([where, ratio_label(r)] + [pd.fmt() if pd else MISSING for pd in pds])
+    if not rows:
+        return None
+    head = ["board", "ratio"] + [f"{a} − {ref}: {METRIC_TITLES[metric]}" for a, ref, metric in pairs]
+    return head, rows
+
+
 def diagnosis_rows(b: Board) -> tuple[list[str], list[list[str]]] | None:
     """Threshold-free and prior-corrected numbers: ROC-AUC, the minority accuracy after test-time
     logit adjustment, and the layer4 separation of the test features, each with its own n."""
@@ -445,6 +462,14 @@ def markdown(col: Collected, reference: str = "os") -> str:
     )
     for line in provenance(col):
         md.write(f"- {line}\n")
+    effect = fsc_effect_rows(col.boards)
+    if effect:
+        md.write(
+            "\n## The effect of the FSC loss, all boards\n\nAdding the FSC loss without oversampling (`fsc − ce`) "
+            "and with it (`os+fsc − os`), paired by seed (same seed = same training subset): mean difference "
+            "[95% t-interval], two-sided Wilcoxon signed-rank p (n seeds).\n\n"
+        )
+        md.write(tabulate(effect[1], headers=effect[0], tablefmt="github", disable_numparse=True) + "\n")
     for b in col.boards:
         md.write(f"\n## {b.title}\n\n")
         md.write(tabulate(leaderboard_rows(b)[1], headers=leaderboard_rows(b)[0], tablefmt="github") + "\n\n")
