@@ -28,7 +28,7 @@ MISSING = "—"
 # The minority is the last class.
 EXTRA_METRICS = {
     "roc_auc": lambda m: m["roc_auc"],
-    "min_acc_la": lambda m: m["per_class_acc_logit_adjusted"][-1],  # after test-time logit adjustment
+    "bal_acc_la": lambda m: m["balanced_acc_logit_adjusted"],  # after test-time logit adjustment
     "l4_silhouette": lambda m: m["separation"]["layer4"]["silhouette"],
     "l4_cross_cos": lambda m: m["separation"]["layer4"]["cross_class_cos"],
 }
@@ -36,7 +36,7 @@ PAIRED_METRICS = ("min_acc", "roc_auc", "l4_silhouette")  # compared against --r
 METRIC_TITLES = {
     "min_acc": "minority acc.",
     "roc_auc": "ROC-AUC",
-    "min_acc_la": "minority acc. after logit adjustment",
+    "bal_acc_la": "balanced acc. after logit adjustment",
     "l4_silhouette": "layer4 silhouette",
     "l4_cross_cos": "layer4 cross-class cosine",
 }
@@ -370,8 +370,8 @@ def diagnosis_rows(b: Board) -> tuple[list[str], list[list[str]]] | None:
         return None
     return _method_by_ratio(
         b,
-        "{} AUC / min. acc. LA / l4 silhouette / l4 cross-cos",
-        lambda c: " / ".join(fmt(c, name) for name in ("roc_auc", "min_acc_la", "l4_silhouette", "l4_cross_cos")),
+        "{} AUC / bal. acc. LA / l4 silhouette / l4 cross-cos",
+        lambda c: " / ".join(fmt(c, name) for name in ("roc_auc", "bal_acc_la", "l4_silhouette", "l4_cross_cos")),
     )
 
 
@@ -497,9 +497,11 @@ def markdown(col: Collected, reference: str = "os") -> str:
         diag = diagnosis_rows(b)
         if diag:
             md.write(
-                "\nBias or representation? ROC-AUC of the minority score (threshold-free), minority accuracy after "
-                "subtracting the log training prior from the logits (logit adjustment at test time), and the "
-                "silhouette (cosine) and mean cross-class cosine similarity of the pooled layer4 test features; "
+                "\nBias or representation? ROC-AUC of the minority score (threshold-free), balanced accuracy after "
+                "subtracting the log training prior from the logits (logit adjustment at test time: the fix for a "
+                "classifier trained on the imbalanced distribution, as ce, fsc, focal and supcon are; os and cb, "
+                "which re-balance already, are corrected twice by it), and the silhouette (cosine) and mean "
+                "cross-class cosine similarity of the pooled layer4 test features; "
                 "mean±sd (n seeds whose records have the number):\n\n"
             )
             md.write(tabulate(diag[1], headers=diag[0], tablefmt="github", disable_numparse=True) + "\n")

@@ -188,7 +188,7 @@ def test_threshold_free_numbers_are_paired_only_over_seeds_that_have_them(tmp_pa
             if auc is not None:
                 r["metrics"].update(
                     roc_auc=auc,
-                    per_class_acc_logit_adjusted=[0.9, auc - 0.1],
+                    balanced_acc_logit_adjusted=auc - 0.1,
                     separation={
                         layer: {"silhouette": auc / 2, "cross_class_cos": 0.5} for layer in ("layer3", "layer4")
                     },
