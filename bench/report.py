@@ -94,6 +94,7 @@ class Cell:
     base: str = ""  # the composition without hyper-parameters, e.g. 'fsc' for 'fsc [fsc.lam=0.3]'
     val_balanced_acc: Stat | None = None  # on the held-out validation set, where the runs had one
     extra: dict[str, dict[int, float]] = field(default_factory=dict)  # EXTRA_METRICS name -> {seed: value}
+    keys: dict[int, str] = field(default_factory=dict)  # seed -> run key (names the run's feature file)
 
     def by_seed(self, class_index: int) -> dict[int, float]:
         return dict(zip(self.seeds, self.per_class[class_index].values))
@@ -219,6 +220,7 @@ def aggregate(records: list[dict]) -> list[Board]:
                 if all("val" in x["metrics"] for x in recs)
                 else None,
                 extra={name: _by_seed(recs, get) for name, get in EXTRA_METRICS.items()},
+                keys={x["spec"]["seed"]: x["key"] for x in recs},
             )
         boards.append(b)
     return boards
@@ -562,37 +564,37 @@ def print_console(col: Collected, console=None) -> None:
 EMBEDDED = ("ce", "os", "os+fsc")
 
 
-def embedding_figures(col: Collected, runs_dir: Path, fig_dir: Path) -> list[Path]:
-    """For each dataset/task, the most extreme ratio at which ce, os and os+fsc (default
-    hyper-parameters) all saved features for a shared seed: their t-SNE side by side."""
+def embedding_figures(boards: list[Board], runs_dir: Path, fig_dir: Path) -> list[Path]:
+    """Per board, the most extreme ratio and smallest seed at which ce, os and os+fsc (default
+    hyper-parameters) all saved features: their t-SNE side by side."""
     import numpy as np
 
     from .figures import embeddings
 
-    found: dict[tuple, dict[str, Path]] = defaultdict(dict)
-    for rec in col.ok:
-        s = rec["spec"]
-        path = Path(runs_dir) / "features" / f"{rec['key']}.npz"
-        label = method_label(rec)
-        if label in EMBEDDED and path.is_file():
-            found[(s["dataset"], s["task"], s["preset"], float(s["ratio"]), s["seed"])][label] = path
-    best: dict[tuple, tuple] = {}
-    for (ds, task, preset, ratio, seed), paths in found.items():
-        if set(paths) == set(EMBEDDED):
-            k = (ds, task, preset)
-            if k not in best or (ratio, seed) < best[k][:2]:
-                best[k] = (ratio, seed, paths)
     written = []
-    for (ds, task, preset), (ratio, seed, paths) in sorted(best.items()):
+    for b in boards:
+        chosen = None
+        for r in sorted(b.ratios):
+            cells = [b.cells.get((m, r)) for m in EMBEDDED]
+            if not all(cells):
+                continue
+            for seed in sorted(set.intersection(*(set(c.keys) for c in cells))):
+                paths = [Path(runs_dir) / "features" / f"{c.keys[seed]}.npz" for c in cells]
+                if all(p.is_file() for p in paths):
+                    chosen = (r, seed, paths)
+                    break
+            if chosen:
+                break
+        if not chosen:
+            continue
+        r, seed, paths = chosen
         panels = []
-        for m in EMBEDDED:
-            z = np.load(paths[m])
+        for m, path in zip(EMBEDDED, paths):
+            z = np.load(path)
             panels.append((m, z["layer4"], z["labels"]))
-        classes = next(
-            r["counts"]["classes"] for r in col.ok if r["spec"]["task"] == task and r["spec"]["dataset"] == ds
-        )
-        title = f"{ds} / {task}, 1:{ratio:g}, seed {seed}, preset {preset}: t-SNE of pooled layer4 test features"
-        written.append(embeddings(panels, classes, title, fig_dir / f"tsne_{ds}_{task}_{preset}.png"))
+        slug, setting = b.group
+        title = f"{setting}, {b.setting['task']}, 1:{r:g}, seed {seed}: t-SNE of pooled layer4 test features"
+        written.append(embeddings(panels, b.classes, title, fig_dir / f"tsne_{slug}_{b.setting['task']}.png"))
     return written
 
 
@@ -623,7 +625,7 @@ def report(runs_dir: Path, out_dir: Path, console=None, reference: str = "os") -
     (out_dir / "leaderboard.md").write_text(markdown(col, reference))
     write_csv(csv_rows(col.boards), out_dir / "leaderboard.csv")
     figs = accuracy_vs_ratio(col.boards, out_dir / "figures")
-    figs += embedding_figures(col, runs_dir, out_dir / "figures")
+    figs += embedding_figures(col.boards, runs_dir, out_dir / "figures")
     figs += paired_figures(col.boards, reference, out_dir / "figures")
     for nr in rankings(col.boards):
         figs += critical_difference(

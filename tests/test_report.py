@@ -336,4 +336,4 @@ def test_saved_features_give_a_tsne_figure(tmp_path):
 
     col = report(tmp_path / "runs", tmp_path / "out")
     [tsne] = [p for p in col.figures if p.name.startswith("tsne_")]
-    assert mpimg.imread(tsne).ndim == 3
+    assert mpimg.imread(tsne).ndim == 3 and tsne.name == "tsne_synthetic_tiny_fine.png"
