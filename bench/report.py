@@ -31,6 +31,7 @@ EXTRA_METRICS = {
     "bal_acc_la": lambda m: m["balanced_acc_logit_adjusted"],  # after test-time logit adjustment
     "l4_silhouette": lambda m: m["separation"]["layer4"]["silhouette"],
     "l4_cross_cos": lambda m: m["separation"]["layer4"]["cross_class_cos"],
+    "val_bal": lambda m: m["val"]["balanced_acc"],  # on the held-out validation set, for selection only
 }
 PAIRED_METRICS = ("min_acc", "roc_auc", "l4_silhouette")  # compared against --reference in the report
 METRIC_TITLES = {
@@ -92,7 +93,6 @@ class Cell:
     macro_f1: Stat
     seeds: list[int]
     base: str = ""  # the composition without hyper-parameters, e.g. 'fsc' for 'fsc [fsc.lam=0.3]'
-    val_balanced_acc: Stat | None = None  # on the held-out validation set, where the runs had one
     extra: dict[str, dict[int, float]] = field(default_factory=dict)  # EXTRA_METRICS name -> {seed: value}
     keys: dict[int, str] = field(default_factory=dict)  # seed -> run key (names the run's feature file)
 
@@ -216,9 +216,6 @@ def aggregate(records: list[dict]) -> list[Board]:
                 macro_f1=Stat([x["metrics"]["macro_f1"] for x in recs]),
                 seeds=[x["spec"]["seed"] for x in recs],
                 base=recs[0]["spec"]["method"],
-                val_balanced_acc=Stat([x["metrics"]["val"]["balanced_acc"] for x in recs])
-                if all("val" in x["metrics"] for x in recs)
-                else None,
                 extra={name: _by_seed(recs, get) for name, get in EXTRA_METRICS.items()},
                 keys={x["spec"]["seed"]: x["key"] for x in recs},
             )
@@ -278,16 +275,20 @@ def ablation_rows(b: Board, n_extreme: int = 3) -> tuple[list[str], list[list[st
 
 def select_on_validation(b: Board) -> dict[tuple[str, float], str]:
     """For each composition swept over hyper-parameters and each ratio, the configuration with the
-    best mean validation balanced accuracy. It reads validation numbers only, never the test ones."""
+    best mean validation balanced accuracy over the seeds that every configuration has (a sweep cut
+    short must not favour a configuration for its easier seeds). It reads validation numbers only,
+    never the test ones."""
     chosen = {}
     for r in b.ratios:
-        by_base: dict[str, list[tuple[float, str]]] = defaultdict(list)
+        by_base: dict[str, dict[str, dict[int, float]]] = defaultdict(dict)
         for (label, ratio), c in b.cells.items():
-            if ratio == r and c.val_balanced_acc is not None:
-                by_base[c.base].append((c.val_balanced_acc.mean, label))
+            if ratio == r and c.extra.get("val_bal"):
+                by_base[c.base][label] = c.extra["val_bal"]
         for base, candidates in by_base.items():
-            if len(candidates) > 1:
-                chosen[(base, r)] = max(candidates, key=lambda t: (t[0], t[1]))[1]
+            shared = set.intersection(*(set(v) for v in candidates.values()))
+            if len(candidates) > 1 and shared:
+                mean = {label: float(np.mean([v[s] for s in shared])) for label, v in candidates.items()}
+                chosen[(base, r)] = max(mean, key=lambda label: (mean[label], label))
     return chosen
 
 

@@ -321,6 +321,16 @@ def collect_from(records, tmp_path):
     return collect(tmp_path / "runs")
 
 
+def test_selection_compares_configurations_on_the_seeds_they_share():
+    from bench.report import select_on_validation
+
+    # lam 0.3 over seeds 0-1 averages 0.70; lam 1 ran seed 0 only (a sweep cut short), at 0.75.
+    # On their shared seed 0, lam 0.3 is better (0.80 > 0.75): its weaker seed 1 must not count against it.
+    recs = [_swept(0.3, 0, 0.5, 0.80), _swept(0.3, 1, 0.5, 0.60), _swept(1.0, 0, 0.5, 0.75)]
+    [b] = aggregate(recs)
+    assert select_on_validation(b) == {("fsc", 0.01): "fsc [fsc.lam=0.3]"}
+
+
 def test_saved_features_give_a_tsne_figure(tmp_path):
     import torch
 
