@@ -14,6 +14,19 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
 
+def save_png_svg(fig, path_stem: Path) -> list[Path]:
+    """Write `fig` as PATH_STEM.png and .svg (appended, not with_suffix: a stem such as
+    'cd_animals_quick_width0.5' has a dot of its own), close it, return the two paths."""
+    path_stem.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    for ext in ("png", "svg"):
+        p = path_stem.parent / f"{path_stem.name}.{ext}"
+        fig.savefig(p, dpi=130, metadata={"Date": None} if ext == "svg" else None)
+        written.append(p)
+    plt.close(fig)
+    return written
+
+
 def accuracy_vs_ratio(boards, fig_dir: Path) -> list[Path]:
     """One figure per dataset and training setting (Board.group): rows = tasks, columns = majority /
     minority class; x = ratio on a log axis, y = accuracy, a band of ±1 standard deviation over seeds."""
@@ -55,11 +68,7 @@ def accuracy_vs_ratio(boards, fig_dir: Path) -> list[Path]:
             fontsize=11,
         )
         fig.tight_layout(rect=(0, 0.06, 1, 0.96))
-        for ext in ("png", "svg"):
-            path = fig_dir / f"accuracy_vs_ratio_{slug}.{ext}"
-            fig.savefig(path, dpi=130, metadata={"Date": None} if ext == "svg" else None)
-            written.append(path)
-        plt.close(fig)
+        written += save_png_svg(fig, fig_dir / f"accuracy_vs_ratio_{slug}")
     return written
 
 
@@ -102,14 +111,7 @@ def critical_difference(ranking, title: str, path_stem: Path) -> list[Path]:
     sp.critical_difference_diagram(ranking.mean_rank, ranking.nemenyi, ax=ax)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    written = []
-    path_stem.parent.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "svg"):
-        p = path_stem.with_suffix(f".{ext}")
-        fig.savefig(p, dpi=130, metadata={"Date": None} if ext == "svg" else None)
-        written.append(p)
-    plt.close(fig)
-    return written
+    return save_png_svg(fig, path_stem)
 
 
 def embeddings(panels: list[tuple[str, np.ndarray, np.ndarray]], classes: list[str], title: str, path: Path) -> Path:
@@ -162,11 +164,4 @@ def paired_differences(
         ax.tick_params(axis="x", labelsize=8)
     fig.suptitle(f"{title}: method − {reference}, paired by seed, mean and 95% interval", fontsize=10)
     fig.tight_layout()
-    written = []
-    path_stem.parent.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "svg"):
-        p = path_stem.with_suffix(f".{ext}")
-        fig.savefig(p, dpi=130, metadata={"Date": None} if ext == "svg" else None)
-        written.append(p)
-    plt.close(fig)
-    return written
+    return save_png_svg(fig, path_stem)

@@ -123,10 +123,6 @@ class Board:
         return f"{s['dataset']} / {s['task']} ({classes}) — {train}"
 
     @property
-    def slug(self) -> str:
-        return f"{self.setting['dataset']}_{self.setting['task']}_{self.setting['preset']}"
-
-    @property
     def group(self) -> tuple[str, str]:
         """A file-name slug and a title for the dataset and training setting (tasks share them):
         the preset, plus each training flag that differs from the preset's default (say a validation

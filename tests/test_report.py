@@ -321,6 +321,21 @@ def collect_from(records, tmp_path):
     return collect(tmp_path / "runs")
 
 
+def test_figure_names_keep_a_dotted_setting(tmp_path):
+    """A non-default width makes the slug 'animals_quick_width0.5': both files must keep the '.5'."""
+    from bench.report import paired_figures
+
+    recs = [rec(m, 0.01, s, 0.9, 0.1 * s + (0.2 if m == "os+fsc" else 0)) for m in ("os", "os+fsc") for s in (1, 2, 3)]
+    for r in recs:
+        r["spec"]["width"] = 0.5
+    written = paired_figures(aggregate(recs), "os", tmp_path)
+    assert sorted(p.name for p in written) == [
+        "paired_animals_quick_width0.5_fine.png",
+        "paired_animals_quick_width0.5_fine.svg",
+    ]
+    assert all(p.is_file() for p in written)
+
+
 def test_selection_compares_configurations_on_the_seeds_they_share():
     from bench.report import select_on_validation
 
