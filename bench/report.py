@@ -327,19 +327,6 @@ def paired_rows(b: Board, reference: str, metric: str = "min_acc") -> tuple[list
     return head, rows
 
 
-def contrast_rows(b: Board, contrasts=FSC_CONTRASTS) -> tuple[list[str], list[list[str]]] | None:
-    """Paired differences (with − without) per ratio, in minority accuracy and in ROC-AUC."""
-    rows = []
-    for a, ref in contrasts:
-        for metric in ("min_acc", "roc_auc"):
-            pds = [paired_cell(b, a, ref, r, metric) for r in b.ratios]
-            if any(pds):
-                rows.append([f"{a} − {ref}", METRIC_TITLES[metric]] + [pd.fmt() if pd else MISSING for pd in pds])
-    if not rows:
-        return None
-    return ["contrast", "metric"] + [ratio_label(r) for r in b.ratios], rows
-
-
 def fsc_effect_rows(boards: list[Board], contrasts=FSC_CONTRASTS) -> tuple[list[str], list[list[str]]] | None:
     """One table across boards: per board and ratio, each contrast's paired difference in minority
     accuracy and ROC-AUC, so that 'does FSC help, and where' is answered in one place."""
@@ -452,6 +439,14 @@ def provenance(col: Collected) -> list[str]:
     return lines
 
 
+def _section(md: io.StringIO, intro: str, table: tuple[list[str], list[list[str]]] | None) -> None:
+    """An introducing sentence and its table, or nothing when there is no table."""
+    if table:
+        md.write(
+            f"\n{intro}\n\n" + tabulate(table[1], headers=table[0], tablefmt="github", disable_numparse=True) + "\n"
+        )
+
+
 def markdown(col: Collected, reference: str = "os") -> str:
     md = io.StringIO()
     md.write(
@@ -461,58 +456,43 @@ def markdown(col: Collected, reference: str = "os") -> str:
     )
     for line in provenance(col):
         md.write(f"- {line}\n")
-    effect = fsc_effect_rows(col.boards)
-    if effect:
-        md.write(
-            "\n## The effect of the FSC loss, all boards\n\nAdding the FSC loss without oversampling (`fsc − ce`) "
-            "and with it (`os+fsc − os`), paired by seed (same seed = same training subset): mean difference "
-            "[95% t-interval], two-sided Wilcoxon signed-rank p (n seeds).\n\n"
-        )
-        md.write(tabulate(effect[1], headers=effect[0], tablefmt="github", disable_numparse=True) + "\n")
+    _section(
+        md,
+        "## The effect of the FSC loss, all boards\n\nAdding the FSC loss without oversampling (`fsc − ce`) and "
+        "with it (`os+fsc − os`), paired by seed (same seed = same training subset): mean difference "
+        "[95% t-interval], two-sided Wilcoxon signed-rank p (n seeds).",
+        fsc_effect_rows(col.boards),
+    )
     for b in col.boards:
         md.write(f"\n## {b.title}\n\n")
         md.write(tabulate(leaderboard_rows(b)[1], headers=leaderboard_rows(b)[0], tablefmt="github") + "\n\n")
         md.write("Balanced accuracy / macro-F1:\n\n")
         md.write(tabulate(summary_rows(b)[1], headers=summary_rows(b)[0], tablefmt="github") + "\n")
-        abl = ablation_rows(b)
-        if abl:
-            md.write("\nAblation (the paper's Table 1), per-class accuracy at the most extreme ratios:\n\n")
-            md.write(tabulate(abl[1], headers=abl[0], tablefmt="github", disable_numparse=True) + "\n")
-        contrasts = contrast_rows(b)
-        if contrasts:
-            md.write(
-                "\nThe effect of adding the FSC loss, paired by seed: mean difference [95% t-interval], "
-                "two-sided Wilcoxon p (n seeds):\n\n"
-            )
-            md.write(tabulate(contrasts[1], headers=contrasts[0], tablefmt="github", disable_numparse=True) + "\n")
-        selected = selection_rows(b)
-        if selected:
-            md.write(
-                "\nConfigurations selected per ratio by mean validation balanced accuracy (a validation set "
-                "held out of the training pool; test numbers are never read to choose), with their test "
-                "accuracy:\n\n"
-            )
-            md.write(tabulate(selected[1], headers=selected[0], tablefmt="github", disable_numparse=True) + "\n")
-        diag = diagnosis_rows(b)
-        if diag:
-            md.write(
-                "\nBias or representation? ROC-AUC of the minority score (threshold-free), balanced accuracy after "
-                "subtracting the log training prior from the logits (logit adjustment at test time: the fix for a "
-                "classifier trained on the imbalanced distribution, as ce, fsc, focal and supcon are; os and cb, "
-                "which re-balance already, are corrected twice by it), and the silhouette (cosine) and mean "
-                "cross-class cosine similarity of the pooled layer4 test features; "
-                "mean±sd (n seeds whose records have the number):\n\n"
-            )
-            md.write(tabulate(diag[1], headers=diag[0], tablefmt="github", disable_numparse=True) + "\n")
+        _section(md, "Ablation (the paper's Table 1), per-class accuracy at the most extreme ratios:", ablation_rows(b))
+        _section(
+            md,
+            "Configurations selected per ratio by mean validation balanced accuracy (a validation set held out of "
+            "the training pool; test numbers are never read to choose), with their test accuracy:",
+            selection_rows(b),
+        )
+        _section(
+            md,
+            "Bias or representation? ROC-AUC of the minority score (threshold-free), balanced accuracy after "
+            "subtracting the log training prior from the logits (logit adjustment at test time: the fix for a "
+            "classifier trained on the imbalanced distribution, as ce, fsc, focal and supcon are; os and cb, "
+            "which re-balance already, are corrected twice by it), and the silhouette (cosine) and mean "
+            "cross-class cosine similarity of the pooled layer4 test features; mean±sd (n seeds whose records "
+            "have the number):",
+            diagnosis_rows(b),
+        )
         for metric in PAIRED_METRICS:
-            paired = paired_rows(b, reference, metric)
-            if paired:
-                md.write(
-                    f"\nPaired by seed against `{reference}` (same seed = same training subset): mean difference in "
-                    f"{METRIC_TITLES[metric]} [95% t-interval], two-sided Wilcoxon signed-rank p. With n seeds the "
-                    "smallest possible p is 2/2^n (0.25 for n=3, 0.0625 for n=5).\n\n"
-                )
-                md.write(tabulate(paired[1], headers=paired[0], tablefmt="github", disable_numparse=True) + "\n")
+            _section(
+                md,
+                f"Paired by seed against `{reference}` (same seed = same training subset): mean difference in "
+                f"{METRIC_TITLES[metric]} [95% t-interval], two-sided Wilcoxon signed-rank p. With n seeds the "
+                "smallest possible p is 2/2^n (0.25 for n=3, 0.0625 for n=5).",
+                paired_rows(b, reference, metric),
+            )
     for nr in rankings(col.boards):
         md.write(ranking_markdown(nr))
     if col.failed:

@@ -208,8 +208,9 @@ def test_threshold_free_numbers_are_paired_only_over_seeds_that_have_them(tmp_pa
     assert dict(diag)["os+fsc"] == "0.817±0.076 (3) / 0.717±0.076 (3) / 0.408±0.038 (3) / 0.500±0.000 (3)"
     md = markdown(collect_from(recs, tmp_path))
     assert "Paired by seed against `os`" in md
-    assert "| os+fsc − os | ROC-AUC       | +0.117 [-0.073, +0.306] p=0.25 (n=3) |" in md
-    assert "| animals, preset quick, fine | 1:0.01  | —" in md  # the all-boards table: no fsc − ce here
+    # the all-boards table of FSC contrasts: no fsc − ce here; os+fsc − os as above in ROC-AUC
+    assert "| animals, preset quick, fine | 1:0.01  | —" in md
+    assert "| +0.117 [-0.073, +0.306] p=0.25 (n=3) |" in md.split("all boards")[1].split("\n## ")[0]
     [png, svg] = paired_figures([b], "os", tmp_path / "figs")
     assert png.name == "paired_animals_quick_fine.png" and mpimg.imread(png).std() > 0.01
 
