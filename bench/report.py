@@ -465,9 +465,10 @@ def markdown(col: Collected, reference: str = "os") -> str:
     )
     for b in col.boards:
         md.write(f"\n## {b.title}\n\n")
-        md.write(tabulate(leaderboard_rows(b)[1], headers=leaderboard_rows(b)[0], tablefmt="github") + "\n\n")
-        md.write("Balanced accuracy / macro-F1:\n\n")
-        md.write(tabulate(summary_rows(b)[1], headers=summary_rows(b)[0], tablefmt="github") + "\n")
+        head, rows = leaderboard_rows(b)
+        md.write(tabulate(rows, headers=head, tablefmt="github") + "\n\n")
+        head, rows = summary_rows(b)
+        md.write("Balanced accuracy / macro-F1:\n\n" + tabulate(rows, headers=head, tablefmt="github") + "\n")
         _section(md, "Ablation (the paper's Table 1), per-class accuracy at the most extreme ratios:", ablation_rows(b))
         _section(
             md,
