@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
 from pathlib import Path
 
 from datasets import PAPER_RATIOS, SOURCES, TASKS, check_ratio, get_source
-from methods import REGISTRY
+from methods import REGISTRY, load_plugins
 
 from . import store
 from .errors import USER_ERRORS, BenchError
-from .spec import PRECISIONS, PRESETS, TRAIN_FLAGS
+from .spec import PRECISIONS, PRESETS, TRAIN_FLAGS, numerics
 
 
 def _csv(s: str) -> list[str]:
@@ -53,11 +54,40 @@ def _overrides(items: list[str], flag: str = "--set") -> dict[str, dict[str, str
     return out
 
 
+def _weights_digest(weights: str | None) -> str | None:
+    """The SHA-256 of a --weights file (part of the run key: a path names a file, its content is what counts)."""
+    if not weights or not Path(weights).is_file():
+        return None
+    from datasets.base import sha256_of
+
+    try:
+        return sha256_of(Path(weights))
+    except OSError as e:
+        raise BenchError(f"--weights {weights}: cannot read it ({e.strerror})") from None
+
+
 def _expand_methods(names: list[str]) -> list[str]:
-    """'all' stands for every registered method, each on its own."""
+    """'all' stands for every registered method, each on its own; 'X+all' for X composed with every
+    registered method where the composition is allowed and new (e.g. 'os+all': os+fsc, os+crt, ... but
+    not os+la, which corrects for the prior twice, nor os+cbs, two samplers)."""
+    from methods import MethodError, parse_method
+
     out = []
     for n in names:
-        out += sorted(REGISTRY) if n == "all" else [n]
+        if n == "all":
+            out += sorted(REGISTRY)
+        elif n.endswith("+all"):
+            base = n[: -len("+all")]
+            base_name = parse_method(base).name
+            for other in sorted(REGISTRY):
+                try:
+                    comp = parse_method(f"{base}+{other}")
+                except MethodError:
+                    continue
+                if comp.name != base_name:
+                    out.append(comp.name)
+        else:
+            out.append(n)
     return list(dict.fromkeys(out))
 
 
@@ -79,16 +109,27 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     sub = p.add_subparsers(dest="command", required=True)
+    plugin = argparse.ArgumentParser(add_help=False)
+    plugin.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first, so the methods it registers can be used (also in worker processes); "
+        "installed packages can instead declare an entry point in the group 'bench.methods'",
+    )
 
     r = sub.add_parser(
         "run",
         help="train a grid of methods x tasks x ratios x seeds and write run records",
         formatter_class=_Help,
+        parents=[plugin],
     )
     r.add_argument(
         "--methods",
         default="ce,os,os+fsc",
-        help="comma-separated methods; compose with '+', e.g. ce,os,os+fsc; 'all' = each registered one (see `list`)",
+        help="comma-separated methods; compose with '+', e.g. ce,os,os+fsc; 'all' = each registered one (see `list`); "
+        "'os+all' = os composed with each one where that is allowed",
     )
     r.add_argument("--dataset", default="animals", help=f"comma-separated: {', '.join(sorted(SOURCES))}")
     r.add_argument("--task", default="fine", help=f"comma-separated: {', '.join(TASKS)}")
@@ -149,17 +190,24 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--threads",
         type=int,
-        help="torch CPU threads per run process (default: all cores, split among pool workers)",
+        help="torch CPU threads per run (default 1 on a CPU: the thread count changes the arithmetic and is "
+        "part of the run key, so the default keeps keys the same on every machine; on a GPU: the cores "
+        "split among workers)",
     )
     r.add_argument("--compile", action="store_true", help="torch.compile the training forward (worth it on GPUs)")
     r.add_argument(
         "--executor",
-        default="local",
-        choices=["local", "gpus", "slurm"],
-        help="local: in this process; gpus: worker processes over every visible GPU (CPU workers where there is "
-        "none); slurm: a submitit job array",
+        default="pool",
+        choices=["pool", "local", "slurm", "gpus"],
+        help="pool: worker processes pulling runs from the grid (--workers-per-gpu per visible GPU, else one "
+        "per --threads CPU cores); local: one run after another in this process; slurm: a submitit job "
+        "array; gpus: the old name of pool",
     )
-    r.add_argument("--workers-per-gpu", type=int, default=1, help="gpus executor: concurrent runs per device")
+    r.add_argument(
+        "--workers-per-gpu",
+        type=int,
+        help="pool executor: concurrent runs per device (default 1 per GPU; on a CPU: cores / --threads)",
+    )
     r.add_argument("--slurm-partition")
     r.add_argument("--slurm-time", type=int, default=60, help="minutes per array task")
     r.add_argument("--slurm-gpus-per-task", type=int, default=0)
@@ -176,7 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--slurm-no-wait", action="store_true", help="submit and return; `bench status` shows progress")
 
-    sub.add_parser("list", help="registered methods (role, hyper-parameters, defaults), datasets and tasks")
+    sub.add_parser(
+        "list",
+        help="registered methods (role, hyper-parameters, defaults, paper), datasets and tasks",
+        parents=[plugin],
+    )
     d = sub.add_parser("datasets", help="each data source: available here?, from where, tasks and counts")
     d.add_argument("--data-root")
     d.add_argument("--figure", metavar="PNG", help="also draw example images of each available built-in task")
@@ -202,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         "report",
         help="leaderboards, ablation table and figures from run records",
         formatter_class=_Help,
+        parents=[plugin],
     )
     rep.add_argument("--runs", default="results/runs", help="folder of run records")
     rep.add_argument("--out", default="results", help="where leaderboard.md/.csv and figures/ go")
@@ -227,11 +280,14 @@ def cmd_run(a) -> int:
         raise BenchError("--steps must be >= 1, --batch-size >= 2, --lr and --width > 0")
     if train["val_per_class"] < 0:
         raise BenchError(f"--val-per-class is a count of images (>= 0), got {train['val_per_class']}")
-    if a.threads is not None and a.threads < 1:
-        raise BenchError("--threads must be >= 1")
+    cores = os.cpu_count() or 1
+    if a.threads is not None and not 1 <= a.threads <= cores:
+        raise BenchError(f"--threads must be between 1 and this machine's {cores} cores, got {a.threads}")
+    if a.workers_per_gpu is not None and a.workers_per_gpu < 1:
+        raise BenchError("--workers-per-gpu must be >= 1")
     if a.seeds is not None and a.seeds < 1:
         raise BenchError(f"--seeds is a count of seeds (>= 1), got {a.seeds}")
-    train.update(model=a.model, weights=a.weights, preset=a.preset)
+    train.update(model=a.model, weights=a.weights, preset=a.preset, weights_sha256=_weights_digest(a.weights))
     ratios = [check_ratio(x) for x in _csv(a.ratios)] if a.ratios else list(preset["ratios"])
     seeds = list(range(a.seeds)) if a.seeds else list(preset["seeds"])
     classes = tuple(_csv(a.classes)) if a.classes else None
@@ -257,6 +313,17 @@ def cmd_run(a) -> int:
         raise BenchError(
             f"--device {a.device} is not usable here ({str(e).splitlines()[0]}); try --device cpu"
         ) from None
+    executor = "pool" if a.executor == "gpus" else a.executor
+    devices = (visible_devices() if a.device == "auto" else [a.device]) if executor == "pool" else [str(device)]
+    kind = ("cuda" if a.slurm_gpus_per_task else "cpu") if executor == "slurm" else torch.device(devices[0]).type
+    if kind == "cpu":
+        threads = a.threads or 1
+        per_device = a.workers_per_gpu or max(1, cores // threads)
+    else:
+        per_device = a.workers_per_gpu or 1
+        threads = a.threads or max(1, cores // (len(devices) * per_device))
+    # Everything that changes the arithmetic goes into the key (see spec.numerics).
+    req.train["numerics"] = numerics(kind, req.train["precision"], threads)
     cache = DataCache(a.data_root, a.image_size)
     specs = expand(req, cache)
     out = Path(a.out)
@@ -266,27 +333,26 @@ def cmd_run(a) -> int:
         data_root=a.data_root,
         image_size=a.image_size,
         plain=True if a.plain else None,
-        threads=a.threads,
+        threads=threads,
         command=a.command_line,
         save_features=a.save_features,
+        plugins=tuple(a.plugin),
     )
     print(
         f"preset {a.preset}: "
         + ", ".join(f"{k}={v}" for k, v in train.items() if v is not None)
         + f"; ratios {','.join(f'{r:g}' for r in ratios)}; seeds {','.join(map(str, seeds))}; "
-        + f"{len(specs)} runs; executor {a.executor}"
-        + (f", device {device}" if a.executor == "local" else "")
+        + f"{len(specs)} runs; executor {executor}"
+        + (f", device {device}" if executor == "local" else "")
+        + f"; numerics {req.train['numerics']}"
     )
     write_manifest(out, [s.key for s in specs], [s.label() for s in specs], a.command_line)
     t0 = time.perf_counter()
     try:
-        if a.executor == "local":
+        if executor == "local":
             written = run_local(specs, out, device, opts, force=a.force)
-        elif a.executor == "gpus":
-            if a.workers_per_gpu < 1:
-                raise BenchError("--workers-per-gpu must be >= 1")
-            devices = visible_devices() if a.device == "auto" else [a.device]
-            written = run_pool(specs, out, opts, devices, a.workers_per_gpu, force=a.force)
+        elif executor == "pool":
+            written = run_pool(specs, out, opts, devices, per_device, force=a.force)
         else:
             slurm = SlurmOptions(
                 partition=a.slurm_partition,
@@ -325,17 +391,33 @@ def cmd_list(a) -> int:
     import dataclasses
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title="methods (compose with '+': at most one sampler and one criterion)")
-    for h in ("name", "role", "hyper-parameters (defaults)", "what it does"):
+    from methods import parse_method
+
+    t = Table(title="methods (compose with '+': at most one per role, auxiliary terms any number)", show_lines=True)
+    for h in ("name", "role", "hyper-parameters (defaults, valid range)", "what it does", "paper", "stages"):
         t.add_column(h)
     for name in sorted(REGISTRY):
         cls = REGISTRY[name]
-        hp = ", ".join(
-            f"{f.name}={f.default if f.default is not dataclasses.MISSING else '?'}" for f in dataclasses.fields(cls)
-        )
-        t.add_row(name, cls.role, hp or "-", cls.summary)
+        hps = []
+        for f in dataclasses.fields(cls):
+            rng = " ".join(
+                f"{op}{f.metadata[k]}"
+                for k, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+                if f.metadata.get(k) is not None
+            )
+            default = f.default if f.default is not dataclasses.MISSING else "?"
+            if isinstance(default, tuple):
+                default = ",".join(map(str, default))
+            hps.append(f"{f.name}={default}" + (f" ({rng})" if rng else ""))
+        try:
+            stages = parse_method(name).stages()
+            plan = " -> ".join(f"{s.name} {s.share:g}" for s in stages) if len(stages) > 1 else "-"
+        except Exception:  # a plug-in whose stages need more than a default composition
+            plan = "?"
+        t.add_row(*(escape(x) for x in (name, cls.role, "\n".join(hps) or "-", cls.describe(), cls.paper or "-", plan)))
     Console().print(t)
     t = Table(title="datasets and tasks")
     for h in ("dataset", "built-in pairs (majority, minority)", "description"):
@@ -462,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.command_line = shlex.join(["python", "-m", "bench", *argv])  # recorded with every run
     try:
+        load_plugins(getattr(args, "plugin", []))
         return COMMANDS[args.command](args)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from methods import load_plugins
+
 from . import store
 from .errors import BenchError
 from .progress import make_progress
@@ -32,9 +34,10 @@ class RunOptions:
     data_root: str | None = None
     image_size: int | None = None
     plain: bool | None = None
-    threads: int | None = None  # torch CPU threads per process (None: local all, pool cores / workers)
+    threads: int | None = None  # torch CPU threads per run (None: torch's default)
     command: str = ""  # the command line, kept in every record
     save_features: bool = False  # also write OUT/features/<key>.npz (pooled layer4 test features)
+    plugins: tuple[str, ...] = ()  # modules registering methods, imported in every worker process too
 
 
 def execute(
@@ -68,6 +71,7 @@ def run_local(specs: list[RunSpec], out: Path, device: torch.device, opts: RunOp
 def run_specs(spec_dicts: list[dict], out: str, device: str, opts: dict) -> list[tuple[str, str]]:
     """Run a shard of specs (skipping finished ones) in the calling process: a SLURM array task's body."""
     o = RunOptions(**opts)
+    load_plugins(o.plugins)
     if o.threads:
         torch.set_num_threads(o.threads)
     if device == "auto":
@@ -92,6 +96,7 @@ def run_specs(spec_dicts: list[dict], out: str, device: str, opts: dict) -> list
 def _pool_worker(device: str, threads: int, tasks, results, out: str, opts: dict) -> None:
     torch.set_num_threads(threads)
     o = RunOptions(**opts)
+    load_plugins(o.plugins)
     cache = DataCache(o.data_root, o.image_size)
     dev = torch.device(device)
     while True:

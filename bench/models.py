@@ -21,6 +21,7 @@ class TappedResNet(ResNet):
 
     def __init__(self, num_classes: int, in_channels: int, image_size: int, width: float = 1.0):
         super().__init__(BasicBlock, [2, 2, 2, 2], num_classes=num_classes)
+        self.num_classes = num_classes
         self.widths = [max(4, round(64 * width * m)) for m in (1, 2, 4, 8)]
         small = image_size <= 64
         w0 = self.widths[0]

@@ -20,7 +20,7 @@ from tabulate import tabulate
 from methods import MethodError, parse_method
 
 from . import store
-from .spec import LATE_DEFAULTS, PRESETS, TRAIN_FLAGS
+from .spec import LATE_DEFAULTS, PRESETS, TRAIN_FLAGS, record_numerics
 from .stats import paired_difference, rank_methods
 
 MISSING = "—"
@@ -56,6 +56,8 @@ BOARD_FIELDS = (
     *TRAIN_FLAGS,
     "preset",
     "suite_version",
+    "weights_sha256",
+    "numerics",  # rebuilt from the recorded environment for records made before the field existed
 )
 
 
@@ -120,7 +122,8 @@ class Board:
         s = self.setting
         classes = " vs ".join(self.classes) if len(self.classes) <= 3 else f"{len(self.classes)} classes"
         train = f"preset {s['preset']}, width {s['width']}, {s['steps']} steps x {s['batch_size']}"
-        return f"{s['dataset']} / {s['task']} ({classes}) — {train}"
+        held = f", validation hold-out {s['val_per_class']}/class" if s.get("val_per_class") else ""
+        return f"{s['dataset']} / {s['task']} ({classes}) — {train}{held}; {s['numerics']}"
 
     @property
     def group(self) -> tuple[str, str]:
@@ -132,7 +135,7 @@ class Board:
         extra = {k: s.get(k) for k in TRAIN_FLAGS if k in defaults and s.get(k) != defaults[k]}
         slug = "_".join([s["dataset"], s["preset"], *(f"{k.replace('_', '-')}{v}" for k, v in extra.items())])
         title = ", ".join([s["dataset"], f"preset {s['preset']}", *(f"{k}={v}" for k, v in extra.items())])
-        return slug, title
+        return f"{slug}_{numerics_tag(s['numerics'])}", f"{title}, {s['numerics']}"
 
     @property
     def methods(self) -> list[str]:
@@ -162,16 +165,27 @@ class Collected:
     figures: list[Path] = field(default_factory=list)
 
 
+def numerics_tag(value: str) -> str:
+    """A file-name tag for a numerics string: 'cpu fp32 threads=1 torch=2.14.1' -> 'cpu-fp32-t1-torch2.14.1'."""
+    return "-".join(p.replace("threads=", "t").replace("torch=", "torch") for p in value.split())
+
+
 def method_label(rec: dict) -> str:
     """The composition name, plus the hyper-parameters that differ from the registered defaults."""
     spec = rec["spec"]
     try:
-        defaults = parse_method(spec["method"]).hparams()
+        comp = parse_method(spec["method"])
+        defaults = comp.hparams()
+        legacy = {m.name: m.legacy for m in comp.parts}
     except MethodError:  # a method registered by a plug-in that this process does not know
-        defaults = {}
+        defaults, legacy = {}, {}
+    # A hyper-parameter added after the record was made: the record used its legacy value, if any.
+    hparams = {
+        m: {**{k: v for k, v in legacy.get(m, {}).items() if k not in hp}, **hp} for m, hp in spec["hparams"].items()
+    }
     diffs = [
         f"{m}.{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
-        for m, hp in sorted(spec["hparams"].items())
+        for m, hp in sorted(hparams.items())
         for k, v in sorted(hp.items())
         if defaults.get(m, {}).get(k) != v
     ]
@@ -195,7 +209,7 @@ def aggregate(records: list[dict]) -> list[Board]:
     values: dict[str, dict] = defaultdict(lambda: defaultdict(list))
     for rec in records:
         spec = rec["spec"]
-        setting = {k: spec.get(k, LATE_DEFAULTS.get(k)) for k in BOARD_FIELDS}
+        setting = {k: spec.get(k, LATE_DEFAULTS.get(k)) for k in BOARD_FIELDS} | {"numerics": record_numerics(rec)}
         classes = rec["counts"]["classes"]
         bkey = json.dumps([setting, classes], sort_keys=True)
         groups.setdefault(bkey, {"setting": setting, "classes": classes})

@@ -25,7 +25,7 @@ from methods import parse_method
 from . import store
 from .envinfo import environment, now
 from .errors import BenchError
-from .spec import RunSpec
+from .spec import RunSpec, numerics, numerics_threads
 from .train import train_and_evaluate
 
 
@@ -149,6 +149,16 @@ def run_one(
         record["counts"] = task.counts_record()
         record["data"] = {"origin": data.origin, "mean": task.mean, "std": task.std}
         method = parse_method(spec.method, {m: dict(hp) for m, hp in spec.hparams.items()})
+        if spec.numerics:
+            threads = numerics_threads(spec.numerics)
+            if device.type == "cpu" and threads and threads != torch.get_num_threads():
+                torch.set_num_threads(threads)  # the key says how many threads the arithmetic used
+            here = numerics(device.type, spec.precision, torch.get_num_threads())
+            if here != spec.numerics:
+                raise RuntimeError(
+                    f"this process computes with '{here}' but the run's key says '{spec.numerics}'; "
+                    "run it with the matching --device and --threads"
+                )
         record.update(
             train_and_evaluate(spec, task, method, device, eval_batch_size, on_progress, compile, features_path)
         )

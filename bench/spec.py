@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass, field
 
 from . import SUITE_VERSION
 
-LATE_DEFAULTS = {"precision": "auto", "val_per_class": 0}
+# Fields added after records existed: left out of the key at these values, so older keys stay valid.
+LATE_DEFAULTS = {"precision": "auto", "val_per_class": 0, "numerics": None, "weights_sha256": None}
 PRECISIONS = ("auto", "fp32", "bf16")
 # The training settings a preset fixes and single command-line flags override.
 TRAIN_FLAGS = (
@@ -75,6 +76,48 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def resolved_precision(precision: str, device) -> str:
+    """'auto' -> bf16 autocast on CUDA, float32 elsewhere; explicit values stay."""
+    kind = device if isinstance(device, str) else device.type
+    return "bf16" if precision == "bf16" or (precision == "auto" and kind == "cuda") else "fp32"
+
+
+def torch_release(version: str | None = None) -> str:
+    """'2.14.1+cu130' -> '2.14.1': the CPU and CUDA builds of one release compute alike on the CPU."""
+    if version is None:
+        import torch
+
+        version = torch.__version__
+    return version.split("+")[0]
+
+
+def numerics(device_type: str, precision: str, threads: int | None, torch_version: str | None = None) -> str:
+    """The arithmetic a run is computed with, beyond its spec: e.g. 'cpu fp32 threads=1 torch=2.14.1'.
+    The CPU thread count changes the order of floating-point sums (a 1-thread and a 2-thread run of one
+    spec differ); a GPU's threads do not matter."""
+    parts = [device_type, resolved_precision(precision, device_type)]
+    if device_type == "cpu":
+        parts.append(f"threads={threads}")
+    return " ".join([*parts, f"torch={torch_release(torch_version)}"])
+
+
+def numerics_threads(value: str) -> int | None:
+    """The CPU thread count a numerics string names ('cpu fp32 threads=2 torch=...' -> 2), else None."""
+    for part in value.split():
+        if part.startswith("threads="):
+            return int(part.partition("=")[2])
+    return None
+
+
+def record_numerics(rec: dict) -> str:
+    """A record's numerics: its spec's, or for records made before the field existed, rebuilt from
+    the environment it recorded (device kind, thread count, torch version)."""
+    spec, env = rec.get("spec", {}), rec.get("env", {})
+    if spec.get("numerics"):
+        return spec["numerics"]
+    return numerics(env.get("device_type", "cpu"), spec.get("precision", "auto"), env.get("threads"), env.get("torch"))
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """Everything that decides a run's result. Its key is a hash of its canonical JSON."""
@@ -103,6 +146,11 @@ class RunSpec:
     # Fields added after records existed; left out of the key at their default so old keys stay valid.
     precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 on CPU; or 'fp32' / 'bf16' everywhere
     val_per_class: int = 0  # a balanced validation set held out of the training pool (for selection)
+    # What decides the arithmetic besides the fields above (see `numerics`): device kind, resolved
+    # precision, CPU threads, torch release. Part of the key, so a GPU record never makes a CPU run
+    # skip and a 1-thread run never stands for a 2-thread one; boards never mix two values.
+    numerics: str | None = None
+    weights_sha256: str | None = None  # the content of a --weights file (its path is only a name)
 
     def canonical(self) -> str:
         d = asdict(self)

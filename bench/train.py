@@ -9,6 +9,7 @@ runs the method's composed loss. The loop knows methods only through the Composi
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -18,11 +19,12 @@ import numpy as np
 import torch
 
 from datasets import TaskData
-from methods import Composite, TrainContext
+from methods import Composite, Posthoc, Stage, TrainContext, TrainState
+from methods.base import epoch_indices
 
 from .metrics import evaluate, separation
 from .models import LAYERS, build_model
-from .spec import RunSpec
+from .spec import RunSpec, resolved_precision
 
 
 class NonFiniteLoss(RuntimeError):
@@ -76,17 +78,36 @@ def set_determinism(seed: int) -> None:
 
 @torch.no_grad()
 def predict(model, x: torch.Tensor, norm: Normaliser, batch_size: int, autocast, taps=()):
-    """Logits (float32, CPU numpy) and, if asked, pooled features of `x`, in large batches."""
+    """Logits (float32, CPU numpy) and, if asked, pooled features of `x` (uint8, any device), in large batches."""
     model.eval()
     logits, feats = [], {t: [] for t in taps}
+    device = norm.mean.device
     for i in range(0, len(x), batch_size):
         with autocast():
-            out, f = model(norm(x[i : i + batch_size]), taps)
+            out, f = model(norm(x[i : i + batch_size].to(device)), taps)
         logits.append(out.float())
         for t in taps:
             feats[t].append(f[t].float())
     result = torch.cat(logits).cpu().numpy()
     return result, {t: torch.cat(v).cpu().numpy() for t, v in feats.items()}
+
+
+def split_budget(total: int, shares: list[float]) -> list[int]:
+    """Steps per stage: round(share * total) each, the last stage taking what is left, every stage >= 1."""
+    steps = [max(1, round(s * total)) for s in shares[:-1]]
+    steps.append(total - sum(steps))
+    if steps[-1] < 1:
+        raise ValueError(f"a budget of {total} steps is too small for {len(shares)} stages; raise --steps")
+    return steps
+
+
+def _batch_source(stage: Stage, task: TaskData, device, rng):
+    """The training images and labels this stage samples from, on the device (a sampler may resample
+    them once, e.g. SMOTE), and their labels as numpy for the sampler."""
+    x, y = task.train_x, task.train_y
+    if stage.sampler is not None:
+        x, y = stage.sampler.prepare(x, y, rng)
+    return x.to(device), y.to(device), y.numpy()
 
 
 def train_and_evaluate(
@@ -101,91 +122,113 @@ def train_and_evaluate(
 ) -> dict:
     """Train one run and return the record's measured part: metrics, loss history, timings.
 
-    `compile=True` wraps the training forward in torch.compile; dynamo's cache is keyed by code and
-    guards, not by the model instance, so the runs of a grid with the same shapes reuse one compilation."""
+    The run's step budget is split into the method's stages (one unless a stages method splits
+    it); each stage gets a fresh optimiser and learning-rate schedule and trains the parameters it
+    names. `compile=True` wraps the training forward in torch.compile; dynamo's cache is keyed by code
+    and guards, not by the model instance, so the runs of a grid with the same shapes reuse one
+    compilation."""
     set_determinism(spec.seed)
     cuda = device.type == "cuda"
-    bf16 = spec.precision == "bf16" or (spec.precision == "auto" and cuda)
+    bf16 = resolved_precision(spec.precision, device) == "bf16"
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
     channels, size = task.train_x.shape[1], task.train_x.shape[2]
-    model = build_model(len(task.classes), channels, size, spec.width, spec.weights).to(device)
+    model = build_model(len(task.classes), channels, size, spec.width, spec.weights)
+    method.adapt_model(model)
     # channels_last on every device: cuDNN's tensor-core kernels want NHWC, and on the 2-core CPU the
     # training loop measured ~4% faster with it; the arithmetic is unchanged.
-    model = model.to(memory_format=torch.channels_last)
-    ctx = TrainContext(class_counts=task.train_counts, feature_dims=model.feature_dims, device=device, seed=spec.seed)
+    model = model.to(device, memory_format=torch.channels_last)
+    bs = min(spec.batch_size, len(task.train_y))
+    ctx = TrainContext(
+        class_counts=task.train_counts,
+        feature_dims=model.feature_dims,
+        device=device,
+        seed=spec.seed,
+        total_steps=spec.steps,
+        batch_size=bs,
+        batch_prior=method.batch_prior(task.train_counts),
+    )
     method.setup(ctx)
-    taps = method.taps
+    stages = method.stages()
+    budgets = split_budget(spec.steps, [s.share for s in stages])
     forward = torch.compile(model) if compile else model
-    params = list(model.parameters()) + method.parameters()
-    opt = torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, nesterov=True, weight_decay=spec.weight_decay)
-
-    x_train = task.train_x.to(device)
-    y_train = task.train_y.to(device)
-    labels = task.train_y.numpy()
     norm = Normaliser(task.mean, task.std, device, channels_last=True)
     pad = max(1, round(size / 8))
     gen = torch.Generator(device=device).manual_seed(spec.seed)
     rng = np.random.default_rng(spec.seed)
-
-    # The budget is a number of optimiser steps, the same for every method and ratio: a sampler
-    # that enlarges the epoch (oversampling) gets no extra compute, and a tiny imbalanced set is
-    # not under-trained. Epochs are the sampler's unit: a fresh index order whenever one runs out.
-    total, warmup = spec.steps, spec.warmup_steps
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, total))
-    bs = min(spec.batch_size, len(labels))
-    log_every = max(1, total // 20)
-
-    history, sums, n_sum, epoch, step = [], {}, 0, 0, 0
-    order = torch.empty(0, dtype=torch.int64, device=device)
-    pos = 0
-    model.train()
+    total = spec.steps
+    history, step, epoch = [], 0, 0
+    stage_log = []
     t0 = time.perf_counter()
-    while step < total:
-        if pos + bs > len(order):  # the sampler's next epoch (drop-last: batches are always full)
-            method.on_epoch_start(epoch)
-            order = torch.from_numpy(np.asarray(method.epoch_indices(labels, epoch, rng), dtype=np.int64)).to(device)
-            epoch, pos = epoch + 1, 0
-            if len(order) < bs:
-                raise RuntimeError(f"sampler returned {len(order)} indices, fewer than a batch of {bs}")
-        idx = order[pos : pos + bs]
-        pos += bs
-        xb = norm(augment(x_train[idx], pad, gen))
-        yb = y_train[idx]
-        with autocast():
-            logits, feats = forward(xb, taps)
-        loss, parts = method.loss(logits, feats, yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        step += 1
-        for k, v in (("loss", loss), *parts.items()):
-            sums[k] = sums.get(k, 0) + v.detach().float()
-        n_sum += 1
-        if step % log_every == 0 or step == total:
-            means = {k: float(v) / n_sum for k, v in sums.items()}  # the only device sync of the loop
-            if not math.isfinite(means["loss"]):
-                raise NonFiniteLoss(f"loss became {means['loss']} by step {step}; lower --lr or check the method")
-            history.append({"step": step, "epoch": epoch, **{k: round(v, 6) for k, v in means.items()}})
-            sums, n_sum = {}, 0
-            if on_progress:
-                on_progress(step, total, means["loss"])
-    images = total * bs
+    for stage, n_steps in zip(stages, budgets):
+        if stage.on_start:
+            stage.on_start(model)
+        trainable = stage.trainable(model) if stage.trainable else list(model.parameters())
+        wanted = {id(p) for p in trainable}
+        for p in model.parameters():
+            p.requires_grad_(id(p) in wanted)
+        params = trainable + stage.parameters()
+        opt = torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, nesterov=True, weight_decay=spec.weight_decay)
+        # Warm-up in proportion to the stage's share of the budget, then cosine decay to zero.
+        warmup = round(spec.warmup_steps * n_steps / total)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s, w=warmup, n=n_steps: lr_factor(s, w, n))
+        model.train(stage.trainable is None)  # a frozen backbone keeps its BatchNorm statistics
+        x_train, y_train, labels = _batch_source(stage, task, device, rng)
+        b = min(bs, len(labels))
+        log_every = max(1, n_steps // 20)
+        order = torch.empty(0, dtype=torch.int64, device=device)
+        pos, sums, n_sum, stage_epochs = 0, {}, 0, 0
+        for k in range(n_steps):
+            state = TrainState(step=step, total_steps=total, stage=stage.name, stage_step=k, stage_steps=n_steps)
+            for part in stage.parts:
+                part.on_step(state)
+            if pos + b > len(order):  # the sampler's next epoch (drop-last: batches are always full)
+                idx_np = np.asarray(epoch_indices(stage.sampler, labels, stage_epochs, rng), dtype=np.int64)
+                order = torch.from_numpy(idx_np).to(device)
+                epoch, stage_epochs, pos = epoch + 1, stage_epochs + 1, 0
+                if len(order) < b:
+                    raise RuntimeError(f"sampler returned {len(order)} indices, fewer than a batch of {b}")
+            idx = order[pos : pos + b]
+            pos += b
+            xb_u8, yb = x_train[idx], y_train[idx]
+            views = [norm(augment(xb_u8, pad, gen)) for _ in range(stage.views)]  # two for contrastive stages
+            xb = views[0] if len(views) == 1 else torch.cat(views)
+            yb = yb.repeat(len(views))
+            targets = yb
+            if stage.transform is not None:
+                xb, targets = stage.transform(xb, yb)
+            with autocast():
+                logits, feats = forward(xb, stage.taps)
+            loss, parts = stage.loss(logits, feats, targets, yb, state)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            for key, v in (("loss", loss), *parts.items()):
+                sums[key] = sums.get(key, 0) + v.detach().float()
+            n_sum += 1
+            if (k + 1) % log_every == 0 or k + 1 == n_steps:
+                means = {key: float(v) / n_sum for key, v in sums.items()}  # the only device sync of the loop
+                if not math.isfinite(means["loss"]):
+                    raise NonFiniteLoss(f"loss became {means['loss']} by step {step}; lower --lr or check the method")
+                entry = {"step": step, "epoch": epoch, **{key: round(v, 6) for key, v in means.items()}}
+                history.append(entry | ({"stage": stage.name} if len(stages) > 1 else {}))
+                sums, n_sum = {}, 0
+                if on_progress:
+                    on_progress(step, total, means["loss"])
+        stage_log.append({"name": stage.name, "steps": n_steps, "train_images": n_steps * b * stage.views})
+    for p in model.parameters():
+        p.requires_grad_(True)
+    images = sum(s["train_images"] for s in stage_log)
     if cuda:
         torch.cuda.synchronize()
     train_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    logits, feats = predict(model, task.test_x.to(device), norm, eval_batch_size, autocast, LAYERS)
-    metrics = evaluate(task.test_y.numpy(), logits, task.train_counts)
-    metrics["separation"] = {layer: separation(f, task.test_y.numpy()) for layer, f in feats.items()}
-    if features_path is not None:  # pooled layer4 test features, for the report's 2-D embedding
-        features_path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(features_path, layer4=feats["layer4"].astype(np.float16), labels=task.test_y.numpy())
-    if task.val_y is not None and len(task.val_y):  # for model selection; never mixed with the test numbers
-        val_logits, _ = predict(model, task.val_x.to(device), norm, eval_batch_size, autocast)
-        v = evaluate(task.val_y.numpy(), val_logits, task.train_counts)
-        metrics["val"] = {k: v[k] for k in ("per_class_acc", "balanced_acc", "macro_f1", "roc_auc")}
+    metrics = evaluate_model(model, method.posthoc, task, norm, eval_batch_size, autocast, features_path)
+    metrics["bn_balanced"] = balanced_bn_metrics(
+        model, method.posthoc, metrics, task, norm, bs, eval_batch_size, autocast
+    )
     eval_s = time.perf_counter() - t1
     return {
         "metrics": metrics,
@@ -197,7 +240,99 @@ def train_and_evaluate(
             "steps": total,
             "epochs": epoch,
             "batch_size": bs,
+            "stages": stage_log,
             "images_per_s": round(images / train_s, 1) if train_s > 0 else None,
         },
         "model_info": {"params": sum(p.numel() for p in model.parameters()), "widths": model.widths},
     }
+
+
+def _posthoc_logits(posthoc: Posthoc | None, logits, feats, model, value):
+    if posthoc is None:
+        return logits
+    out = posthoc.apply(torch.from_numpy(logits), torch.from_numpy(feats), model, value)
+    return out.detach().float().cpu().numpy()
+
+
+def choose_posthoc(posthoc: Posthoc, model, task: TaskData, norm, batch_size, autocast) -> dict:
+    """The post-hoc method's value: chosen by balanced accuracy on the validation split when the run
+    holds one out (ties go to the value nearest the default), else the default. Never the test set."""
+    default = getattr(posthoc, posthoc.choice) if posthoc.choice else None
+    grid = tuple(posthoc.grid()) or (default,)
+    if posthoc.choice is None or task.val_y is None or not len(task.val_y) or len(grid) < 2:
+        return {"value": default, "chosen_on": "default"}
+    logits, feats = predict(model, task.val_x, norm, batch_size, autocast, ("layer4",))
+    y = task.val_y.numpy()
+    scores = {
+        v: evaluate(y, _posthoc_logits(posthoc, logits, feats["layer4"], model, v), task.train_counts)["balanced_acc"]
+        for v in grid
+    }
+    best = max(scores, key=lambda v: (scores[v], -abs(v - default)))
+    return {
+        "value": best,
+        "chosen_on": "validation",
+        "val_balanced_acc": {str(v): round(s, 6) for v, s in scores.items()},
+    }
+
+
+def evaluate_model(model, posthoc, task: TaskData, norm, batch_size, autocast, features_path=None) -> dict:
+    """Test metrics (after the post-hoc step, if any), feature separation, and validation metrics."""
+    choice = choose_posthoc(posthoc, model, task, norm, batch_size, autocast) if posthoc else None
+    logits, feats = predict(model, task.test_x, norm, batch_size, autocast, LAYERS)
+    y = task.test_y.numpy()
+    metrics = evaluate(
+        y, _posthoc_logits(posthoc, logits, feats["layer4"], model, choice and choice["value"]), task.train_counts
+    )
+    if choice:
+        metrics["posthoc"] = {"method": posthoc.name, posthoc.choice or "value": choice.pop("value"), **choice}
+        metrics["before_posthoc"] = {
+            k: v for k, v in evaluate(y, logits, task.train_counts).items() if k in SHORT_METRICS
+        }
+    metrics["separation"] = {layer: separation(f, y) for layer, f in feats.items()}
+    if features_path is not None:  # pooled layer4 test features, for the report's 2-D embedding
+        features_path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(features_path, layer4=feats["layer4"].astype(np.float16), labels=y)
+    if task.val_y is not None and len(task.val_y):  # for model selection; never mixed with the test numbers
+        val_logits, val_feats = predict(model, task.val_x, norm, batch_size, autocast, ("layer4",))
+        value = metrics.get("posthoc", {}).get(posthoc.choice or "value") if posthoc else None
+        val_logits = _posthoc_logits(posthoc, val_logits, val_feats["layer4"], model, value)
+        v = evaluate(task.val_y.numpy(), val_logits, task.train_counts)
+        metrics["val"] = {k: v[k] for k in SHORT_METRICS}
+    return metrics
+
+
+SHORT_METRICS = ("per_class_acc", "balanced_acc", "macro_f1", "roc_auc")
+BN_IMAGES_PER_CLASS = 1024
+
+
+@torch.no_grad()
+def balanced_bn_metrics(model, posthoc, metrics, task: TaskData, norm, batch_size, eval_batch_size, autocast) -> dict:
+    """A diagnostic: test metrics after re-estimating the BatchNorm running statistics on a
+    class-balanced pass over the training images (the same number of images of every class, drawn
+    with replacement: min(largest class, 1024) each, un-augmented, in shuffled batches of the training
+    batch size, averaged over batches). It tells how much of a method's result comes from the
+    statistics BatchNorm saw in training (os: about half minority; ce: the training prior) rather
+    than from its weights. The model itself is not changed."""
+    bn_model = copy.deepcopy(model)
+    bns = [m for m in bn_model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return {}
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the pass
+    y = task.train_y.numpy()
+    per_class = min(int(np.bincount(y).max()), BN_IMAGES_PER_CLASS)
+    rng = np.random.default_rng(0)
+    idx = np.concatenate([rng.choice(np.flatnonzero(y == c), per_class) for c in range(len(task.classes))])
+    idx = torch.from_numpy(rng.permutation(idx))
+    bn_model.train()
+    device = norm.mean.device
+    for i in range(0, len(idx) - batch_size + 1, batch_size):
+        with autocast():
+            bn_model(norm(task.train_x[idx[i : i + batch_size]].to(device)))
+    logits, feats = predict(bn_model, task.test_x, norm, eval_batch_size, autocast, ("layer4",))
+    value = metrics.get("posthoc", {}).get(posthoc.choice or "value") if posthoc else None
+    m = evaluate(
+        task.test_y.numpy(), _posthoc_logits(posthoc, logits, feats["layer4"], bn_model, value), task.train_counts
+    )
+    return {k: m[k] for k in SHORT_METRICS} | {"images_per_class": per_class}

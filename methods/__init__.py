@@ -1,16 +1,36 @@
-"""Imbalance methods. Importing this registers every built-in method (one file each)."""
+"""Imbalance methods. Importing this registers every built-in method: each module of this folder
+is imported (one method, or one family of methods, per file), so a new file is picked up without
+being listed anywhere. Methods of other packages come in through the `bench.methods` entry-point
+group or `load_plugins(["my.module"])` (the CLI's `--plugin MODULE`).
 
-from . import cb, ce, focal, fsc, oversample, supcon  # noqa: F401  (registration)
+The names below are bound before the modules are imported, so a module of this folder may itself
+`import methods as M` and use `M.register`, `M.Auxiliary`, ...
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from importlib.metadata import entry_points
+
 from .base import (
     REGISTRY,
+    ROLES,
     Auxiliary,
     Composite,
     Criterion,
     Method,
     MethodError,
+    Posthoc,
+    Reweighting,
     Sampler,
+    Stage,
+    Stages,
     TrainContext,
+    TrainState,
+    Transform,
     canonical_name,
+    hp,
     parse_method,
     register,
     unregister,
@@ -18,15 +38,54 @@ from .base import (
 
 __all__ = [
     "REGISTRY",
+    "ROLES",
     "Auxiliary",
     "Composite",
     "Criterion",
     "Method",
     "MethodError",
+    "Posthoc",
+    "Reweighting",
     "Sampler",
+    "Stage",
+    "Stages",
     "TrainContext",
+    "TrainState",
+    "Transform",
     "canonical_name",
+    "hp",
+    "load_plugins",
     "parse_method",
     "register",
     "unregister",
 ]
+
+ENTRY_POINT_GROUP = "bench.methods"
+
+for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    if _mod != "base" and not _mod.startswith("_"):
+        importlib.import_module(f"{__name__}.{_mod}")
+
+
+def load_plugins(modules: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Import the modules of the `bench.methods` entry points and the named modules (each registers
+    its methods on import); returns what was loaded. A plug-in that fails to import is a one-line error."""
+    loaded = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            ep.load()
+        except Exception as e:
+            raise MethodError(
+                f"method plug-in {ep.name} ({ep.value}) failed to load: {type(e).__name__}: {e}"
+            ) from None
+        loaded.append(ep.value)
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as e:
+            raise MethodError(
+                f"--plugin {name}: cannot import it ({type(e).__name__}: {e}); pass an importable module name "
+                "(on PYTHONPATH or installed)"
+            ) from None
+        loaded.append(name)
+    return loaded

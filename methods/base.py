@@ -1,25 +1,43 @@
-"""The Method interface, its three roles, the registry and the `a+b` composition.
+"""The Method interface: its roles, its hooks, the registry and the `a+b` composition.
 
-A method plays exactly one role:
-- Sampler: which training indices an epoch visits (default: every index once, shuffled);
-- Criterion: the classification loss on logits (default: cross-entropy);
-- Auxiliary: a term added to the criterion; it may read pooled intermediate features and
-  declares which layers it needs (`taps`), so the harness computes only those.
-A composition has at most one sampler, at most one criterion and any number of auxiliary terms.
-Hyper-parameters are dataclass fields with defaults; they can be overridden by name.
+A method plays exactly one role (at most one method per role in a composition, except auxiliary):
+- sampler: which training indices an epoch visits (default: every index once, shuffled); it may
+  also resample the training data once (SMOTE) and states the class prior its batches have;
+- transform: changes a batch between augmentation and the forward pass and may return soft
+  targets (mixup, remix);
+- criterion: the classification loss on logits (default: cross-entropy); it gives the loss of every
+  sample for every candidate label, so hard and soft targets, class weights and the reduction are
+  handled once, here;
+- reweighting: class weights for the criterion that may change during training (deferred
+  re-weighting);
+- auxiliary: a term added to the loss; it may read pooled intermediate features and declares
+  which layers it needs (`taps`), so the harness computes only those;
+- stages: splits the step budget into stages, each with its own sampler, criterion, trainable
+  parameters and re-initialised layers (classifier re-training, two-stage contrastive learning);
+- posthoc: transforms logits or classifier weights at evaluation (tau-normalisation); a value it
+  has to choose is chosen on the validation split, never on the test set.
 
-Methods never import the harness: the harness hands them a `TrainContext` with what they may need.
+Every method may also use the hooks `setup(ctx)` (once per run: class counts, budget, device),
+`adapt_model(model)` (once, before training: e.g. a cosine classifier), `on_step(state)` (before
+every optimiser step: schedules) and `parameters()` (tensors it trains with the model).
+Hyper-parameters are dataclass fields with defaults; `hp()` declares a valid range, so a bad
+`--set` value is refused before any run starts.
+
+Methods never import the harness: the harness hands them a `TrainContext` and a `TrainState`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
-from dataclasses import dataclass
-from typing import ClassVar
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -27,56 +45,209 @@ class MethodError(ValueError):
     """A bad method name, composition or hyper-parameter; one line that names the fix."""
 
 
+# ---- what a method may know about its run ---------------------------------------------------------
+
+
 @dataclass
 class TrainContext:
-    """What a method may know about the run it is part of."""
+    """What a method may know about the run it is part of (handed to `setup`)."""
 
     class_counts: list[int]  # training images per class, task order
     feature_dims: dict[str, int]  # channels of each tappable layer ('layer1'..'layer4')
     device: torch.device
     seed: int
+    total_steps: int = 1  # the run's optimiser-step budget (all stages together)
+    batch_size: int = 1
+    # Expected class shares of a training batch under the run's sampler (natural prior without one).
+    batch_prior: list[float] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:
         return len(self.class_counts)
+
+    @property
+    def prior(self) -> list[float]:
+        """The class shares of the training set."""
+        n = float(sum(self.class_counts))
+        return [c / n for c in self.class_counts]
+
+
+@dataclass(frozen=True)
+class TrainState:
+    """Where training is (handed to `on_step` before every optimiser step)."""
+
+    step: int  # run-wide index of the step about to be taken, 0-based
+    total_steps: int
+    stage: str = "train"
+    stage_step: int = 0
+    stage_steps: int = 1
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the run's budget already done, in [0, 1)."""
+        return self.step / max(1, self.total_steps)
+
+
+# ---- hyper-parameter fields ----------------------------------------------------------------------
+
+
+def hp(default, *, ge=None, gt=None, le=None, lt=None, help: str = ""):
+    """A hyper-parameter field with its valid range: `lam: float = hp(1.0, ge=0)`. A value outside
+    the range is refused when the method is built (so `--set` fails up front, exit 2)."""
+    return field(default=default, metadata={"ge": ge, "gt": gt, "le": le, "lt": lt, "help": help})
+
+
+def _check_range(method: str, f: dataclasses.Field, value) -> None:
+    meta = f.metadata
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise MethodError(f"{method}.{f.name}={value} is not a finite number")
+    for bound, ok, word in (
+        ("ge", lambda v, b: v >= b, ">="),
+        ("gt", lambda v, b: v > b, ">"),
+        ("le", lambda v, b: v <= b, "<="),
+        ("lt", lambda v, b: v < b, "<"),
+    ):
+        b = meta.get(bound)
+        if b is not None and not ok(value, b):
+            raise MethodError(f"{method}.{f.name}={value} is out of range: it must be {word} {b}")
+
+
+# ---- the roles -----------------------------------------------------------------------------------
 
 
 class Method:
     """Base of every registered method. Subclasses are dataclasses whose fields are hyper-parameters."""
 
     name: ClassVar[str]
-    role: ClassVar[str]  # 'sampler' | 'criterion' | 'auxiliary'
-    summary: ClassVar[str] = ""
+    role: ClassVar[str]
+    summary: ClassVar[str] = ""  # one line for `bench list` (default: the docstring's first line)
+    paper: ClassVar[str] = ""  # the reference, e.g. "Menon et al., ICLR 2021"
+    # Declared effects, checked when methods are composed (see `_check_composition`):
+    corrects_prior: ClassVar[bool] = False  # re-weights or shifts the loss/logits by the class prior
+    changes_classifier: ClassVar[bool] = False  # replaces, rescales or renormalises the classifier
+    # Hyper-parameters added after records existed, with the value those older records were computed
+    # with where it is not the new default (a report shows such records with that value, never as the default's).
+    legacy: ClassVar[dict] = {}
 
     def setup(self, ctx: TrainContext) -> None:
         """Called once per run before training (build weights, heads, ...)."""
+
+    def adapt_model(self, model: nn.Module) -> None:
+        """Called once per run on the freshly built model, before training (e.g. a cosine classifier)."""
 
     def parameters(self) -> list[nn.Parameter]:
         """Trainable parameters the method owns (e.g. a projection head); optimised with the model."""
         return []
 
-    def on_epoch_start(self, epoch: int) -> None:
-        """Room for schedules such as deferred re-weighting; no built-in method needs it yet."""
+    def on_step(self, state: TrainState) -> None:
+        """Called before every optimiser step (schedules such as deferred re-weighting)."""
 
     def hparams(self) -> dict:
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
+    @classmethod
+    def describe(cls) -> str:
+        if cls.summary:
+            return cls.summary
+        doc = (cls.__doc__ or "").strip()
+        return doc.splitlines()[0] if doc and not doc.startswith(cls.__name__ + "(") else ""
+
 
 class Sampler(Method):
+    """Which training indices an epoch visits."""
+
     role = "sampler"
+    rebalances: ClassVar[bool] = True  # batches no longer follow the training prior
+
+    def prepare(self, x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Once per stage, before training: the training images (uint8, CPU) and labels to sample
+        from. Default: unchanged; SMOTE adds synthetic minority images here."""
+        return x, y
 
     def epoch_indices(self, labels: np.ndarray, epoch: int, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
 
+    def batch_prior(self, counts: list[int]) -> list[float]:
+        """Expected class shares of a batch (default: the training prior)."""
+        n = float(sum(counts))
+        return [c / n for c in counts]
+
+
+class Transform(Method):
+    """Changes a batch after augmentation and normalisation, before the forward pass."""
+
+    role = "transform"
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images, int labels) -> (images, targets): int labels (B,) or soft targets (B, C)."""
+        raise NotImplementedError
+
+
+REDUCTIONS = ("weight_sum", "batch")
+
 
 class Criterion(Method):
+    """A classification loss. Subclasses give `class_losses(logits)`: the (B, C) matrix whose entry
+    (i, c) is sample i's loss if its label were c. The base class then handles hard (B,) and soft
+    (B, C) targets, per-class weights and the reduction once for every criterion:
+        loss_i = sum_c t_ic * w_c * L_ic          (t = one-hot for hard targets)
+        'weight_sum': sum_i loss_i / sum_i sum_c t_ic * w_c   (PyTorch's cross_entropy(weight=...))
+        'batch':      sum_i loss_i / B                        (Cui et al.'s code)
+    Without weights both are the plain mean."""
+
     role = "criterion"
 
-    def __call__(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def class_losses(self, logits: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def class_weights(self) -> torch.Tensor | None:
+        """The criterion's own per-class weights (cb), or None."""
+        return None
+
+    reduction_default: ClassVar[str] = "weight_sum"
+
+    def __call__(self, logits, targets, weight: torch.Tensor | None = None, reduction: str | None = None):
+        losses = self.class_losses(logits.float())
+        own = self.class_weights()
+        if own is not None:
+            if weight is not None:
+                raise MethodError(f"{self.name} has class weights of its own and was given more")
+            weight, reduction = own, getattr(self, "reduction", self.reduction_default)
+        return reduce_class_losses(losses, targets, weight, reduction or self.reduction_default)
+
+
+def reduce_class_losses(losses: torch.Tensor, targets: torch.Tensor, weight=None, reduction="weight_sum"):
+    """See Criterion: the weighted mean (or sum / batch) of a (B, C) loss matrix under targets."""
+    if targets.dtype.is_floating_point:  # soft targets (B, C)
+        t = targets.to(losses.dtype)
+    else:
+        t = F.one_hot(targets, losses.shape[1]).to(losses.dtype)
+    if weight is not None:
+        t = t * weight.to(losses.dtype)[None, :]
+    total = (t * losses).sum()
+    if reduction == "batch":
+        return total / losses.shape[0]
+    if reduction != "weight_sum":
+        raise MethodError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+    return total / t.sum()
+
+
+class Reweighting(Method):
+    """Per-class weights for the criterion, which may change with the training state."""
+
+    role = "reweighting"
+    corrects_prior = True
+
+    def weights(self, state: TrainState) -> tuple[torch.Tensor | None, str]:
+        """(weights or None for 'not now', reduction)."""
         raise NotImplementedError
 
 
 class Auxiliary(Method):
+    """A term added to the loss; reads pooled features of the layers it names in `taps`."""
+
     role = "auxiliary"
 
     @property
@@ -84,23 +255,107 @@ class Auxiliary(Method):
         """Layers whose global-average-pooled features this term reads."""
         return ()
 
-    def __call__(self, feats: dict[str, torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+    def __call__(self, feats: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        """`labels` are always the int labels of the batch's (first) images, also under mixup."""
         raise NotImplementedError
 
 
-ROLES = ("sampler", "criterion", "auxiliary")
+@dataclass
+class Stage:
+    """One stage of a run: its share of the step budget and what trains in it."""
+
+    name: str
+    share: float  # fraction of the run's step budget
+    sampler: Sampler | None = None  # None: every index once per epoch, shuffled
+    criterion: Criterion | None = None  # None: no classification loss in this stage
+    reweighting: Reweighting | None = None
+    transform: Transform | None = None
+    auxiliaries: list[Auxiliary] = field(default_factory=list)
+    # The model parameters that train (None: all). With a subset the model runs in eval mode, so
+    # BatchNorm statistics stay frozen with the frozen layers.
+    trainable: Callable[[nn.Module], list[nn.Parameter]] | None = None
+    on_start: Callable[[nn.Module], None] | None = None  # e.g. re-initialise or wrap the classifier
+    views: int = 1  # augmented views of each image in a batch (two for contrastive pre-training)
+
+    @property
+    def parts(self) -> list[Method]:
+        own = [self.sampler, self.transform, self.criterion, self.reweighting, *self.auxiliaries]
+        return [m for m in own if m is not None]
+
+    @property
+    def taps(self) -> tuple[str, ...]:
+        return tuple(sorted({t for a in self.auxiliaries for t in a.taps}))
+
+    def parameters(self) -> list[nn.Parameter]:
+        return [p for m in self.parts for p in m.parameters()]
+
+    def loss(self, logits, feats, targets, labels, state: TrainState):
+        """Total loss and its named parts (tensors; the caller converts them only when it logs)."""
+        parts = {}
+        if self.criterion is not None:
+            weight, reduction = self.reweighting.weights(state) if self.reweighting else (None, None)
+            parts[self.criterion.name] = self.criterion(logits, targets, weight=weight, reduction=reduction)
+        for a in self.auxiliaries:
+            parts[a.name] = a(feats, labels)
+        total = sum(parts.values())
+        return total, parts
+
+
+class Stages(Method):
+    """Splits the budget into stages. `stages(comp)` builds them from the rest of the composition."""
+
+    role = "stages"
+
+    def stages(self, comp: Composite) -> list[Stage]:
+        raise NotImplementedError
+
+
+class Posthoc(Method):
+    """Changes the logits at evaluation. `choice` names the hyper-parameter chosen on validation
+    (None: nothing to choose); `grid` holds its candidates."""
+
+    role = "posthoc"
+    choice: ClassVar[str | None] = None
+
+    def grid(self) -> tuple:
+        return ()
+
+    def apply(self, logits: torch.Tensor, features: torch.Tensor, model: nn.Module, value) -> torch.Tensor:
+        """Logits (N, C) of the trained model, its pooled penultimate features (N, D) -> new logits."""
+        raise NotImplementedError
+
+
+ROLES = ("sampler", "transform", "criterion", "reweighting", "auxiliary", "stages", "posthoc")
+ROLE_BASES = {
+    "sampler": Sampler,
+    "transform": Transform,
+    "criterion": Criterion,
+    "reweighting": Reweighting,
+    "auxiliary": Auxiliary,
+    "stages": Stages,
+    "posthoc": Posthoc,
+}
 REGISTRY: dict[str, type[Method]] = {}
 
 
 def register(cls: type[Method]) -> type[Method]:
-    """Class decorator: make `cls` (a dataclass subclass of Sampler/Criterion/Auxiliary) selectable by name."""
-    if not dataclasses.is_dataclass(cls):
-        cls = dataclass(cls)
+    """Class decorator: make `cls` (a subclass of one role's base) selectable by name. It becomes a
+    dataclass if it is not one; a hyper-parameter whose type `--set` cannot parse is refused here."""
     if getattr(cls, "role", None) not in ROLES:
-        raise TypeError(f"{cls.__name__} must subclass Sampler, Criterion or Auxiliary")
-    name = cls.name
-    if not name or "+" in name or name in REGISTRY and REGISTRY[name] is not cls:
-        raise TypeError(f"method name {name!r} is empty, contains '+', or is registered twice")
+        raise TypeError(f"{cls.__name__} must subclass one of {', '.join(b.__name__ for b in ROLE_BASES.values())}")
+    if not dataclasses.is_dataclass(cls) or "__dataclass_fields__" not in cls.__dict__:
+        cls = dataclass(cls)
+    name = getattr(cls, "name", "")
+    if not name or "+" in name or name == "all" or name in REGISTRY and REGISTRY[name].__qualname__ != cls.__qualname__:
+        raise TypeError(f"method name {name!r} is empty, contains '+', is 'all', or is registered twice")
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        try:
+            _parser(hints[f.name])
+        except TypeError as e:
+            raise TypeError(
+                f"{cls.__name__}.{f.name}: {e}; use bool, int, float, str, Literal, X | None, tuple[X, ...]"
+            ) from None
     REGISTRY[name] = cls
     return cls
 
@@ -115,87 +370,159 @@ def _jsonable(v):
     return v
 
 
-def _parse_value(method: str, field: dataclasses.Field, raw: str):
-    """Turn a command-line string into the field's type (float, int, bool, str, tuple of str)."""
-    tp = field.type if not isinstance(field.type, str) else eval(field.type, vars(typing))  # noqa: S307
-    origin = typing.get_origin(tp)
-    try:
-        if tp is bool:
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if origin is tuple:
-            return tuple(s.strip() for s in raw.split(",") if s.strip())
-        if tp in (int, float, str):
-            return tp(raw)
-    except ValueError:
-        pass
-    else:
-        return raw
-    raise MethodError(f"{method}.{field.name}={raw!r} is not a valid {getattr(tp, '__name__', tp)}")
+# ---- typed parsing of --set values ---------------------------------------------------------------
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _parser(tp) -> Callable[[str], Any]:
+    """A function from a command-line string to a value of type `tp`; TypeError for a type it cannot parse."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is bool:
+        return lambda raw: True if raw.lower() in _TRUE else False if raw.lower() in _FALSE else _bad(raw, "bool")
+    if tp is int:
+        return lambda raw: int(raw)
+    if tp is float:
+        return lambda raw: float(raw)
+    if tp is str:
+        return lambda raw: raw
+    if origin is Literal:
+        choices = {str(a): a for a in args}
+        return lambda raw: choices[raw] if raw in choices else _bad(raw, f"one of {', '.join(choices)}")
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) != 1:
+            raise TypeError(f"unsupported union {tp}")
+        inner = _parser(rest[0])
+        return lambda raw: None if raw.lower() in ("none", "null", "") else inner(raw)
+    if origin in (tuple, list) and args:
+        elem = args[0]
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            raise TypeError(f"unsupported fixed-length tuple {tp}")
+        inner = _parser(elem)
+        return lambda raw: origin(inner(s.strip()) for s in raw.split(",") if s.strip())
+    raise TypeError(f"unsupported hyper-parameter type {tp}")
+
+
+def _bad(raw, what):
+    raise ValueError(f"{raw!r} is not {what}")
+
+
+def _parse_value(method: str, cls: type, f: dataclasses.Field, raw: str):
+    tp = typing.get_type_hints(cls)[f.name]
+    try:
+        value = _parser(tp)(raw)
+    except (ValueError, KeyError) as e:
+        raise MethodError(f"{method}.{f.name}={raw!r} is not a valid {_type_name(tp)} ({e})") from None
+    return value
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+# ---- composition ---------------------------------------------------------------------------------
 
 DEFAULT_CRITERION = "ce"
 
 
 @dataclass
 class Composite:
-    """A parsed composition such as `os+fsc`: one sampler (or None), one criterion, aux terms."""
+    """A parsed composition such as `os+fsc`: at most one method per role (auxiliaries: any number)."""
 
     sampler: Sampler | None
     criterion: Criterion
     auxiliaries: list[Auxiliary]
+    transform: Transform | None = None
+    reweighting: Reweighting | None = None
+    stager: Stages | None = None
+    posthoc: Posthoc | None = None
 
     @property
     def parts(self) -> list[Method]:
-        return ([self.sampler] if self.sampler else []) + [self.criterion] + list(self.auxiliaries)
+        own = [self.sampler, self.transform, self.criterion, self.reweighting, *self.auxiliaries]
+        return [m for m in [*own, self.stager, self.posthoc] if m is not None]
 
     @property
     def name(self) -> str:
         return canonical_name([m.name for m in self.parts])
 
-    @property
-    def taps(self) -> tuple[str, ...]:
-        return tuple(sorted({t for a in self.auxiliaries for t in a.taps}))
-
     def hparams(self) -> dict:
         return {m.name: m.hparams() for m in self.parts if m.hparams()}
+
+    def main_stage(self, name: str = "train", share: float = 1.0) -> Stage:
+        """The stage the composition trains in when no stages method splits the budget."""
+        return Stage(
+            name=name,
+            share=share,
+            sampler=self.sampler,
+            criterion=self.criterion,
+            reweighting=self.reweighting,
+            transform=self.transform,
+            auxiliaries=list(self.auxiliaries),
+        )
+
+    def stages(self) -> list[Stage]:
+        stages = self.stager.stages(self) if self.stager else [self.main_stage()]
+        total = sum(s.share for s in stages)
+        if not stages or abs(total - 1) > 1e-9 or any(s.share <= 0 for s in stages):
+            raise MethodError(f"the stages of {self.name} must have positive shares summing to 1, got {total}")
+        return stages
+
+    def batch_prior(self, counts: list[int]) -> list[float]:
+        return (self.sampler or _INSTANCE).batch_prior(counts)
 
     def setup(self, ctx: TrainContext) -> None:
         for m in self.parts:
             m.setup(ctx)
 
-    def parameters(self) -> list[nn.Parameter]:
-        return [p for m in self.parts for p in m.parameters()]
-
-    def on_epoch_start(self, epoch: int) -> None:
+    def adapt_model(self, model: nn.Module) -> None:
         for m in self.parts:
-            m.on_epoch_start(epoch)
+            m.adapt_model(model)
 
-    def epoch_indices(self, labels: np.ndarray, epoch: int, rng: np.random.Generator) -> np.ndarray:
-        if self.sampler is None:
-            return rng.permutation(len(labels))
-        return self.sampler.epoch_indices(labels, epoch, rng)
 
-    def loss(self, logits: torch.Tensor, feats: dict[str, torch.Tensor], targets: torch.Tensor):
-        """Total loss and its named parts (tensors; the caller converts them only when it logs)."""
-        parts = {self.criterion.name: self.criterion(logits, targets)}
-        for a in self.auxiliaries:
-            parts[a.name] = a(feats, targets)
-        total = sum(parts.values())
-        return total, parts
+@dataclass
+class _Instance(Sampler):
+    """Instance-balanced sampling: every index once per epoch, shuffled (the default)."""
+
+    name = "_instance"
+    rebalances = False
+
+    def epoch_indices(self, labels, epoch, rng):
+        return rng.permutation(len(labels))
+
+
+_INSTANCE = _Instance()
+
+
+def epoch_indices(sampler: Sampler | None, labels: np.ndarray, epoch: int, rng: np.random.Generator) -> np.ndarray:
+    return (sampler or _INSTANCE).epoch_indices(labels, epoch, rng)
 
 
 def canonical_name(names: list[str]) -> str:
-    """Order-free name: sampler, criterion, auxiliaries, each by name; the default criterion is
-    left out unless it is alone, so `fsc`, `ce+fsc` and `fsc+ce` are one method."""
+    """Order-free name: by role, then by name; the default criterion is left out unless it is
+    alone, so `fsc`, `ce+fsc` and `fsc+ce` are one method."""
     order = {r: i for i, r in enumerate(ROLES)}
     names = sorted(set(names), key=lambda n: (order[REGISTRY[n].role], n))
     if len(names) > 1 and DEFAULT_CRITERION in names:
         names.remove(DEFAULT_CRITERION)
     return "+".join(names)
+
+
+def _check_composition(spec: str, parts: list[Method]) -> None:
+    """Refuse compositions that correct for the class imbalance twice or change the classifier twice."""
+    rebalancing = [m.name for m in parts if isinstance(m, Sampler) and m.rebalances]
+    prior = [m.name for m in parts if m.corrects_prior]
+    if rebalancing and prior:
+        raise MethodError(
+            f"{spec!r} corrects for the class prior twice: {rebalancing[0]} re-balances the batches and "
+            f"{prior[0]} corrects the loss or logits for the training prior; use one of them"
+        )
+    if len(prior) > 1:
+        raise MethodError(f"{spec!r} corrects for the class prior twice ({' and '.join(prior)}); use one of them")
+    classifier = [m.name for m in parts if m.changes_classifier]
+    if len(classifier) > 1:
+        raise MethodError(f"{spec!r} changes the classifier twice ({' and '.join(classifier)}); use one of them")
 
 
 def parse_method(spec: str, overrides: dict[str, dict[str, str]] | None = None) -> Composite:
@@ -210,21 +537,25 @@ def parse_method(spec: str, overrides: dict[str, dict[str, str]] | None = None) 
     if len(set(names)) != len(names):
         raise MethodError(f"{spec!r} names a method twice")
     by_role: dict[str, list[str]] = {r: sorted(n for n in names if REGISTRY[n].role == r) for r in ROLES}
-    for role in ("sampler", "criterion"):
-        if len(by_role[role]) > 1:
-            plural = "criteria" if role == "criterion" else "samplers"
-            both = " and ".join(by_role[role])
-            raise MethodError(f"{spec!r} combines two {plural} ({both}); use at most one")
-    crit = by_role["criterion"][0] if by_role["criterion"] else DEFAULT_CRITERION
+    for role, members in by_role.items():
+        if role != "auxiliary" and len(members) > 1:
+            raise MethodError(f"{spec!r} combines two methods of role {role} ({' and '.join(members)}); use one")
     make = lambda n: _instantiate(n, overrides.get(n, {}))
-    return Composite(
-        sampler=make(by_role["sampler"][0]) if by_role["sampler"] else None,
-        criterion=make(crit),
+    one = lambda role: make(by_role[role][0]) if by_role[role] else None
+    comp = Composite(
+        sampler=one("sampler"),
+        criterion=make(by_role["criterion"][0] if by_role["criterion"] else DEFAULT_CRITERION),
         auxiliaries=[make(n) for n in by_role["auxiliary"]],
+        transform=one("transform"),
+        reweighting=one("reweighting"),
+        stager=one("stages"),
+        posthoc=one("posthoc"),
     )
+    _check_composition(spec, comp.parts)
+    return comp
 
 
-def _instantiate(name: str, raw: dict[str, str]) -> Method:
+def _instantiate(name: str, raw: dict) -> Method:
     cls = REGISTRY[name]
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -232,7 +563,11 @@ def _instantiate(name: str, raw: dict[str, str]) -> Method:
         if key not in fields:
             valid = ", ".join(fields) or "none"
             raise MethodError(f"unknown hyper-parameter {name}.{key}; valid for {name}: {valid}")
-        kwargs[key] = _parse_value(name, fields[key], value) if isinstance(value, str) else value
+        kwargs[key] = _parse_value(name, cls, fields[key], value) if isinstance(value, str) else value
+        if isinstance(kwargs[key], list) and typing.get_origin(typing.get_type_hints(cls)[key]) is tuple:
+            kwargs[key] = tuple(kwargs[key])  # records store tuples as lists
+    for key, value in kwargs.items():
+        _check_range(name, fields[key], value)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:

@@ -5,16 +5,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import Criterion, register
+from .base import Criterion, hp, register
 
 
-def focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float, weight: torch.Tensor | None = None):
-    logp = F.log_softmax(logits.float(), dim=1).gather(1, targets[:, None]).squeeze(1)
-    loss = -((1 - logp.exp()) ** gamma) * logp
-    if weight is not None:
-        w = weight[targets]
-        return (loss * w).sum() / w.sum()  # the same normalisation as cross_entropy(weight=...)
-    return loss.mean()
+def focal_class_losses(logits: torch.Tensor, gamma: float) -> torch.Tensor:
+    """(B, C): -(1 - p_c)^gamma log p_c, sample i's focal loss if its label were c."""
+    logp = F.log_softmax(logits, dim=1)
+    return -((1 - logp.exp()) ** gamma) * logp
 
 
 @register
@@ -24,11 +21,8 @@ class Focal(Criterion):
 
     name = "focal"
     summary = "softmax focal loss, down-weights well-classified examples"
-    gamma: float = 2.0
+    paper = "Lin et al., Focal loss for dense object detection, ICCV 2017"
+    gamma: float = hp(2.0, ge=0)
 
-    def __post_init__(self):
-        if self.gamma < 0:
-            raise ValueError(f"gamma must be >= 0, got {self.gamma}")
-
-    def __call__(self, logits, targets):
-        return focal_loss(logits, targets, self.gamma)
+    def class_losses(self, logits):
+        return focal_class_losses(logits, self.gamma)

@@ -16,8 +16,12 @@ class Oversample(Sampler):
 
     name = "os"
     summary = "random oversampling of minority classes to the majority count, redrawn each epoch"
+    paper = "random oversampling (imbalanced-learn RandomOverSampler)"
 
     def epoch_indices(self, labels: np.ndarray, epoch: int, rng: np.random.Generator) -> np.ndarray:
         ros = RandomOverSampler(random_state=int(rng.integers(2**31 - 1)))
         idx, _ = ros.fit_resample(np.arange(len(labels)).reshape(-1, 1), labels)
         return rng.permutation(idx.ravel())
+
+    def batch_prior(self, counts):
+        return [1.0 / len(counts)] * len(counts)

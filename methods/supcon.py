@@ -1,9 +1,10 @@
 """Supervised contrastive loss (Khosla et al., NeurIPS 2020) as a joint auxiliary term.
 
-The original is two-stage: the encoder is pre-trained with SupCon alone, then a linear classifier
-is trained on frozen features. Here, as the paper's comparison needs an end-to-end baseline, it is
-trained jointly: CE + lam * SupCon on an L2-normalised projection head (Linear-ReLU-Linear, 128-d)
-over the pooled layer4 features. The loss itself is pytorch-metric-learning's `SupConLoss`.
+The original is two-stage (`supcon2`): the encoder is pre-trained with SupCon alone on two views of
+each image, then a linear classifier is trained on frozen features. `supcon` is the joint variant
+the paper's comparison needs as an end-to-end baseline: CE + lam * SupCon on an L2-normalised
+projection head (Linear-ReLU-Linear, 128-d) over the pooled layer4 features, one view per image.
+The loss itself is pytorch-metric-learning's `SupConLoss`.
 """
 
 from __future__ import annotations
@@ -12,16 +13,17 @@ import torch.nn.functional as F
 from pytorch_metric_learning import losses
 from torch import nn
 
-from .base import Auxiliary, TrainContext, register
+from .base import Auxiliary, TrainContext, hp, register
 
 
 @register
 class SupCon(Auxiliary):
     name = "supcon"
-    summary = "CE + lam * supervised contrastive loss on a projection head (joint, not two-stage)"
-    lam: float = 1.0
-    temperature: float = 0.1
-    proj_dim: int = 128
+    summary = "CE + lam * supervised contrastive loss on a projection head (joint, one view; see supcon2)"
+    paper = "Khosla et al., Supervised contrastive learning, NeurIPS 2020"
+    lam: float = hp(1.0, ge=0)
+    temperature: float = hp(0.1, gt=0)
+    proj_dim: int = hp(128, ge=1)
 
     @property
     def taps(self) -> tuple[str, ...]:
@@ -35,6 +37,6 @@ class SupCon(Auxiliary):
     def parameters(self):
         return list(self.head.parameters())
 
-    def __call__(self, feats, targets):
+    def __call__(self, feats, labels):
         z = F.normalize(self.head(feats["layer4"].float()), dim=1)
-        return self.lam * self.loss_fn(z, targets)
+        return self.lam * self.loss_fn(z, labels)

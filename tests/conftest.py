@@ -20,11 +20,12 @@ def fashion_available() -> bool:
 
 def tiny_train(**changes) -> dict:
     """The `tiny` preset's training settings as GridRequest.train, with `changes` applied."""
-    from bench.spec import PRESETS, TRAIN_FLAGS
+    from bench.spec import PRESETS, TRAIN_FLAGS, numerics
 
+    # The numerics the CLI gives a CPU grid by default (1 thread), so these specs' keys are the CLI's.
     return (
         {k: PRESETS["tiny"][k] for k in TRAIN_FLAGS}
-        | {"model": "resnet18", "weights": None, "preset": "tiny"}
+        | {"model": "resnet18", "weights": None, "preset": "tiny", "numerics": numerics("cpu", "auto", 1)}
         | changes
     )
 
@@ -44,3 +45,13 @@ def tiny_specs(methods, ratios=(0.25,), seeds=(0,), tasks=("fine",), **kw):
         **kw,
     )
     return expand(req, DataCache(None, None))
+
+
+def pytest_generate_tests(metafunc):
+    """`method`: every registered method, as the registry stands when the test's module has been
+    imported (so methods that tests register are included), plus the module's COMPOSITIONS."""
+    if "method" in metafunc.fixturenames:
+        import methods as M
+
+        extra = getattr(metafunc.module, "COMPOSITIONS", [])
+        metafunc.parametrize("method", sorted(M.REGISTRY) + list(extra))

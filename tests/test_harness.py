@@ -14,11 +14,12 @@ import methods as M
 from bench import store
 from bench.cli import main
 from bench.executors import RunOptions, run_local
+from bench.spec import numerics
 
 from .conftest import tiny_specs, tiny_train
 
 RECORD_FIELDS = {"key", "status", "spec", "counts", "data", "metrics", "history", "timings", "env", "date", "wall_s"}
-COMPOSITIONS = ["os+fsc", "os+focal", "cb+fsc"]
+COMPOSITIONS = ["os+fsc", "os+focal", "cb+fsc", "ldam+drw", "os+crt", "remix+drw", "mixup+supcon2", "smote+opl"]
 
 
 # The suite runs on the CPU; scripts/gpu_check.sh sets BENCH_TEST_DEVICE=cuda to run it on a GPU.
@@ -30,8 +31,9 @@ def run(methods, out, **kw):
     return run_local(specs, out, DEVICE, RunOptions(plain=True))
 
 
-@pytest.mark.parametrize("method", sorted(M.REGISTRY) + COMPOSITIONS)
 def test_every_method_trains_and_writes_a_full_record(method, tmp_path):
+    """Parametrised by conftest.pytest_generate_tests over the registry as it stands once this module
+    is imported, so methods registered by the tests themselves are trained too."""
     [rec] = run([method], tmp_path)
     assert rec["status"] == "ok", rec.get("error")
     assert RECORD_FIELDS <= set(rec)
@@ -57,7 +59,9 @@ def test_same_seed_same_record_on_cpu(tmp_path):
 
 def test_hparams_are_resolved_into_the_record(tmp_path):
     [rec] = run(["fsc"], tmp_path, overrides={"fsc": {"lam": "0.3", "layers": "layer2,layer4"}})
-    assert rec["spec"]["hparams"] == {"fsc": {"lam": 0.3, "layers": ["layer2", "layer4"], "centre": False}}
+    assert rec["spec"]["hparams"] == {
+        "fsc": {"lam": 0.3, "layers": ["layer2", "layer4"], "centre": False, "balance": "none"}
+    }
     [default] = run(["fsc"], tmp_path)
     assert default["key"] != rec["key"]
 
@@ -72,19 +76,23 @@ def test_resume_runs_only_the_missing_record(tmp_path):
     assert run(["ce", "os"], tmp_path, ratios=(1.0, 0.25)) == []
 
 
-@M.register
 @dataclass
 class ExplodingLoss(M.Criterion):
-    """A criterion that returns NaN: the run must be recorded as failed, the grid must go on."""
+    """A criterion that returns NaN: the run must be recorded as failed, the grid must go on.
+    Registered only inside its test (it must not join the test that trains every method)."""
 
     name = "test_nan"
 
-    def __call__(self, logits, targets):
-        return logits.sum() * float("nan")
+    def class_losses(self, logits):
+        return logits * float("nan")
 
 
 def test_nan_loss_is_a_failed_record_and_the_grid_goes_on(tmp_path):
-    recs = run(["test_nan", "ce"], tmp_path)
+    M.register(ExplodingLoss)
+    try:
+        recs = run(["test_nan", "ce"], tmp_path)
+    finally:
+        M.unregister("test_nan")
     by = {r["spec"]["method"]: r for r in recs}
     assert by["test_nan"]["status"] == "failed" and "NonFiniteLoss" in by["test_nan"]["error"]
     assert by["ce"]["status"] == "ok"
@@ -129,6 +137,8 @@ def test_a_method_defined_in_a_test_runs_through_the_cli(tmp_path, capsys):
             "--out",
             str(tmp_path),
             "--plain",
+            "--executor",
+            "local",
         ]
     )
     assert rc == 0
@@ -152,7 +162,10 @@ def test_a_method_defined_in_a_test_runs_through_the_cli(tmp_path, capsys):
         (["--dataset", "folder", "--data-root", "/nonexistent/photos"], "does not exist"),
         (["--seeds", "0"], "count of seeds"),
         (["--val-per-class", "-5"], "--val-per-class is a count"),
-        (["--threads", "0"], "--threads must be >= 1"),
+        (["--threads", "0"], "--threads must be between 1 and"),
+        (["--threads", "100000"], "--threads must be between 1 and"),
+        (["--methods", "os+la"], "corrects for the class prior twice"),
+        (["--methods", "fsc", "--set", "fsc.lam=-3"], "out of range"),
         (["--sweep", "fsc.lam=|", "--methods", "fsc"], "has no values"),
     ],
 )
@@ -228,7 +241,7 @@ def test_augment_crops_and_flips_whole_batches():
 def test_precision_enters_the_key_only_when_not_the_default(tmp_path):
     [auto] = tiny_specs(["ce"])
     assert '"precision"' not in auto.canonical()  # keys of records made before the field existed hold
-    bf16 = dataclasses.replace(auto, precision="bf16")
+    bf16 = dataclasses.replace(auto, precision="bf16", numerics=numerics("cpu", "bf16", 1))
     assert bf16.key != auto.key and '"precision":"bf16"' in bf16.canonical()
     [rec] = run_local([bf16], tmp_path, torch.device("cpu"), RunOptions(plain=True))
     assert rec["status"] == "ok" and rec["spec"]["precision"] == "bf16"

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -52,11 +54,35 @@ def test_cb_weights_match_the_formula():
     expected = [w / sum(raw) * 2 for w in raw]
     assert class_balanced_weights(counts, beta).tolist() == pytest.approx(expected, rel=1e-5)
     assert class_balanced_weights(counts, beta).sum().item() == pytest.approx(2.0)
+
+
+def _ctx(counts, **kw):
+    return M.TrainContext(class_counts=counts, feature_dims={}, device=torch.device("cpu"), seed=0, **kw)
+
+
+def test_cb_reductions_against_hand_worked_values():
+    """Cui et al.'s code divides the weighted sum by the batch size; PyTorch's weighted mean by the
+    summed weights. Worked by hand for counts 800 / 8, beta 0.9999."""
+    w_maj = (1 - 0.9999) / (1 - 0.9999**800)
+    w_min = (1 - 0.9999) / (1 - 0.9999**8)
+    # 1 - 0.9999^800 = 0.076887 and 1 - 0.9999^8 = 0.00079972, so raw weights 0.0013006 and 0.125044
+    w0, w1 = 2 * w_maj / (w_maj + w_min), 2 * w_min / (w_maj + w_min)
+    assert (w0, w1) == pytest.approx((0.0205882, 1.9794118), rel=1e-5)
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    y = torch.tensor([0, 1, 0])
+    ce = [math.log(1 + math.exp(-2)), math.log(1 + math.exp(-1)), math.log(2)]
     cb = M.parse_method("cb").criterion
-    cb.setup(M.TrainContext(class_counts=counts, feature_dims={}, device=torch.device("cpu"), seed=0))
-    logits, y = torch.randn(6, 2), torch.tensor([0, 0, 0, 1, 1, 0])
-    w = torch.tensor(expected, dtype=torch.float32)
-    assert cb(logits, y).item() == pytest.approx(F.cross_entropy(logits, y, weight=w).item(), rel=1e-5)
+    cb.setup(_ctx([800, 8]))
+    assert cb.reduction == "batch"
+    assert cb(logits, y).item() == pytest.approx((w0 * ce[0] + w1 * ce[1] + w0 * ce[2]) / 3, rel=1e-5)
+    cb_pt = M.parse_method("cb", {"cb": {"reduction": "weight_sum"}}).criterion
+    cb_pt.setup(_ctx([800, 8]))
+    expected = (w0 * ce[0] + w1 * ce[1] + w0 * ce[2]) / (w0 + w1 + w0)
+    assert cb_pt(logits, y).item() == pytest.approx(expected, rel=1e-5)
+    # A batch without a minority image: plain CE under weight_sum, CE scaled by w0 under batch.
+    maj = torch.tensor([0, 0])
+    assert cb_pt(logits[[0, 2]], maj).item() == pytest.approx((ce[0] + ce[2]) / 2, rel=1e-5)
+    assert cb(logits[[0, 2]], maj).item() == pytest.approx(w0 * (ce[0] + ce[2]) / 2, rel=1e-5)
 
 
 def test_os_epoch_is_class_balanced_and_redrawn():
@@ -90,22 +116,30 @@ def test_supcon_uses_pytorch_metric_learning(monkeypatch):
 def test_composition_is_order_free_and_canonical():
     assert M.parse_method("fsc+os").name == M.parse_method("os+fsc").name == "os+fsc"
     assert M.parse_method("ce+fsc").name == "fsc"
-    c = M.parse_method("cb+fsc+os")
-    assert (c.sampler.name, c.criterion.name, [a.name for a in c.auxiliaries]) == ("os", "cb", ["fsc"])
-    assert M.parse_method("supcon+fsc").taps == ("layer3", "layer4")
+    c = M.parse_method("focal+fsc+os")
+    assert (c.sampler.name, c.criterion.name, [a.name for a in c.auxiliaries]) == ("os", "focal", ["fsc"])
+    assert M.parse_method("crt+mixup+drw+ldam+opl").name == "mixup+ldam+drw+opl+crt"  # by role, then name
+    assert M.parse_method("supcon+fsc").main_stage().taps == ("layer3", "layer4")
 
 
 @pytest.mark.parametrize(
     "spec, overrides, message",
     [
-        ("dropout", {}, "unknown method 'dropout'; registered: cb, ce"),
+        ("dropout", {}, "unknown method 'dropout'; registered: cb, cbs, ce"),
         ("os+os", {}, "names a method twice"),
-        ("focal+cb", {}, "two criteria"),
+        ("focal+cb", {}, "two methods of role criterion"),
         ("fsc", {"fsc": {"lamda": "1"}}, "valid for fsc: lam, layers, centre"),
         ("fsc", {"fsc": {"lam": "big"}}, "not a valid float"),
+        ("fsc", {"fsc": {"lam": "nan"}}, "not a finite number"),
         ("fsc", {"fsc": {"layers": "layer5"}}, "subset of layer1"),
-        ("focal", {"focal": {"gamma": "-1"}}, "gamma must be >= 0"),
-        ("cb", {"cb": {"base": "hinge"}}, "base must be"),
+        ("focal", {"focal": {"gamma": "-1"}}, "focal.gamma=-1.0 is out of range: it must be >= 0"),
+        ("cb", {"cb": {"base": "hinge"}}, "cb.base='hinge' is not a valid"),
+        ("cb", {"cb": {"beta": "1"}}, "must be < 1"),
+        ("la+cb", {}, "two methods of role criterion"),
+        ("os+la", {}, "corrects for the class prior twice"),
+        ("drw+cb", {}, "corrects for the class prior twice"),
+        ("lws+taunorm", {}, "changes the classifier twice"),
+        ("os+smote", {}, "two methods of role sampler"),
     ],
 )
 def test_bad_method_specs_are_one_line_errors(spec, overrides, message):

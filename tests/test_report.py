@@ -27,7 +27,9 @@ SETTING = dict(
     warmup_steps=10,
     preset="quick",
     suite_version="1",
+    numerics="cpu fp32 threads=1 torch=2.14.1",
 )
+TAG = "cpu-fp32-t1-torch2.14.1"  # the numerics' file-name tag in figure names
 
 
 def rec(method, ratio, seed, maj, mino, status="ok", hparams=None):
@@ -130,10 +132,10 @@ def test_report_command_writes_tables_and_a_readable_figure(runs, tmp_path, caps
     csv = (out / "leaderboard.csv").read_text().splitlines()
     assert csv[0].startswith("dataset,task,preset,width,steps,method,ratio,n_seeds")
     assert len(csv) == 1 + 5
-    png = out / "figures" / "accuracy_vs_ratio_animals_quick.png"
+    png = out / "figures" / f"accuracy_vs_ratio_animals_quick_{TAG}.png"
     img = mpimg.imread(png)
     assert img.ndim == 3 and img.shape[0] > 200 and img.std() > 0.01
-    assert (out / "figures" / "accuracy_vs_ratio_animals_quick.svg").read_text().lstrip().startswith("<?xml")
+    assert (out / "figures" / f"accuracy_vs_ratio_animals_quick_{TAG}.svg").read_text().lstrip().startswith("<?xml")
 
 
 def test_report_on_missing_or_empty_directory_is_one_line(tmp_path, capsys):
@@ -209,10 +211,10 @@ def test_threshold_free_numbers_are_paired_only_over_seeds_that_have_them(tmp_pa
     md = markdown(collect_from(recs, tmp_path))
     assert "Paired by seed against `os`" in md
     # the all-boards table of FSC contrasts: no fsc − ce here; os+fsc − os as above in ROC-AUC
-    assert "| animals, preset quick, fine | 1:0.01  | —" in md
+    assert "| animals, preset quick, cpu fp32 threads=1 torch=2.14.1, fine | 1:0.01  | —" in md
     assert "| +0.117 [-0.073, +0.306] p=0.25 (n=3) |" in md.split("all boards")[1].split("\n## ")[0]
     [png, svg] = paired_figures([b], "os", tmp_path / "figs")
-    assert png.name == "paired_animals_quick_fine.png" and mpimg.imread(png).std() > 0.01
+    assert png.name == f"paired_animals_quick_{TAG}_fine.png" and mpimg.imread(png).std() > 0.01
 
 
 def test_separation_scores_against_hand_computed_values():
@@ -278,9 +280,9 @@ def test_rankings_keep_training_settings_apart():
         r["spec"]["val_per_class"] = 100
         r["key"] += "-val"
     by_slug = {nr.slug: nr for nr in rankings(aggregate(main_runs + held_out))}
-    assert set(by_slug) == {"animals_quick", "animals_quick_val-per-class100"}
-    assert by_slug["animals_quick"].ranking.mean_rank == pytest.approx({"os": 1.0, "fsc": 2.0, "ce": 3.0})
-    held = by_slug["animals_quick_val-per-class100"]
+    assert set(by_slug) == {f"animals_quick_{TAG}", f"animals_quick_val-per-class100_{TAG}"}
+    assert by_slug[f"animals_quick_{TAG}"].ranking.mean_rank == pytest.approx({"os": 1.0, "fsc": 2.0, "ce": 3.0})
+    held = by_slug[f"animals_quick_val-per-class100_{TAG}"]
     assert held.ranking.mean_rank == pytest.approx({"ce": 1.0, "fsc": 2.0, "os": 3.0})
     assert "val_per_class=100" in held.title
 
@@ -331,8 +333,8 @@ def test_figure_names_keep_a_dotted_setting(tmp_path):
         r["spec"]["width"] = 0.5
     written = paired_figures(aggregate(recs), "os", tmp_path)
     assert sorted(p.name for p in written) == [
-        "paired_animals_quick_width0.5_fine.png",
-        "paired_animals_quick_width0.5_fine.svg",
+        f"paired_animals_quick_width0.5_{TAG}_fine.png",
+        f"paired_animals_quick_width0.5_{TAG}_fine.svg",
     ]
     assert all(p.is_file() for p in written)
 
@@ -362,4 +364,4 @@ def test_saved_features_give_a_tsne_figure(tmp_path):
 
     col = report(tmp_path / "runs", tmp_path / "out")
     [tsne] = [p for p in col.figures if p.name.startswith("tsne_")]
-    assert mpimg.imread(tsne).ndim == 3 and tsne.name == "tsne_synthetic_tiny_fine.png"
+    assert mpimg.imread(tsne).ndim == 3 and tsne.name == f"tsne_synthetic_tiny_{TAG}_fine.png"

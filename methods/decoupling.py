@@ -1,0 +1,110 @@
+"""Decoupled classifier learning (Kang et al., ICLR 2020): cRT, LWS and tau-normalisation.
+
+All three keep the representation learned in the first stage (instance-balanced by default, or any
+composed sampler and criterion: `os+crt`) and re-balance only the classifier:
+- `crt`: the last `share` of the step budget freezes the backbone (its BatchNorm statistics too),
+  re-initialises the linear classifier and trains it with class-balanced sampling and CE;
+- `lws`: the same second stage, but the classifier is kept and only a per-class scale f_c of its
+  logits is learned (initialised to 1);
+- `taunorm`: no second stage; at evaluation each class's weight vector is divided by its norm^tau
+  and, as in the authors' code, the bias is dropped. tau is chosen on the validation split when the
+  run holds one out (the grid below), else it is 1.
+Kang et al. re-train for 10 of 100 epochs, hence share = 0.1.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import MethodError, Posthoc, Stage, Stages, hp, register
+from .ce import CE
+from .class_aware import ClassBalancedSampling
+
+
+def reset_classifier(model: nn.Module) -> None:
+    for m in model.fc.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+
+
+class ScaledClassifier(nn.Module):
+    """The trained classifier's logits times a learned per-class scale."""
+
+    def __init__(self, fc: nn.Module, num_classes: int):
+        super().__init__()
+        self.inner = fc
+        self.scale = nn.Parameter(torch.ones(num_classes, device=next(fc.parameters()).device))
+
+    def forward(self, x):
+        return self.inner(x) * self.scale
+
+
+def _wrap_with_scale(model: nn.Module) -> None:
+    model.fc = ScaledClassifier(model.fc, model.num_classes)
+
+
+@register
+class CRT(Stages):
+    name = "crt"
+    summary = "classifier re-training: freeze the backbone, re-initialise and retrain the classifier class-balanced"
+    paper = "Kang et al., Decoupling representation and classifier for long-tailed recognition, ICLR 2020"
+    share: float = hp(0.1, gt=0, lt=1)
+
+    def stages(self, comp):
+        return [
+            comp.main_stage("representation", 1 - self.share),
+            Stage(
+                "classifier",
+                self.share,
+                sampler=ClassBalancedSampling(),
+                criterion=CE(),
+                trainable=lambda m: list(m.fc.parameters()),
+                on_start=reset_classifier,
+            ),
+        ]
+
+
+@register
+class LWS(Stages):
+    name = "lws"
+    summary = "learnable weight scaling: freeze everything, learn a per-class logit scale class-balanced"
+    paper = "Kang et al., Decoupling representation and classifier for long-tailed recognition, ICLR 2020"
+    changes_classifier = True
+    share: float = hp(0.1, gt=0, lt=1)
+
+    def stages(self, comp):
+        return [
+            comp.main_stage("representation", 1 - self.share),
+            Stage(
+                "scales",
+                self.share,
+                sampler=ClassBalancedSampling(),
+                criterion=CE(),
+                trainable=lambda m: [m.fc.scale],
+                on_start=_wrap_with_scale,
+            ),
+        ]
+
+
+TAU_GRID = tuple(round(0.1 * i, 1) for i in range(0, 21))  # 0, 0.1, ..., 2
+
+
+@register
+class TauNorm(Posthoc):
+    name = "taunorm"
+    summary = "tau-normalised classifier at evaluation: w_c / ||w_c||^tau, no bias (tau chosen on validation)"
+    paper = "Kang et al., Decoupling representation and classifier for long-tailed recognition, ICLR 2020"
+    changes_classifier = True
+    choice = "tau"
+    tau: float = hp(1.0, ge=0)
+
+    def grid(self):
+        return TAU_GRID
+
+    def apply(self, logits, features, model, value):
+        fc = model.fc
+        if not isinstance(fc, nn.Linear):
+            raise MethodError(f"taunorm needs a linear classifier, this model's is {type(fc).__name__}")
+        w = fc.weight.detach().float().to(features.device)
+        return features.float() @ (w / w.norm(dim=1, keepdim=True) ** value).T

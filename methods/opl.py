@@ -1,0 +1,44 @@
+"""Orthogonal Projection Loss (Ranasinghe et al., ICCV 2021): the closest prior art to FSC.
+
+On the L2-normalised penultimate features (pooled layer4): s = mean cosine of same-class pairs
+(diagonal excluded), d = mean cosine of different-class pairs; the term is lam * ((1 - s) + gamma d).
+Unlike FSC it averages the two kinds of pair separately, so a skewed batch does not drown the
+different-class pairs, and it acts on the last layer only. As in the authors' released code, d is
+the mean cosine, not its absolute value as in the paper's equation (after a ReLU the cosines are
+>= 0, where the two agree); an empty set of pairs counts as mean 0. lam = 0.1 is the default of the
+authors' CIFAR training script, gamma = 0.5 of their loss.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import Auxiliary, hp, register
+
+
+def opl_loss(h: torch.Tensor, labels: torch.Tensor, gamma: float) -> torch.Tensor:
+    z = F.normalize(h.float(), dim=1)
+    cos = z @ z.T
+    same = labels[:, None] == labels[None, :]
+    pos = same & ~torch.eye(len(labels), dtype=torch.bool, device=cos.device)
+    neg = ~same
+    s = (cos * pos).sum() / pos.sum().clamp_min(1)
+    d = (cos * neg).sum() / neg.sum().clamp_min(1)
+    return (1 - s) + gamma * d
+
+
+@register
+class OPL(Auxiliary):
+    name = "opl"
+    summary = "orthogonal projection loss on penultimate features: same-class cos -> 1, cross-class -> 0"
+    paper = "Ranasinghe et al., Orthogonal projection loss, ICCV 2021"
+    lam: float = hp(0.1, ge=0)
+    gamma: float = hp(0.5, ge=0)
+
+    @property
+    def taps(self) -> tuple[str, ...]:
+        return ("layer4",)
+
+    def __call__(self, feats, labels):
+        return self.lam * opl_loss(feats["layer4"], labels, self.gamma)
