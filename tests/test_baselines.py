@@ -77,8 +77,8 @@ def test_drw_switches_class_balanced_weights_on_at_its_start():
     # CE-DRW after the switch, PyTorch's weighted mean, worked by hand for one batch of two
     ce = M.parse_method("ce").criterion
     z, y = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1])
-    l = [math.log(1 + math.exp(-2)), math.log(1 + math.exp(-1))]
-    expected = (0.0205882 * l[0] + 1.9794118 * l[1]) / (0.0205882 + 1.9794118)
+    ce_losses = [math.log(1 + math.exp(-2)), math.log(1 + math.exp(-1))]
+    expected = (0.0205882 * ce_losses[0] + 1.9794118 * ce_losses[1]) / (0.0205882 + 1.9794118)
     assert ce(z, y, weight=w, reduction=reduction).item() == pytest.approx(expected, rel=1e-5)
 
 
