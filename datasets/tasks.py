@@ -99,10 +99,25 @@ def resolve_classes(src_name: str, data: SourceData, pairs: dict, task: str, cla
 
 
 def lt_counts(n_max: int, ratio: float, n_classes: int) -> list[int]:
-    """CIFAR-LT exponential profile n_i = n_max * r^(i/(C-1)), at least 1."""
+    """The CIFAR-LT exponential profile exactly as Cao et al. (2019) build it: n_i = int(n_max *
+    r^(i/(C-1))), truncated, at least 1 (CIFAR-10-LT at r = 0.01: 5000, 2997, ..., 50, 12406 in all)."""
     if n_classes == 1:
         return [n_max]
-    return [max(1, round_half_up(n_max * ratio ** (i / (n_classes - 1)))) for i in range(n_classes)]
+    return [max(1, int(n_max * ratio ** (i / (n_classes - 1.0)))) for i in range(n_classes)]
+
+
+def lt_subset(pools: list[np.ndarray], counts: list[int], seed: int) -> list[np.ndarray]:
+    """The long-tailed subset as Cao et al.'s IMBALANCECIFAR draws it: numpy's legacy generator
+    seeded with the data seed shuffles each class's indices in class order and keeps the first n_i.
+    With the source's full class list in label order and data seed 0, this is the literature's
+    CIFAR-10-LT / CIFAR-100-LT training set, image for image."""
+    legacy = np.random.RandomState(seed)
+    chosen = []
+    for pool, n in zip(pools, counts):
+        idx = np.array(pool, copy=True)
+        legacy.shuffle(idx)
+        chosen.append(np.sort(idx[:n]))
+    return chosen
 
 
 def build_task(
@@ -160,8 +175,11 @@ def build_task(
                 "lower the ratio or cap the majority with --n-major"
             )
 
-    rng = np.random.default_rng(seed)
-    chosen = [np.sort(rng.choice(pool, size=n, replace=False)) for pool, n in zip(pools, want)]
+    if task == "lt":
+        chosen = lt_subset(pools, want, seed)
+    else:
+        rng = np.random.default_rng(seed)
+        chosen = [np.sort(rng.choice(pool, size=n, replace=False)) for pool, n in zip(pools, want)]
     train_idx = np.concatenate(chosen)
     remap = {src: i for i, src in enumerate(src_ids)}
     train_y = torch.tensor([remap[int(v)] for v in train_y_np[train_idx]], dtype=torch.int64)

@@ -2,6 +2,7 @@ import gzip
 import hashlib
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,12 +99,14 @@ def test_train_and_test_are_disjoint_and_test_is_balanced():
     assert np.bincount(lt.test_y.numpy()).tolist() == [20, 20, 20]
 
 
-def test_lt_profile_follows_the_cifar_lt_formula():
-    assert lt_counts(5000, 0.01, 10) == [round(5000 * 0.01 ** (i / 9) + 1e-9) for i in range(10)]
-    assert lt_counts(5000, 0.01, 10)[0] == 5000 and lt_counts(5000, 0.01, 10)[-1] == 50
+def test_lt_profile_is_the_literatures():
+    """The training-set sizes published for CIFAR-LT (Cao et al. 2019 and every paper since)."""
+    assert lt_counts(5000, 0.01, 10) == [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
+    assert sum(lt_counts(5000, 0.01, 10)) == 12406 and sum(lt_counts(5000, 0.1, 10)) == 20431
+    assert sum(lt_counts(500, 0.01, 100)) == 10847 and sum(lt_counts(500, 0.1, 100)) == 19573
     data = _unique_source()
     t = build_task(data, "u", {}, "lt", 0.1, seed=0)
-    assert t.train_counts == [50, round(50 * 0.1**0.5), 5]
+    assert t.train_counts == [50, 15, 5]  # int(50 * 0.1^0.5) = int(15.8)
     assert np.bincount(t.train_y.numpy()).tolist() == t.train_counts
 
 
@@ -338,3 +341,83 @@ def test_validation_split_is_balanced_fixed_and_apart_from_train_and_test():
     assert a.counts_record()["val"] == [10, 10]
     with pytest.raises(DataError, match="leaves no training images"):
         build_task(data, "u", {"fine": ("p", "q")}, "fine", 0.1, seed=0, val_per_class=50)
+
+
+def _cifar10_files(base: Path, per_class_train: int, per_class_test: int) -> None:
+    """Tiny CIFAR-10 batch files in the original pickle format, labels in a shuffled order."""
+    base.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+    def batch(path, labels):
+        data = rng.integers(0, 255, (len(labels), 3072), dtype=np.uint8)
+        data[:, 0] = np.arange(len(labels)) % 251  # a visible id in the first pixel
+        with open(path, "wb") as f:
+            pickle.dump({"data": data, "labels": [int(v) for v in labels]}, f)
+
+    train = rng.permutation(np.repeat(np.arange(10), per_class_train))
+    for i, part in enumerate(np.array_split(train, 5), start=1):
+        batch(base / f"data_batch_{i}", part)
+    batch(base / "test_batch", rng.permutation(np.repeat(np.arange(10), per_class_test)))
+    with open(base / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": names}, f)
+
+
+def _point_torchvision_at(monkeypatch, base: Path) -> None:
+    from torchvision.datasets import CIFAR10
+
+    monkeypatch.setattr(
+        CIFAR10, "train_list", [[f"data_batch_{i}", _md5(base / f"data_batch_{i}")] for i in range(1, 6)]
+    )
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", _md5(base / "test_batch")]])
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": _md5(base / "batches.meta")})
+
+
+def test_cifar10_lt_is_built_as_the_literature_builds_it(tmp_path, monkeypatch):
+    _cifar10_files(tmp_path / "cifar-10-batches-py", per_class_train=50, per_class_test=10)
+    _point_torchvision_at(monkeypatch, tmp_path / "cifar-10-batches-py")
+    src = get_source("cifar10", data_root=str(tmp_path))
+    data = src.load()
+    t = build_task(data, "cifar10", src.pairs, "lt", 0.1, seed=0)
+    assert t.classes == data.classes and t.train_counts == lt_counts(50, 0.1, 10)
+    assert t.train_counts[0] == 50 and t.train_counts[-1] == 5
+    assert np.bincount(t.train_y.numpy()).tolist() == t.train_counts
+    assert t.test_counts == [10] * 10 and len(t.test_y) == 100  # the full balanced test split
+    # Cao et al.: np.random.seed(0); per class in label order, shuffle its indices, keep the first n_i.
+    np.random.seed(0)
+    expected = []
+    for k, n in enumerate(t.train_counts):
+        idx = np.flatnonzero(data.train_y.numpy() == k)
+        np.random.shuffle(idx)
+        expected.append(np.sort(idx[:n]))
+    ids = lambda x: x[:, 0, 0, 0].tolist()  # noqa: E731
+    assert ids(t.train_x) == ids(data.train_x[torch.from_numpy(np.concatenate(expected))])
+    again = build_task(data, "cifar10", src.pairs, "lt", 0.1, seed=0)
+    assert torch.equal(again.train_x, t.train_x)
+    assert not torch.equal(build_task(data, "cifar10", src.pairs, "lt", 0.1, seed=1).train_x, t.train_x)
+
+
+def test_cifar_archive_is_checked_against_its_published_md5_before_anything_is_unpickled(tmp_path, monkeypatch):
+    import tarfile
+
+    from torchvision.datasets import CIFAR10
+
+    staging = tmp_path / "staging"
+    _cifar10_files(staging / "cifar-10-batches-py", per_class_train=4, per_class_test=2)
+    _point_torchvision_at(monkeypatch, staging / "cifar-10-batches-py")
+    root = tmp_path / "root"
+    root.mkdir()
+    archive = root / CIFAR10.filename
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(staging / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    monkeypatch.setattr(CIFAR10, "download", lambda self: (_ for _ in ()).throw(OSError("no network")))
+    # the published MD5 is not this archive's: nothing may be extracted or unpickled
+    monkeypatch.setattr(pickle, "load", lambda *a, **k: (_ for _ in ()).throw(AssertionError("unpickled")))
+    with pytest.raises(DataError, match="not the published c58f30108f718f92721af3b95e74349a"):
+        get_source("cifar10", data_root=str(root)).load()
+    assert not (root / "cifar-10-batches-py").exists()
+    monkeypatch.undo()
+    _point_torchvision_at(monkeypatch, staging / "cifar-10-batches-py")
+    monkeypatch.setattr(CIFAR10, "tgz_md5", _md5(archive))  # as if this were the published archive
+    data = get_source("cifar10", data_root=str(root)).load()
+    assert data.train_x.shape == (40, 3, 32, 32) and (root / "cifar-10-batches-py" / "test_batch").is_file()
