@@ -259,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--runs", default="results/runs", help="folder of run records")
     rep.add_argument("--out", default="results", help="where leaderboard.md/.csv and figures/ go")
     rep.add_argument("--reference", default="os", help="method the paired differences are taken against")
+    rep.add_argument("--html", action="store_true", help="also write a static site (OUT/site/index.html)")
+    rep.add_argument("--no-figures", action="store_true", help="tables only (the figures take most of the time)")
     return p
 
 
@@ -378,12 +380,12 @@ def cmd_run(a) -> int:
         f"{sum(r['status'] != 'ok' for r in written)} failed, {len(specs) - len(written)} not run by this call "
         f"(done before, or lost); records in {out}"
     )
-    from .report import Collected, aggregate, print_console
+    from .report import aggregate, print_console
 
     keys = {s.key for s in specs}
     recs = [r for _, r in store.iter_records(out) if r and r.get("key") in keys]
     ok = [r for r in recs if r.get("status") == "ok"]
-    print_console(Collected(aggregate(ok), ok, [r for r in recs if r.get("status") != "ok"], []))
+    print_console(aggregate(ok), sum(r.get("status") != "ok" for r in recs))
     return 1 if any(r["status"] != "ok" for r in written) else 0
 
 
@@ -462,7 +464,7 @@ def cmd_datasets(a) -> int:
             drawn.append((name, src, data))
     Console().print(t)
     if a.figure:
-        from .figures import task_examples
+        from .report.figures import task_examples
 
         print(f"wrote {task_examples(drawn, Path(a.figure))}")
     return 0
@@ -473,21 +475,15 @@ def cmd_report(a) -> int:
 
     runs = Path(a.runs)
     if not runs.is_dir():
-        print(
-            f"error: no run records: {runs} does not exist; run `python -m bench run` first or pass --runs DIR",
-            file=sys.stderr,
-        )
-        return 2
-    col = report(runs, Path(a.out), reference=a.reference)
-    if not col.ok and not col.failed:
-        print(f"no readable run records in {runs}; run `python -m bench run` first", file=sys.stderr)
-        return 2
+        raise BenchError(f"no run records: {runs} does not exist; run `python -m bench run` first or pass --runs DIR")
+    col = report(runs, Path(a.out), reference=a.reference, figures=not a.no_figures, site=a.html)
     print(
         f"read {len(col.ok)} finished and {len(col.failed)} failed records ({len(col.unreadable)} unreadable) "
-        f"from {runs}; wrote {Path(a.out) / 'leaderboard.md'}, leaderboard.csv and {len(col.figures)} figure files"
+        f"from {runs}; wrote {Path(a.out) / 'leaderboard.md'}, leaderboard.csv, latex/ and {len(col.figures)} "
+        "figure files" + (f", and the site {Path(a.out) / 'site' / 'index.html'}" if a.html else "")
     )
-    for p in col.unreadable:
-        print(f"warning: unreadable record {p} (skipped)", file=sys.stderr)
+    for p, why in col.unreadable:
+        print(f"warning: unreadable record {p}: {why} (skipped)", file=sys.stderr)
     return 0
 
 

@@ -44,14 +44,28 @@ def write_record(out: Path, record: dict) -> Path:
     return path
 
 
+def load_record(path: Path) -> tuple[dict | None, str | None]:
+    """(record, None) or (None, why it cannot be used): missing, a directory, not UTF-8, not JSON,
+    or JSON that is not a record. Never raises for a bad file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            rec = json.load(f)
+    except IsADirectoryError:
+        return None, "a directory, not a record file"
+    except OSError as e:
+        return None, f"cannot be read ({e.strerror or type(e).__name__})"
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+    except ValueError as e:  # json.JSONDecodeError
+        return None, f"not valid JSON ({str(e).splitlines()[0][:80]})"
+    if not isinstance(rec, dict) or not isinstance(rec.get("spec"), dict) or not isinstance(rec.get("key"), str):
+        return None, "JSON without a run key and spec"
+    return rec, None
+
+
 def read_record(path: Path) -> dict | None:
     """The record at `path`, or None when it is missing or unreadable (the caller decides what that means)."""
-    try:
-        with open(path) as f:
-            rec = json.load(f)
-    except (OSError, json.JSONDecodeError):
-        return None
-    return rec if isinstance(rec, dict) and "key" in rec and "spec" in rec else None
+    return load_record(path)[0]
 
 
 def is_done(out: Path, key: str) -> bool:
@@ -59,10 +73,16 @@ def is_done(out: Path, key: str) -> bool:
     return rec is not None and rec.get("status") == "ok"
 
 
-def iter_records(out: Path):
-    """(path, record or None) for every *.json under `out`, recursively, sorted by path; folders whose
-    name starts with '.' (grid manifests, SLURM bookkeeping) are not records and are skipped."""
+def record_files(out: Path):
+    """Every *.json under `out`, recursively, sorted by path; folders whose name starts with '.' (grid
+    manifests, SLURM bookkeeping) hold no records and are skipped."""
     out = Path(out)
     for path in sorted(out.rglob("*.json")):
         if not any(part.startswith(".") for part in path.relative_to(out).parts):
-            yield path, read_record(path)
+            yield path
+
+
+def iter_records(out: Path):
+    """(path, record or None) for every record file under `out` (see `record_files`)."""
+    for path in record_files(out):
+        yield path, read_record(path)

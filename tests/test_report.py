@@ -8,7 +8,8 @@ from scipy import stats as st
 
 from bench import store
 from bench.cli import main
-from bench.report import aggregate, collect, leaderboard_rows, markdown
+from bench.report import Analysis, aggregate, collect, markdown
+from bench.report import tables as T
 
 SETTING = dict(
     dataset="animals",
@@ -90,14 +91,15 @@ def test_aggregation_is_exact_and_excludes_failed_runs(runs):
 
 def test_leaderboard_markdown_matches_expected_text(runs):
     col = collect(runs)
-    head, rows = leaderboard_rows(col.boards[0])
+    t = T.leaderboard(col.boards[0])
+    head, rows = t.head, t.rows
     assert head == ["method", "1:1", "1:0.01"]
     assert rows == [
         ["os+fsc", "min 0.970 / maj 0.970 (n=1)", "min 0.600±0.141 / maj 0.940±0.014 (n=2)"],
         ["os", "—", "min 0.400 / maj 0.970 (n=1)"],
         ["ce", "min 0.960±0.028 / maj 0.970±0.014 (n=2)", "min 0.100±0.100 / maj 0.997±0.006 (n=3)"],
     ]
-    md = markdown(col)
+    md = md_of(col)
     expected_table = (
         "| method   | 1:1                                     | 1:0.01                                  |\n"
         "|----------|-----------------------------------------|-----------------------------------------|\n"
@@ -130,7 +132,7 @@ def test_report_command_writes_tables_and_a_readable_figure(runs, tmp_path, caps
     assert "unreadable record" in capsys.readouterr().err
     assert "Unreadable record files (1)" in (out / "leaderboard.md").read_text()
     csv = (out / "leaderboard.csv").read_text().splitlines()
-    assert csv[0].startswith("dataset,task,preset,width,steps,method,ratio,n_seeds")
+    assert csv[0].startswith("dataset,task,preset,width,steps,val_per_class,numerics,method,ratio,n_seeds")
     assert len(csv) == 1 + 5
     png = out / "figures" / f"accuracy_vs_ratio_animals_quick_{TAG}.png"
     img = mpimg.imread(png)
@@ -171,7 +173,7 @@ def test_paired_statistics_match_scipy_on_fixed_numbers():
 
 
 def test_report_has_paired_table_against_the_reference(runs):
-    md = markdown(collect(runs), reference="ce")
+    md = md_of(collect(runs), reference="ce")
     assert "Paired by seed against `ce`" in md
     table = md.split("Paired by seed against `ce`")[1]
     # os+fsc at 1:0.01 has seeds 0, 1 (seed 2 failed): differences 0.5 and 0.6 against ce
@@ -181,7 +183,7 @@ def test_report_has_paired_table_against_the_reference(runs):
 
 def test_threshold_free_numbers_are_paired_only_over_seeds_that_have_them(tmp_path):
     """Older records lack AUC / separation: those cells use the seeds that have them, and say n."""
-    from bench.report import diagnosis_rows, paired_figures, paired_rows
+    from bench.report import paired_figures
 
     recs = []
     for seed, (auc_os, auc_fsc) in enumerate([(0.80, 0.90), (0.70, 0.75), (0.60, 0.80), (None, None)]):
@@ -200,15 +202,16 @@ def test_threshold_free_numbers_are_paired_only_over_seeds_that_have_them(tmp_pa
     cell = b.cells[("os+fsc", 0.01)]
     assert cell.metric_by_seed("roc_auc") == {0: 0.90, 1: 0.75, 2: 0.80}
     assert cell.metric_by_seed("min_acc") == pytest.approx({0: 0.3, 1: 0.4, 2: 0.5, 3: 0.6})
-    head, rows = paired_rows(b, "os", "roc_auc")
+    t = T.paired(b, "os", "roc_auc")
+    head, rows = t.head, t.rows
     assert head == ["method", "1:0.01: ROC-AUC − os"]
     # differences 0.10, 0.05, 0.20 over seeds 0-2; seed 3 has no AUC
     d = np.array([0.10, 0.05, 0.20])
     half = st.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3)
     assert rows == [["os+fsc", f"+{d.mean():.3f} [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}] p=0.25 (n=3)"]]
-    _, diag = diagnosis_rows(b)
-    assert dict(diag)["os+fsc"] == "0.817±0.076 (3) / 0.717±0.076 (3) / 0.408±0.038 (3) / 0.500±0.000 (3)"
-    md = markdown(collect_from(recs, tmp_path))
+    diag = T.diagnosis(b).rows
+    assert dict(diag)["os+fsc"] == "0.817±0.076 (3) / 0.717±0.076 (3) / — / 0.408±0.038 (3) / 0.500±0.000 (3)"
+    md = md_of(collect_from(recs, tmp_path))
     assert "Paired by seed against `os`" in md
     # the all-boards table of FSC contrasts: no fsc − ce here; os+fsc − os as above in ROC-AUC
     assert "| animals, preset quick, cpu fp32 threads=1 torch=2.14.1, fine | 1:0.01  | —" in md
@@ -250,7 +253,8 @@ def test_auc_and_logit_adjustment_against_hand_computed_values():
 def test_friedman_ranking_and_cd_diagram(tmp_path):
     from scipy import stats as st
 
-    from bench.figures import critical_difference
+    from bench.report.analysis import NamedRanking
+    from bench.report.figures import critical_difference
     from bench.stats import rank_methods
 
     scores = {
@@ -265,7 +269,8 @@ def test_friedman_ranking_and_cd_diagram(tmp_path):
     ref = st.friedmanchisquare([0.8, 0.95, 0.6, 0.9], [0.6, 0.9, 0.7, 0.8], [0.4, 0.85, 0.5, 0.7])
     assert rk.p == pytest.approx(ref.pvalue) and rk.statistic == pytest.approx(ref.statistic)
     assert rk.nemenyi.shape == (3, 3)
-    [png, svg] = critical_difference(rk, "test", tmp_path / "cd")
+    [png, svg] = critical_difference(NamedRanking("x", "test", rk, min_seeds=3), "test", tmp_path / "cd")
+    assert critical_difference(NamedRanking("x", "test", rk, min_seeds=1), "test", tmp_path / "cd1") == []
     assert mpimg.imread(png).ndim == 3 and svg.stat().st_size > 1000
     assert rank_methods({"x": {"a": 1, "b": 2}}) is None
 
@@ -302,7 +307,7 @@ def _swept(lam, seed, test_min, val_bal):
 
 
 def test_selection_uses_validation_only_and_ignores_poisoned_test_numbers(tmp_path):
-    from bench.report import select_on_validation, selection_rows
+    from bench.report import select_on_validation
 
     recs = [_swept(0.3, s, 0.2, 0.80) for s in (0, 1)] + [_swept(1.0, s, 0.6, 0.70) for s in (0, 1)]
     [b] = aggregate(recs)
@@ -313,9 +318,13 @@ def test_selection_uses_validation_only_and_ignores_poisoned_test_numbers(tmp_pa
         r["metrics"]["balanced_acc"] = r["metrics"]["per_class_acc"][0]
     [poisoned] = aggregate(recs)
     assert select_on_validation(poisoned) == {("fsc", 0.01): "fsc [fsc.lam=0.3]"}
-    head, rows = selection_rows(poisoned)
+    rows = T.selection(Analysis.of([poisoned]), poisoned).rows
     assert rows == [["fsc (selected on validation)", "min 0.000±0.000 / maj 0.000±0.000 — fsc [fsc.lam=0.3]"]]
-    assert "selected per ratio by mean validation" in markdown(collect_from(recs, tmp_path))
+    assert "selected per ratio by mean validation" in md_of(collect_from(recs, tmp_path))
+
+
+def md_of(col, reference="os"):
+    return markdown(col, Analysis.of(col.boards, reference))
 
 
 def collect_from(records, tmp_path):

@@ -1,0 +1,171 @@
+"""`python -m bench report`: run records -> leaderboards (markdown, CSV, LaTeX, a static site) and figures.
+
+The package's files follow the data: `records` reads the run records (each key once, bad files named
+and skipped), `model` groups them into boards of cells, `analysis` draws the conclusions once
+(validation selection, paired differences, rankings), `tables` builds every table, and `markdown`,
+`latex`, `site`, `console` and `figures` render them. Only records with status 'ok' are averaged;
+failed ones are listed. Nothing is written until every input has been read, and each output file is
+replaced atomically, so a report that fails leaves the previous one intact.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import BenchError
+from . import tables as T
+from .analysis import Analysis, paired_cell, rankings, select_on_validation
+from .console import print_console
+from .latex import board_latex
+from .markdown import markdown
+from .model import METRIC_TITLES, Board, aggregate, method_label, ratio_label
+from .records import Collected, collect
+
+__all__ = [
+    "Analysis",
+    "Board",
+    "Collected",
+    "aggregate",
+    "collect",
+    "markdown",
+    "method_label",
+    "paired_cell",
+    "print_console",
+    "rankings",
+    "report",
+    "select_on_validation",
+]
+
+EMBEDDED = ("ce", "os", "os+fsc")
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """Write to a temporary file beside `path`, then rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def csv_text(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def embedding_figures(boards: list[Board], runs_dir: Path, fig_dir: Path, warn=print) -> list[Path]:
+    """Per board, the most extreme ratio and smallest seed at which ce, os and os+fsc (default
+    hyper-parameters) all saved features: their t-SNE side by side. A feature file that cannot be
+    read is named and skipped."""
+    import numpy as np
+
+    from .figures import embeddings
+
+    written = []
+    for b in boards:
+        chosen = None
+        for r in sorted(b.ratios):
+            cells = [b.cells.get((m, r)) for m in EMBEDDED]
+            if not all(cells):
+                continue
+            for seed in sorted(set.intersection(*(set(c.keys) for c in cells))):
+                paths = [Path(runs_dir) / "features" / f"{c.keys[seed]}.npz" for c in cells]
+                if all(p.is_file() for p in paths):
+                    chosen = (r, seed, paths)
+                    break
+            if chosen:
+                break
+        if not chosen:
+            continue
+        r, seed, paths = chosen
+        panels = []
+        for m, path in zip(EMBEDDED, paths):
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    feats, labels = z["layer4"], z["labels"]
+                if feats.ndim != 2 or len(feats) != len(labels):
+                    raise ValueError("arrays of mismatched shape")
+            except Exception as e:  # truncated or crafted: skip this figure, keep the report
+                warn(f"warning: unreadable feature file {path} ({type(e).__name__}); t-SNE of {b.slug} skipped")
+                panels = None
+                break
+            panels.append((m, feats, labels))
+        if panels:
+            title = f"{b.group[1]}, {b.setting['task']}, 1:{r:g}, seed {seed}: t-SNE of pooled layer4 test features"
+            written.append(embeddings(panels, b.classes, title, fig_dir / f"tsne_{b.slug}.png"))
+    return written
+
+
+def paired_figures(boards: list[Board], reference: str, fig_dir: Path) -> list[Path]:
+    """Per board that has `reference`: the paired differences in its headline metric and ROC-AUC."""
+    from .figures import paired_differences
+
+    written = []
+    for b in boards:
+        panels = []
+        for metric in (b.headline, "roc_auc"):
+            for r in b.ratios:
+                rows = [(m, paired_cell(b, m, reference, r, metric)) for m in b.ranked_methods() if m != reference]
+                rows = [(m, pd) for m, pd in rows if pd]
+                if rows:
+                    panels.append((METRIC_TITLES[metric], ratio_label(r), rows))
+        if panels:
+            written += paired_differences(panels, reference, b.title, fig_dir / f"paired_{b.slug}")
+    return written
+
+
+def report(
+    runs_dir: Path, out_dir: Path, console=None, reference: str = "os", figures: bool = True, site: bool = False
+) -> Collected:
+    """Read every record under `runs_dir`, then write leaderboard.md/.csv, latex/ and figures/ (and
+    the static site with `site`) into `out_dir`. Raises BenchError, writing nothing, when there is no
+    readable record."""
+    from .figures import accuracy_vs_frequency, accuracy_vs_ratio, critical_difference
+
+    col = collect(runs_dir)
+    if not col.ok and not col.failed:
+        raise BenchError(f"no readable run records in {runs_dir}; run `python -m bench run` first")
+    a = Analysis.of(col.boards, reference)
+    md, table = markdown(col, a), csv_text(T.csv_rows(col.boards))  # everything computed before writing
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(out_dir / "leaderboard.md", md)
+    write_atomic(out_dir / "leaderboard.csv", table)
+    for b in col.boards:
+        write_atomic(out_dir / "latex" / f"{b.slug}.tex", board_latex(b))
+    figs: list[Path] = []
+    if figures:
+        fig_dir = out_dir / "figures"
+        figs += accuracy_vs_ratio(col.boards, fig_dir)
+        figs += accuracy_vs_frequency(col.boards, fig_dir)
+        figs += embedding_figures(col.boards, runs_dir, fig_dir)
+        figs += paired_figures(col.boards, reference, fig_dir)
+        for nr in a.rankings:
+            figs += critical_difference(nr, f"{nr.title}: mean rank of balanced accuracy", fig_dir / f"cd_{nr.slug}")
+    if site:
+        from .site import build_site
+
+        build_site(col, a, runs_dir, out_dir / "site", figs)
+    print_console(col.boards, len(col.failed), console)
+    col.figures = figs
+    return col

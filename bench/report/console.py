@@ -1,0 +1,29 @@
+"""The leaderboards on the console: rich tables on a terminal, plain text in a pipe or a log."""
+
+from __future__ import annotations
+
+from rich.markup import escape
+from tabulate import tabulate
+
+from . import tables as T
+from .model import Board
+
+
+def print_console(boards: list[Board], n_failed: int = 0, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    for b in boards:
+        t = T.leaderboard(b)
+        if console.is_terminal:
+            table = Table(title=escape(b.title), show_lines=False)
+            for h in t.head:
+                table.add_column(escape(h))
+            for r in t.rows:  # labels such as 'os+fsc [fsc.lam=0.1]' are text, not rich markup
+                table.add_row(*(escape(x) for x in r))
+            console.print(table)
+        else:  # a log: one line per method, never wrapped into a narrow column
+            print(f"\n{b.title}\n" + tabulate(t.rows, headers=t.head, tablefmt="simple", disable_numparse=True))
+    if n_failed:
+        console.print(f"[red]{n_failed} failed run(s)[/red], not averaged: see the report's failed list")

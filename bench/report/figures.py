@@ -1,0 +1,262 @@
+"""The report's figures: the paper's Figure 3 (per-class accuracy against imbalance ratio), accuracy
+against class frequency for long-tailed boards, paired differences, critical-difference diagrams,
+t-SNE of test features, and example images of each task.
+
+One palette keyed by method everywhere: a method has the same colour in every figure; its `os+`
+variant shares the colour with a dashed line, a swept configuration a dotted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+matplotlib.rcParams["svg.hashsalt"] = "fsc-bench"  # the same records give byte-identical SVG files
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator, NullFormatter  # noqa: E402
+
+# The methods of this suite in a fixed order, each with its own colour (tab20, then tab20b).
+KNOWN = (
+    "ce", "os", "fsc", "focal", "cb", "supcon", "la", "ldam", "ldam+drw", "drw", "cbs", "sqrt", "pb",
+    "smote", "mixup", "remix", "opl", "crt", "lws", "taunorm", "pla", "supcon2",
+)  # fmt: skip
+_COLOURS = [plt.cm.tab20(i) for i in range(20)] + [plt.cm.tab20b(i) for i in range(20)]
+
+
+def method_style(label: str) -> dict:
+    """Colour and line style of a method label such as 'os+fsc [fsc.lam=0.1]', the same in every figure."""
+    base, _, swept = label.partition(" [")
+    parts = base.split("+")
+    core = "+".join(p for p in parts if p != "os") or "os"
+    if core in KNOWN:
+        colour = _COLOURS[KNOWN.index(core)]
+    else:
+        colour = _COLOURS[len(KNOWN) + int(hashlib.sha1(core.encode()).hexdigest(), 16) % (40 - len(KNOWN))]
+    linestyle = ":" if swept else "--" if ("os" in parts and core != "os") else "-"
+    return {"color": colour, "linestyle": linestyle}
+
+
+def save_png_svg(fig, path_stem: Path) -> list[Path]:
+    """Write `fig` as PATH_STEM.png and .svg (appended, not with_suffix: a stem such as
+    'cd_animals_quick_width0.5' has a dot of its own), close it, return the two paths."""
+    path_stem.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    for ext in ("png", "svg"):
+        p = path_stem.parent / f"{path_stem.name}.{ext}"
+        fig.savefig(p, dpi=130, metadata={"Date": None} if ext == "svg" else None, bbox_inches="tight")
+        written.append(p)
+    plt.close(fig)
+    return written
+
+
+def _seeds_phrase(boards) -> str:
+    n = sorted({len(c.seeds) for b in boards for c in b.cells.values()})
+    if n == [1]:
+        return "1 seed, no band"
+    return f"mean ± std over {n[0]} seeds" if len(n) == 1 else f"mean ± std over {n[0]} to {n[-1]} seeds"
+
+
+def _legend_outside(fig, ax_or_handles, n_labels: int) -> None:
+    handles, labels = ax_or_handles.get_legend_handles_labels()
+    ncol = 1 if n_labels <= 12 else 2
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), ncol=ncol, frameon=False, fontsize=8)
+
+
+def accuracy_vs_ratio(boards, fig_dir: Path) -> list[Path]:
+    """One figure per dataset and training setting (Board.group) of two-class boards: rows = tasks,
+    columns = minority / majority class; x = ratio on a log axis, y = accuracy, a ±1 sd band."""
+    by_fig = defaultdict(list)
+    for b in boards:
+        if len(b.ratios) >= 2 and not b.multiclass:
+            by_fig[b.group].append(b)
+    written = []
+    for (slug, title), bs in sorted(by_fig.items()):
+        bs = sorted(bs, key=lambda b: b.setting["task"], reverse=True)  # fine first
+        fig, axes = plt.subplots(len(bs), 2, figsize=(10, 3.6 * len(bs)), squeeze=False, sharey=True)
+        for row, b in enumerate(bs):
+            for col, (cls_i, role) in enumerate(((len(b.classes) - 1, "minority"), (0, "majority"))):
+                ax = axes[row][col]
+                for m in b.ranked_methods():
+                    pts = [(r, b.cells[(m, r)]) for r in sorted(b.ratios) if (m, r) in b.cells]
+                    x = np.array([r for r, _ in pts])
+                    mean = np.array([c.per_class[cls_i].mean for _, c in pts])
+                    std = np.array([c.per_class[cls_i].std if c.per_class[cls_i].n > 1 else 0 for _, c in pts])
+                    style = method_style(m)
+                    ax.plot(x, mean, marker="o", ms=3, lw=1.5, label=m, **style)
+                    ax.fill_between(x, mean - std, mean + std, alpha=0.12, color=style["color"], lw=0)
+                ax.set_xscale("log")
+                ax.set_xticks(sorted(b.ratios), [f"1:{r:g}" for r in sorted(b.ratios)], fontsize=7, rotation=35)
+                ax.xaxis.set_minor_formatter(NullFormatter())
+                ax.set_ylim(-0.02, 1.02)
+                ax.set_title(f"{b.setting['task']}: {role} class '{b.classes[cls_i]}'", fontsize=10)
+                ax.set_xlabel("imbalance ratio (minority : majority)")
+                ax.grid(alpha=0.3, which="both")
+                if col == 0:
+                    ax.set_ylabel("test accuracy of the class")
+        _legend_outside(fig, axes[0][0], len(bs[0].methods))
+        fig.suptitle(f"{title}: per-class accuracy vs imbalance ratio ({_seeds_phrase(bs)})", fontsize=11)
+        fig.tight_layout()
+        written += save_png_svg(fig, fig_dir / f"accuracy_vs_ratio_{slug}")
+    return written
+
+
+def accuracy_vs_frequency(boards, fig_dir: Path) -> list[Path]:
+    """Long-tailed boards: per-class test accuracy against the class's training count (log x), one
+    line per method with a ±1 sd band over seeds, one panel per ratio."""
+    written = []
+    for b in boards:
+        if not b.multiclass:
+            continue
+        ratios = sorted(b.ratios)
+        fig, axes = plt.subplots(1, len(ratios), figsize=(5.5 * len(ratios), 4.2), squeeze=False, sharey=True)
+        for ax, r in zip(axes[0], ratios):
+            for m in b.ranked_methods():
+                c = b.cells.get((m, r))
+                if not c or not c.train_counts:
+                    continue
+                order = np.argsort(c.train_counts)
+                x = np.array(c.train_counts)[order]
+                mean = np.array([c.per_class[i].mean for i in order])
+                std = np.array([c.per_class[i].std if c.per_class[i].n > 1 else 0 for i in order])
+                style = method_style(m)
+                ax.plot(x, mean, marker="o", ms=3, lw=1.4, label=m, **style)
+                ax.fill_between(x, mean - std, mean + std, alpha=0.1, color=style["color"], lw=0)
+            many, few = b.shot_thresholds()
+            for t in (few, many):
+                ax.axvline(t, color="grey", lw=0.8, ls=":")
+            ax.set_xscale("log")
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_title(f"1:{r:g} (imbalance {1 / r:g}); dotted: few / many-shot limits", fontsize=9)
+            ax.set_xlabel("training images of the class (log)")
+            ax.grid(alpha=0.3, which="both")
+        axes[0][0].set_ylabel("test accuracy of the class")
+        _legend_outside(fig, axes[0][0], len(b.methods))
+        fig.suptitle(f"{b.title}: accuracy vs class frequency ({_seeds_phrase([b])})", fontsize=10)
+        fig.tight_layout()
+        written += save_png_svg(fig, fig_dir / f"accuracy_vs_frequency_{b.slug}")
+    return written
+
+
+def task_examples(sources: list[tuple[str, object, object]], path: Path, per_class: int = 8) -> Path:
+    """A grid of training images of each built-in task's classes: one row per class, grouped by
+    source, so a reader sees what 'coarse' and 'fine' mean. `sources` = [(name, Source, SourceData)]."""
+    rows = []
+    for name, src, data in sources:
+        (maj, fine), coarse = src.pairs["fine"], src.pairs["coarse"][1]
+        order = [(maj, "majority"), (fine, "fine minority"), (coarse, "coarse minority")]
+        for cls, role in order:
+            k = data.classes.index(cls)
+            idx = (data.train_y == k).nonzero().flatten()[:per_class]
+            rows.append((f"{name}: {cls}\n({role})", data.train_x[idx]))
+    fig, axes = plt.subplots(len(rows), per_class, figsize=(per_class * 0.9 + 1.6, len(rows) * 1.0), squeeze=False)
+    for r, (label, imgs) in enumerate(rows):
+        for c in range(per_class):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(imgs):
+                img = imgs[c].permute(1, 2, 0).numpy()
+                ax.imshow(img[:, :, 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=255)
+            if c == 0:
+                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle("Built-in tasks: fine = majority vs fine minority, coarse = majority vs coarse minority", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def critical_difference(named, title: str, path_stem: Path) -> list[Path]:
+    """Critical-difference diagram (scikit-posthocs): mean ranks; bars join methods whose Nemenyi
+    test does not separate them at alpha = 0.05. The title states the critical difference, the number
+    of cells and the Friedman p. Not drawn when a cell holds a single seed."""
+    import scikit_posthocs as sp
+
+    rk = named.ranking
+    if named.min_seeds < 2:
+        return []
+    fig, ax = plt.subplots(figsize=(9, 1.6 + 0.28 * len(rk.methods)))
+    palette = {m: matplotlib.colors.to_hex(method_style(m)["color"]) for m in rk.methods}
+    sp.critical_difference_diagram(
+        {m: rk.mean_rank[m] for m in sorted(rk.methods)}, rk.nemenyi, ax=ax, color_palette=palette
+    )
+    ax.set_title(
+        f"{title}\nFriedman p = {rk.p:.2g} over {len(rk.cells)} cells (task x ratio, each >= {named.min_seeds} "
+        f"seeds); Nemenyi CD = {named.critical_difference:.2f} ranks at 0.05",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    return save_png_svg(fig, path_stem)
+
+
+def embeddings(panels: list[tuple[str, np.ndarray, np.ndarray]], classes: list[str], title: str, path: Path) -> Path:
+    """t-SNE (scikit-learn) of pooled layer4 test features, one panel per method, minority on top."""
+    from sklearn.manifold import TSNE
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
+    for ax, (name, feats, labels) in zip(axes[0], panels):
+        xy = TSNE(n_components=2, init="pca", random_state=0, perplexity=min(30, len(labels) - 1)).fit_transform(
+            feats.astype(np.float32)
+        )
+        for k in range(len(classes)):  # later classes (the minority) are drawn last, on top
+            m = labels == k
+            ax.scatter(xy[m, 0], xy[m, 1], s=7, alpha=0.7, label=classes[k], color=plt.cm.tab10(k))
+        ax.set_title(name, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0][0].legend(fontsize=8, markerscale=2)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def paired_differences(
+    panels: list[tuple[str, str, list[tuple[str, object]]]], reference: str, title: str, path_stem: Path
+):
+    """Forest plot of paired differences against `reference`: `panels` = [(metric title, ratio
+    label, [(method, stats.Paired)])], laid out metric by row, ratio by column; a dot at the mean,
+    a bar for the 95% interval, the Wilcoxon p beside it (inside the frame)."""
+    metrics = list(dict.fromkeys(m for m, _, _ in panels))
+    ratios = list(dict.fromkeys(r for _, r, _ in panels))
+    methods = list(dict.fromkeys(name for _, _, rows in panels for name, _ in rows))
+    ns = sorted({pd.n for _, _, rows in panels for _, pd in rows})
+    fig, axes = plt.subplots(
+        len(metrics), len(ratios), figsize=(4.2 * len(ratios), 0.42 * len(methods) * len(metrics) + 1.8), squeeze=False
+    )
+    for metric, ratio, rows in panels:
+        ax = axes[metrics.index(metric)][ratios.index(ratio)]
+        lo = min(min(pd.lo for _, pd in rows), 0)
+        hi = max(max(pd.hi for _, pd in rows), 0)
+        span = hi - lo or 1.0
+        for name, pd in rows:
+            y = methods.index(name)
+            ax.errorbar(
+                pd.mean, y, xerr=[[pd.mean - pd.lo], [pd.hi - pd.mean]], fmt="o", ms=4, capsize=2,
+                color=method_style(name)["color"],
+            )  # fmt: skip
+            ax.annotate(f"p={pd.p:.2g}", (pd.hi, y), xytext=(3, -3), textcoords="offset points", fontsize=7)
+        ax.set_xlim(lo - 0.05 * span, hi + 0.35 * span)  # room for the p labels inside the frame
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_yticks(range(len(methods)), methods if ratios.index(ratio) == 0 else [""] * len(methods), fontsize=8)
+        ax.set_ylim(len(methods) - 0.5, -0.5)
+        ax.set_title(f"{ratio}: {metric}", fontsize=9)
+        ax.grid(alpha=0.3, axis="x")
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+        ax.tick_params(axis="x", labelsize=7)
+    n_text = f"n = {ns[0]} seeds" if len(ns) == 1 else f"n = {ns[0]}-{ns[-1]} seeds"
+    fig.suptitle(
+        f"{title}\nmethod − {reference}, paired by seed: mean and 95% t-interval, Wilcoxon p ({n_text}; "
+        f"the smallest p {ns[0]} pairs can give is {2 / 2 ** ns[0]:.2g})",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    return save_png_svg(fig, path_stem)

@@ -1,0 +1,219 @@
+"""The report's tables, built once from the analysed boards and rendered by every output format
+(markdown, CSV, LaTeX, HTML, console). A table is a head and rows of strings; where a row is one
+method of one board, `cells` keeps the Cell behind each value so the site can link to its runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .analysis import Analysis, paired_cell
+from .model import METRIC_TITLES, MISSING, Board, Cell, ratio_label
+
+ABLATION = ("ce", "os", "fsc", "os+fsc")
+# The effect of adding the FSC loss, without and with oversampling: (with, without) pairs.
+FSC_CONTRASTS = (("fsc", "ce"), ("os+fsc", "os"))
+BINARY_PAIRED = ("min_acc", "roc_auc", "l4_silhouette")  # compared against the reference per board
+MULTICLASS_PAIRED = ("bal_acc", "few", "macro_f1")
+
+
+@dataclass
+class Table:
+    head: list[str]
+    rows: list[list[str]]
+    cells: list[list[Cell | None]] = field(default_factory=list)  # aligned with rows[i][1:], when known
+    numeric_from: int = 1  # the first column that holds numbers (for sorting and bold-best)
+
+
+def _method_by_ratio(b: Board, head: str, fmt) -> Table:
+    """Rows of ranked methods, a column per ratio (`head` formats its title), `fmt(Cell)` each value."""
+    rows, cells = [], []
+    for m in b.ranked_methods():
+        cs = [b.cells.get((m, r)) for r in b.ratios]
+        rows.append([m] + [fmt(c) if c else MISSING for c in cs])
+        cells.append(cs)
+    return Table(["method"] + [head.format(ratio_label(r)) for r in b.ratios], rows, cells)
+
+
+def leaderboard(b: Board) -> Table:
+    """Binary: 'min a±s / maj a±s (n=k)' (minority = last class, majority = first). Multi-class:
+    balanced accuracy (top-1 on the balanced test set) and the tail class."""
+    if b.multiclass:
+        return _method_by_ratio(
+            b, "{} top-1 / tail", lambda c: f"{c.balanced_acc.fmt()} / tail {c.per_class[-1].fmt()} (n={len(c.seeds)})"
+        )
+    return _method_by_ratio(
+        b, "{}", lambda c: f"min {c.per_class[-1].fmt()} / maj {c.per_class[0].fmt()} (n={len(c.seeds)})"
+    )
+
+
+def summary(b: Board) -> Table:
+    return _method_by_ratio(b, "{} bal.acc / macro-F1", lambda c: f"{c.balanced_acc.fmt()} / {c.macro_f1.fmt()}")
+
+
+def long_tail(b: Board, ratio: float) -> Table | None:
+    """The long-tail protocol at one ratio: top-1 (= balanced accuracy on the balanced test set),
+    many / medium / few-shot accuracy, macro-F1 and the tail class, mean±sd over seeds."""
+    if not b.multiclass or ratio not in b.ratios:
+        return None
+    cols = ("bal_acc", "many", "medium", "few", "macro_f1")
+    rows, cells = [], []
+    for m in b.ranked_methods():
+        c = b.cells.get((m, ratio))
+        if not c:
+            continue
+        rows.append([m] + [c.stat(k).fmt() for k in cols] + [c.per_class[-1].fmt(), str(len(c.seeds))])
+        cells.append([c] * (len(cols) + 2))
+    head = ["method", "top-1", "many-shot", "medium-shot", "few-shot", "macro-F1", f"tail ({b.classes[-1]})", "n"]
+    return Table(head, rows, cells)
+
+
+def shot_note(b: Board, ratio: float) -> str:
+    many, few = b.shot_thresholds()
+    counts = next((c.train_counts for (m, r), c in b.cells.items() if r == ratio and c.train_counts), [])
+    groups = {"many": 0, "medium": 0, "few": 0}
+    for n in counts:
+        groups["many" if n > many else "few" if n < few else "medium"] += 1
+    return (
+        f"Shot groups scaled to this board's head class ({max(counts) if counts else '?'} training images; the "
+        f"OLTR convention is > 100 / 20-100 / < 20 where the head has 500): many > {many:g}, medium "
+        f"{few:g}-{many:g}, few < {few:g} training images; at {ratio_label(ratio)}: {groups['many']} many, "
+        f"{groups['medium']} medium, {groups['few']} few-shot classes (training counts {counts})."
+    )
+
+
+def ablation(b: Board, n_extreme: int = 3) -> Table | None:
+    """The paper's Table 1: ce / os / fsc / os+fsc at the most extreme ratios, accuracy per class."""
+    present = [m for m in ABLATION if m in b.methods]
+    if len(present) < 2 or b.multiclass:
+        return None
+    ratios = sorted(b.ratios)[:n_extreme]
+    head = ["method", "oversampling", "FSC loss"] + [f"{ratio_label(r)} {c}" for r in ratios for c in b.classes]
+    rows = []
+    for m in present:
+        row = [m, "yes" if "os" in m.split("+") else "no", "yes" if "fsc" in m.split("+") else "no"]
+        for r in ratios:
+            c = b.cells.get((m, r))
+            row += [c.per_class[i].fmt() if c else MISSING for i in range(len(b.classes))]
+        rows.append(row)
+    return Table(head, rows, numeric_from=3)
+
+
+def selection(a: Analysis, b: Board) -> Table | None:
+    """Test accuracy of the validation-selected configuration, marked as such, with its name."""
+    chosen = a.selections.get(b.slug, {})
+    if not chosen:
+        return None
+    rows = []
+    for base in sorted({base for base, _ in chosen}):
+        row = [f"{base} (selected on validation)"]
+        for r in b.ratios:
+            label = chosen.get((base, r))
+            c = b.cells.get((label, r)) if label else None
+            if not c:
+                row.append(MISSING)
+            elif b.multiclass:
+                row.append(f"top-1 {c.balanced_acc.fmt()} — {label}")
+            else:
+                row.append(f"min {c.per_class[-1].fmt()} / maj {c.per_class[0].fmt()} — {label}")
+        rows.append(row)
+    return Table(["method"] + [ratio_label(r) for r in b.ratios], rows)
+
+
+def paired(b: Board, reference: str, metric: str) -> Table | None:
+    """Each method's paired difference in `metric` against `reference`, per ratio, over shared seeds."""
+    if not any(m == reference for m, _ in b.cells):
+        return None
+    head = ["method"] + [f"{ratio_label(r)}: {METRIC_TITLES.get(metric, metric)} − {reference}" for r in b.ratios]
+    rows = []
+    for m in b.ranked_methods():
+        if m == reference:
+            continue
+        pds = [paired_cell(b, m, reference, r, metric) for r in b.ratios]
+        rows.append([m] + [pd.fmt() if pd else MISSING for pd in pds])
+    if all(v == MISSING for row in rows for v in row[1:]):
+        return None
+    return Table(head, rows)
+
+
+def paired_metrics(b: Board) -> tuple[str, ...]:
+    return MULTICLASS_PAIRED if b.multiclass else BINARY_PAIRED
+
+
+def fsc_effect(boards: list[Board], contrasts=FSC_CONTRASTS) -> Table | None:
+    """One table across boards: per board and ratio, each contrast's paired difference in the headline
+    metric and ROC-AUC, so that 'does FSC help, and where' is answered in one place."""
+    rows = []
+    for b in boards:
+        pairs = [(x, ref, metric) for x, ref in contrasts for metric in (b.headline, "roc_auc")]
+        for r in sorted(b.ratios):
+            pds = [paired_cell(b, x, ref, r, metric) for x, ref, metric in pairs]
+            if any(pds):
+                rows.append(
+                    [f"{b.group[1]}, {b.setting['task']}", ratio_label(r)] + [pd.fmt() if pd else MISSING for pd in pds]
+                )
+    if not rows:
+        return None
+    headline = "minority acc. (top-1 on multi-class boards)"
+    head = ["board", "ratio"] + [
+        f"{x} − {ref}: {METRIC_TITLES[metric] if metric == 'roc_auc' else headline}"
+        for x, ref in contrasts
+        for metric in ("headline", "roc_auc")
+    ]
+    return Table(head, rows, numeric_from=2)
+
+
+def diagnosis(b: Board) -> Table | None:
+    """Threshold-free and corrected numbers: ROC-AUC, balanced accuracy after test-time logit
+    adjustment and after class-balanced BatchNorm statistics, and the layer4 separation of the test
+    features, each with its own n."""
+
+    def fmt(c: Cell, name: str) -> str:
+        st = c.stat(name)
+        return f"{st.fmt()} ({st.n})" if st.n else MISSING
+
+    if not any(c.extra.get("roc_auc") for c in b.cells.values()):
+        return None
+    names = ("roc_auc", "bal_acc_la", "bal_acc_bn", "l4_silhouette", "l4_cross_cos")
+    return _method_by_ratio(
+        b,
+        "{} AUC / bal. acc. LA / bal. acc. BN / l4 silhouette / l4 cross-cos",
+        lambda c: " / ".join(fmt(c, name) for name in names),
+    )
+
+
+def ranking_table(nr) -> Table:
+    rk = nr.ranking
+    return Table(
+        ["method", "mean rank"], [[m, f"{rk.mean_rank[m]:.2f}"] for m in sorted(rk.methods, key=rk.mean_rank.get)]
+    )
+
+
+def csv_rows(boards: list[Board]) -> list[dict]:
+    out = []
+    for b in boards:
+        for (m, r), c in sorted(b.cells.items()):
+            row = {
+                "dataset": b.setting["dataset"],
+                "task": b.setting["task"],
+                "preset": b.setting["preset"],
+                "width": b.setting["width"],
+                "steps": b.setting["steps"],
+                "val_per_class": b.held_out,
+                "numerics": b.setting["numerics"],
+                "method": m,
+                "ratio": r,
+                "n_seeds": len(c.seeds),
+                "seeds": " ".join(map(str, c.seeds)),
+            }
+            for i, cls in enumerate(b.classes):
+                row[f"acc_class{i}"] = cls
+                row[f"acc_class{i}_mean"] = round(c.per_class[i].mean, 6)
+                row[f"acc_class{i}_std"] = round(c.per_class[i].std, 6) if c.per_class[i].n > 1 else ""
+            row.update(
+                balanced_acc_mean=round(c.balanced_acc.mean, 6),
+                balanced_acc_std=round(c.balanced_acc.std, 6) if c.balanced_acc.n > 1 else "",
+                macro_f1_mean=round(c.macro_f1.mean, 6),
+                macro_f1_std=round(c.macro_f1.std, 6) if c.macro_f1.n > 1 else "",
+            )
+            out.append(row)
+    return out
