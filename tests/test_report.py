@@ -1,3 +1,4 @@
+import io
 import json
 from pathlib import Path
 
@@ -374,3 +375,105 @@ def test_saved_features_give_a_tsne_figure(tmp_path):
     col = report(tmp_path / "runs", tmp_path / "out")
     [tsne] = [p for p in col.figures if p.name.startswith("tsne_")]
     assert mpimg.imread(tsne).ndim == 3 and tsne.name == f"tsne_synthetic_tiny_{TAG}_fine.png"
+
+
+def lt_rec(method, ratio, seed, accs, counts):
+    r = rec(method, ratio, seed, accs[0], accs[-1])
+    r["spec"]["task"] = "lt"
+    classes = [f"c{i}" for i in range(len(accs))]
+    r["counts"] = {"classes": classes, "train": counts, "test": [100] * len(accs)}
+    r["metrics"]["per_class_acc"] = accs
+    r["metrics"]["balanced_acc"] = float(np.mean(accs))
+    r["key"] += "-lt"
+    return r
+
+
+def test_long_tailed_boards_report_shot_groups_by_hand():
+    """Head 500 (the OLTR convention as is): many > 100, medium 20-100, few < 20 training images."""
+    counts = [500, 200, 100, 50, 20, 19, 5]
+    seed0 = [0.9, 0.8, 0.7, 0.6, 0.5, 0.2, 0.1]
+    seed1 = [1.0, 0.8, 0.5, 0.6, 0.3, 0.0, 0.1]
+    [b] = aggregate([lt_rec("ce", 0.01, 0, seed0, counts), lt_rec("ce", 0.01, 1, seed1, counts)])
+    assert b.multiclass and b.headline == "bal_acc" and b.shot_thresholds() == (100, 20)
+    c = b.cells[("ce", 0.01)]
+    # many: 500, 200 -> (0.85, 0.9); medium: 100, 50, 20 -> (0.6, 0.4667); few: 19, 5 -> (0.15, 0.05)
+    assert c.metric_by_seed("many") == pytest.approx({0: 0.85, 1: 0.9})
+    assert c.metric_by_seed("medium") == pytest.approx({0: 0.6, 1: 1.4 / 3})
+    assert c.metric_by_seed("few") == pytest.approx({0: 0.15, 1: 0.05})
+    t = T.long_tail(b, 0.01)
+    assert t.head[:5] == ["method", "top-1", "many-shot", "medium-shot", "few-shot"]
+    top1 = np.mean([np.mean(seed0), np.mean(seed1)])
+    assert t.rows[0][1].startswith(f"{top1:.3f}±") and t.rows[0][4] == "0.100±0.071" and t.rows[0][-1] == "2"
+    assert "many > 100, medium 20-100, few < 20" in T.shot_note(b, 0.01)
+    scaled = aggregate([lt_rec("ce", 0.01, 0, seed0, [800] + counts[1:])])[0]
+    assert scaled.shot_thresholds() == pytest.approx((160, 32))  # scaled to a head of 800
+
+
+def test_a_copy_counts_once_and_two_different_records_under_one_key_are_an_error(runs, tmp_path, capsys):
+    from bench.report import collect
+
+    col = collect(runs)
+    some = next(runs.glob("*.json"))
+    (runs / "copy").mkdir()
+    (runs / "copy" / some.name).write_text(some.read_text())
+    again = collect(runs)
+    assert len(again.ok) == len(col.ok) and len(again.failed) == len(col.failed)
+    seeds = lambda c: {k: cell.seeds for k, cell in c.boards[0].cells.items()}  # noqa: E731
+    assert seeds(again) == seeds(col)
+    other = json.loads(some.read_text())
+    other["wall_s"] = 123.0
+    (runs / "copy" / some.name).write_text(json.dumps(other))
+    assert main(["report", "--runs", str(runs), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(some) in err and str(runs / "copy" / some.name) in err
+
+
+def test_bad_record_files_are_named_and_skipped_by_report_run_and_status(runs, tmp_path, capsys):
+    (runs / "latin1.json").write_bytes(b'{"key": "\xe9"}')
+    no_counts = json.loads(next(runs.glob("ce-*ok*.json")).read_text())
+    del no_counts["counts"]
+    no_counts["key"] = "nocounts"
+    (runs / "nocounts.json").write_text(json.dumps(no_counts))
+    (runs / "adir.json").mkdir()
+    out = tmp_path / "out"
+    assert main(["report", "--runs", str(runs), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "latin1.json: not UTF-8 text" in err and "nocounts.json: finished record without counts.classes" in err
+    assert "adir.json: a directory" in err
+    assert main(["status", "--out", str(runs)]) == 0  # status reads the same folder without a traceback
+    assert "10 done, 1 failed" in capsys.readouterr().out
+
+
+def test_a_failing_report_leaves_the_previous_leaderboard_intact(runs, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["report", "--runs", str(runs), "--out", str(out), "--no-figures"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    (tmp_path / "empty").mkdir()
+    assert main(["report", "--runs", str(tmp_path / "empty"), "--out", str(out)]) == 2
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert len(before["leaderboard.csv"]) > 100
+
+
+def test_latex_marks_the_best_mean_per_column(runs):
+    from bench.report.latex import board_latex
+
+    tex = board_latex(collect(runs).boards[0])
+    assert r"\toprule" in tex and r"\bottomrule" in tex and r"\multicolumn{2}{c}{1:0.01}" in tex
+    rows = {line.split(" & ")[0]: line for line in tex.splitlines() if " & " in line}
+    assert r"\textbf{0.600$\pm$0.141}" in rows["os+fsc"]  # the best minority mean at 1:0.01
+    assert r"\textbf" not in rows["ce"].split(" & ")[3]  # ce's 1:0.01 minority is not the best
+
+
+def test_console_shows_swept_labels_as_text(tmp_path, capsys):
+    from rich.console import Console
+
+    from bench.report import print_console
+
+    recs = [_swept(0.3, 0, 0.2, 0.8), _swept(1.0, 0, 0.6, 0.7)]
+    buf = io.StringIO()
+    print_console(aggregate(recs), 0, Console(file=buf, force_terminal=True, width=200))
+    text = buf.getvalue()
+    assert "│ fsc [fsc.lam=0.3] │" in text and "│ fsc               │" in text  # not eaten as markup
+    print_console(aggregate(recs), 0, Console(file=io.StringIO(), force_terminal=False))
+    plain = capsys.readouterr().out
+    assert "fsc [fsc.lam=0.3]" in plain and max(len(line) for line in plain.splitlines()) > 80

@@ -25,7 +25,8 @@ KNOWN = (
     "ce", "os", "fsc", "focal", "cb", "supcon", "la", "ldam", "ldam+drw", "drw", "cbs", "sqrt", "pb",
     "smote", "mixup", "remix", "opl", "crt", "lws", "taunorm", "pla", "supcon2",
 )  # fmt: skip
-_COLOURS = [plt.cm.tab20(i) for i in range(20)] + [plt.cm.tab20b(i) for i in range(20)]
+# tab20's strong colours first, then its light ones, then tab20b: neighbours in KNOWN differ clearly.
+_COLOURS = [plt.cm.tab20(i) for i in (*range(0, 20, 2), *range(1, 20, 2))] + [plt.cm.tab20b(i) for i in range(20)]
 
 
 def method_style(label: str) -> dict:
@@ -130,6 +131,7 @@ def accuracy_vs_frequency(boards, fig_dir: Path) -> list[Path]:
             for t in (few, many):
                 ax.axvline(t, color="grey", lw=0.8, ls=":")
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_ylim(-0.02, 1.02)
             ax.set_title(f"1:{r:g} (imbalance {1 / r:g}); dotted: few / many-shot limits", fontsize=9)
             ax.set_xlabel("training images of the class (log)")
