@@ -65,6 +65,7 @@ def markdown(col: Collected, a: Analysis) -> str:
     )
     for line in provenance(col):
         md.write(f"- {line}\n")
+    _section(md, f"## Which method should I use?\n\n{T.WHICH_NOTE}", T.which_method(a))
     _section(
         md,
         "## The effect of the FSC loss, all boards\n\nAdding the FSC loss without oversampling (`fsc − ce`) and "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..stats import paired_difference
 from .analysis import Analysis, paired_cell
 from .model import METRIC_TITLES, MISSING, Board, Cell, ratio_label
 
@@ -217,3 +218,79 @@ def csv_rows(boards: list[Board]) -> list[dict]:
             )
             out.append(row)
     return out
+
+
+WHICH_NOTE = (
+    "Per board and ratio, the method with the best mean balanced accuracy on the balanced test set, over "
+    "default configurations and, on boards with a validation hold-out, the configuration each swept method "
+    "chose on validation. Methods whose paired difference to the best has a 95% interval that includes zero "
+    "are within noise of it and named together, not ranked. Differences are paired by seed (mean [95% "
+    "t-interval], Wilcoxon p, n seeds). Evidence: 'clear' = the best beats the runner-up (interval above "
+    "zero); 'beats os, tied with k' = above os but within noise of k others; 'not separable from os' = "
+    "no interval excludes os."
+)
+
+
+def which_method(a: Analysis, reference: str | None = None) -> Table | None:
+    """The answer to 'which method should I use?', per board and ratio (see WHICH_NOTE)."""
+    reference = reference or a.reference
+    rows = []
+    for b in a.boards:
+        chosen = a.selections.get(b.slug, {})
+        for r in sorted(b.ratios):
+            cands = {}
+            for (label, ratio), c in b.cells.items():
+                if ratio != r:
+                    continue
+                if (c.base, r) in chosen:
+                    if chosen[(c.base, r)] == label:
+                        cands[label] = c
+                elif label == c.base:
+                    cands[label] = c
+            if len(cands) < 2:
+                continue
+            order = sorted(cands, key=lambda m: (-cands[m].balanced_acc.mean, m))
+            best, runner = order[0], order[1]
+            bal = {m: dict(zip(cands[m].seeds, cands[m].balanced_acc.values)) for m in cands}
+            vs = {m: paired_difference(bal[best], bal[m]) for m in order[1:]}
+            tied = [m for m in order[1:] if vs[m] is None or vs[m].lo <= 0]
+            vs_ref = vs.get(reference) if best != reference else None
+            if min(len(c.seeds) for c in cands.values()) < 3:
+                evidence = "too few seeds to say"
+            elif vs[runner] is not None and vs[runner].lo > 0:
+                evidence = "clear"
+            elif best == reference:
+                evidence = f"{reference} is best, tied with {len(tied)}"
+            elif vs_ref is not None and vs_ref.lo > 0:
+                evidence = f"beats {reference}, tied with {len(tied)}"
+            else:
+                evidence = f"not separable from {reference}"
+            c = cands[best]
+            headline = f"bal {c.balanced_acc.fmt()}" + (
+                f", tail {c.per_class[-1].fmt()}" if b.multiclass else f", min {c.per_class[-1].fmt()}"
+            )
+            rows.append(
+                [
+                    f"{b.group[1]}, {b.setting['task']}",
+                    ratio_label(r),
+                    best,
+                    headline,
+                    ", ".join(tied) or "none",
+                    f"{runner}: {vs[runner].fmt()}" if vs[runner] else f"{runner}: {MISSING}",
+                    vs_ref.fmt() if vs_ref else (MISSING if best != reference else "(is the reference)"),
+                    evidence,
+                ]
+            )
+    if not rows:
+        return None
+    head = [
+        "board",
+        "ratio",
+        "best method",
+        "its test accuracy",
+        "within noise of the best",
+        "best − runner-up (bal. acc.)",
+        f"best − {reference} (bal. acc.)",
+        "evidence",
+    ]
+    return Table(head, rows, numeric_from=3)

@@ -1,0 +1,94 @@
+"""The static leaderboard site in a real headless browser (Debian's chromium, driven by Selenium):
+it opens from file://, a column sorts, a cell's seed link leads to its run page."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.executors import RunOptions, run_local
+from bench.report import report
+
+from .conftest import tiny_specs
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+needs_browser = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver (`.ci/run` installs them)"
+)
+# What a closed network needs: no background connections, no component updates, no sync, a fresh profile.
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,1600",
+)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    d = tmp_path_factory.mktemp("site")
+    specs = tiny_specs(["ce", "os", "os+fsc"], ratios=(1.0, 0.25), seeds=(0, 1))
+    run_local(specs, d / "runs", torch.device("cpu"), RunOptions(plain=True))
+    report(d / "runs", d / "out", figures=False, site=True)
+    return d / "out" / "site"
+
+
+def test_site_files_are_self_contained(site):
+    index = (site / "index.html").read_text()
+    assert "http://" not in index and "https://" not in index  # nothing fetched from a network
+    assert (site / "static" / "tablesort-5.7.1.min.js").is_file()
+    runs = list((site / "runs").glob("*.html"))
+    assert len(runs) == 12 and all("Confusion matrix" in p.read_text() for p in runs)
+    assert "<polyline" in runs[0].read_text()  # the loss curve
+    [board] = list((site / "boards").glob("*.html"))
+    assert "Paired against os" in board.read_text()
+
+
+@needs_browser
+def test_site_in_a_headless_browser_sorts_and_links_to_runs(site, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
+    try:
+        driver.get((site / "index.html").as_uri())
+        table = driver.find_element(By.CSS_SELECTOR, "table.board")
+        methods = lambda: [
+            r.find_element(By.TAG_NAME, "td").text for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")
+        ]  # noqa: E731, E501
+        assert sorted(methods()) == ["ce", "os", "os+fsc"]
+        head = table.find_elements(By.CSS_SELECTOR, "thead th")
+        column = [h.text for h in head].index("1:0.25 min")
+        values = lambda: [
+            float(r.find_elements(By.TAG_NAME, "td")[column].get_attribute("data-sort"))
+            for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")
+        ]  # noqa: E731, E501
+        head[column].click()
+        first = values()
+        ascending = head[column].get_attribute("aria-sort") == "ascending"
+        assert first == sorted(first, reverse=not ascending)
+        head[column].click()  # the other direction
+        assert head[column].get_attribute("aria-sort") == ("descending" if ascending else "ascending")
+        assert values() == sorted(first, reverse=ascending)
+        driver.save_screenshot(str(tmp_path / "index.png"))
+        assert (tmp_path / "index.png").stat().st_size > 10_000
+        link = table.find_element(By.CSS_SELECTOR, "td.runs a")
+        seed = link.text
+        link.click()
+        assert Path(driver.current_url).name.endswith(".html") and "/runs/" in driver.current_url
+        assert f"seed={seed}" in driver.find_element(By.TAG_NAME, "h1").text
+        assert driver.find_elements(By.TAG_NAME, "polyline")
+    finally:
+        driver.quit()
