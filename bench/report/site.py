@@ -264,7 +264,8 @@ def _board_sections(a: Analysis, b: Board) -> list[dict]:
     add(
         "Bias or representation?",
         T.diagnosis(b),
-        "ROC-AUC, balanced accuracy after test-time logit adjustment and with class-balanced BatchNorm statistics, layer4 silhouette and cross-class cosine (n seeds).",
+        "ROC-AUC, balanced accuracy after test-time logit adjustment and with class-balanced BatchNorm "
+        "statistics, layer4 silhouette and cross-class cosine (n seeds).",
     )
     for metric in T.paired_metrics(b):
         add(
