@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(a) -> int:
     import torch
 
-    from .executors import RunOptions, SlurmOptions, run_local, run_pool, run_slurm, visible_devices
+    from .executors import Outcome, RunOptions, SlurmOptions, run_local, run_pool, run_slurm, visible_devices
     from .runner import DataCache, GridRequest, expand, pending
     from .status import write_manifest
     from .train import pick_device
@@ -352,9 +352,9 @@ def cmd_run(a) -> int:
     t0 = time.perf_counter()
     try:
         if executor == "local":
-            written = run_local(specs, out, device, opts, force=a.force)
+            outcome = run_local(specs, out, device, opts, force=a.force)
         elif executor == "pool":
-            written = run_pool(specs, out, opts, devices, per_device, force=a.force)
+            outcome = run_pool(specs, out, opts, devices, per_device, force=a.force)
         else:
             slurm = SlurmOptions(
                 partition=a.slurm_partition,
@@ -367,26 +367,46 @@ def cmd_run(a) -> int:
                 extra=_key_values(a.slurm_option),
                 wait=not a.slurm_no_wait,
             )
-            submitted = {s.key for s in pending(specs, out, a.force)}
+            todo = pending(specs, out, a.force)
             run_slurm(specs, out, opts, slurm, force=a.force)
             if not slurm.wait:
                 return 0
-            written = [r for _, r in store.iter_records(out) if r and r["key"] in submitted]
+            recs = {r["key"]: r for _, r in store.iter_records(out) if r}
+            outcome = Outcome(
+                written=[recs[s.key] for s in todo if s.key in recs],
+                already_done=len(specs) - len(todo),
+                lost=[s.key for s in todo if s.key not in recs],
+            )
     except KeyboardInterrupt:
-        print(f"\ninterrupted: finished records are in {out}; run the same command again to resume", file=sys.stderr)
+        print(f"interrupted: finished records are in {out}; run the same command again to resume", file=sys.stderr)
         return 130
+    ok = sum(r["status"] == "ok" for r in outcome.written)
     print(
-        f"grid finished in {time.perf_counter() - t0:.1f} s: {sum(r['status'] == 'ok' for r in written)} ok, "
-        f"{sum(r['status'] != 'ok' for r in written)} failed, {len(specs) - len(written)} not run by this call "
-        f"(done before, or lost); records in {out}"
+        f"grid finished in {time.perf_counter() - t0:.1f} s: {ok} ok, {len(outcome.failed)} failed by this call; "
+        f"{outcome.already_done} were already done"
+        + (f"; {len(outcome.claimed)} being run by another process" if outcome.claimed else "")
+        + (f"; {len(outcome.lost)} lost" if outcome.lost else "")
+        + f"; records in {out}"
     )
     from .report import aggregate, print_console
 
     keys = {s.key for s in specs}
     recs = [r for _, r in store.iter_records(out) if r and r.get("key") in keys]
-    ok = [r for r in recs if r.get("status") == "ok"]
-    print_console(aggregate(ok), sum(r.get("status") != "ok" for r in recs))
-    return 1 if any(r["status"] != "ok" for r in written) else 0
+    print_console(aggregate([r for r in recs if r.get("status") == "ok"]), sum(r.get("status") != "ok" for r in recs))
+    if outcome.lost:
+        print(
+            f"error: the grid did not finish: {len(outcome.lost)} run(s) have no record (every worker stopped); "
+            "finished records are kept, run the same command again to complete it",
+            file=sys.stderr,
+        )
+        return 1
+    if outcome.failed:
+        print(
+            f"error: {len(outcome.failed)} run(s) failed; their records say why (`bench report` lists them)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def cmd_list(a) -> int:

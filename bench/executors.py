@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,8 +20,9 @@ import torch
 from methods import load_plugins
 
 from . import store
+from .envinfo import now
 from .errors import BenchError
-from .progress import make_progress
+from .progress import PROGRESS_EVERY_S, make_progress
 from .runner import DataCache, pending, plain_output, run_one
 from .spec import RunSpec
 
@@ -40,32 +42,77 @@ class RunOptions:
     plugins: tuple[str, ...] = ()  # modules registering methods, imported in every worker process too
 
 
+@dataclass
+class Outcome:
+    """What one `bench run` call did with its grid."""
+
+    written: list[dict] = field(default_factory=list)  # records this call wrote (ok or failed)
+    already_done: int = 0  # finished before this call
+    claimed: list[str] = field(default_factory=list)  # keys another live process was running
+    lost: list[str] = field(default_factory=list)  # keys left without a record (the grid did not finish)
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.written if r["status"] != "ok"]
+
+
 def execute(
     spec: RunSpec, cache: DataCache, device: torch.device, opts: RunOptions, out: Path, on_progress=None
-) -> dict:
-    """Run one spec and write its record: the body every executor shares."""
-    src, data = cache.get(spec.dataset)
-    features = Path(out) / "features" / f"{spec.key}.npz" if opts.save_features else None
-    rec = run_one(spec, src, data, device, opts.eval_batch_size, on_progress, opts.compile, opts.command, features)
-    store.write_record(Path(out), rec)
+) -> dict | None:
+    """Claim the run, train it and write its record: the body every executor shares. None when another
+    process holds the run's claim (it is being trained there)."""
+    held = store.claim(Path(out), spec.key)
+    if held is None:
+        return None
+    try:
+        src, data = cache.get(spec.dataset)
+        features = Path(out) / "features" / f"{spec.key}.npz" if opts.save_features else None
+        rec = run_one(spec, src, data, device, opts.eval_batch_size, on_progress, opts.compile, opts.command, features)
+        store.write_record(Path(out), rec)
+    finally:
+        store.release(held)
     return rec
 
 
-def run_local(specs: list[RunSpec], out: Path, device: torch.device, opts: RunOptions, force=False) -> list[dict]:
-    """One run after another in this process."""
+def died_record(spec: RunSpec, how: str, command: str = "") -> dict:
+    """The failed record of a run whose process died under it (a native crash: no Python exception)."""
+    return {
+        "key": spec.key,
+        "spec": asdict(spec),
+        "status": "failed",
+        "error": f"the process running it died ({how}): a native crash in torch or a kill; the grid went on, "
+        "and the same command again retries it",
+        "date": now(),
+        "command": command,
+        "wall_s": None,
+    }
+
+
+def _plan(specs, out, force) -> tuple[list[RunSpec], int]:
+    todo = pending(specs, out, force)
+    return todo, len(specs) - len(todo)
+
+
+def run_local(specs: list[RunSpec], out: Path, device: torch.device, opts: RunOptions, force=False) -> Outcome:
+    """One run after another in this process (a native crash ends this process: the pool executor
+    turns one into a failed record instead)."""
     if opts.threads:
         torch.set_num_threads(opts.threads)
     cache = DataCache(opts.data_root, opts.image_size)
-    todo = pending(specs, out, force)
-    written = []
+    todo, done_before = _plan(specs, out, force)
+    result = Outcome(already_done=done_before)
     plain = plain_output() if opts.plain is None else opts.plain
-    with make_progress(len(todo), len(specs) - len(todo), plain) as prog:
+    with make_progress(len(todo), done_before, plain) as prog:
         for spec in todo:
             prog.start_run(spec.label(), spec.steps)
             rec = execute(spec, cache, device, opts, out, prog.step)
-            written.append(rec)
+            if rec is None:
+                result.claimed.append(spec.key)
+                prog.skip(spec.label(), "claimed by another process")
+                continue
+            result.written.append(rec)
             prog.end_run(rec)
-    return written
+    return result
 
 
 def run_specs(spec_dicts: list[dict], out: str, device: str, opts: dict) -> list[tuple[str, str]]:
@@ -85,26 +132,53 @@ def run_specs(spec_dicts: list[dict], out: str, device: str, opts: dict) -> list
             done.append((spec.key, "skipped"))
             continue
         rec = execute(spec, cache, dev, o, Path(out))
-        done.append((spec.key, rec["status"]))
-        print(f"{spec.label()}: {rec['status']}", flush=True)
+        status = rec["status"] if rec else "claimed elsewhere"
+        done.append((spec.key, status))
+        print(f"{spec.label()}: {status}", flush=True)
     return done
 
 
 # ---- a pool of worker processes over the visible devices ------------------------------------------
 
 
-def _pool_worker(device: str, threads: int, tasks, results, out: str, opts: dict) -> None:
+def _die_with_parent() -> None:
+    """Linux: the kernel sends SIGTERM to this worker when its parent dies (kill -9 included), so no
+    worker outlives the grid; elsewhere a worker notices at its next run."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _pool_worker(wid: int, device: str, threads: int, tasks, results, out: str, opts: dict, parent: int) -> None:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops the workers
     torch.set_num_threads(threads)
     o = RunOptions(**opts)
     load_plugins(o.plugins)
     cache = DataCache(o.data_root, o.image_size)
     dev = torch.device(device)
-    while True:
+    while os.getppid() == parent:
         item = tasks.get()
         if item is None:
             return
-        rec = execute(RunSpec.from_dict(item), cache, dev, o, Path(out))
-        results.put(rec)
+        spec = RunSpec.from_dict(item)
+        results.put(("started", wid, spec.key))
+        last = [time.monotonic()]
+
+        def progress(step, total, loss, key=spec.key, last=last):
+            if time.monotonic() - last[0] >= PROGRESS_EVERY_S:
+                last[0] = time.monotonic()
+                results.put(("progress", wid, key, step, total, loss))
+
+        try:
+            rec = execute(spec, cache, dev, o, Path(out), progress)
+        except store.RecordWriteError as e:  # a full disk, a read-only folder: the grid cannot go on
+            results.put(("fatal", wid, str(e)))
+            return
+        results.put(("claimed", wid, spec.key) if rec is None else ("done", wid, rec))
 
 
 def visible_devices() -> list[str]:
@@ -112,58 +186,108 @@ def visible_devices() -> list[str]:
     return [f"cuda:{i}" for i in range(n)] if n else ["cpu"]
 
 
+def _signal_name(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "still running"
+    if exitcode < 0:
+        try:
+            return f"signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
 def run_pool(
     specs: list[RunSpec], out: Path, opts: RunOptions, devices: list[str], workers_per_device: int = 1, force=False
-) -> list[dict]:
+) -> Outcome:
     """`workers_per_device` processes per device pull runs from one queue (several small runs can
-    share a GPU). On a machine without GPUs, CPU worker processes stand in for devices."""
+    share a GPU; on a machine without GPUs, CPU worker processes stand in for devices). A worker
+    that dies in a run (a native crash) leaves a failed record with its reason and is replaced."""
     import multiprocessing as mp
 
-    todo = pending(specs, out, force)
+    todo, done_before = _plan(specs, out, force)
+    result = Outcome(already_done=done_before)
     if not todo:
         print(f"grid: nothing to do, {len(specs)} already done")
-        return []
+        return result
     ctx = mp.get_context("spawn")
     tasks, results = ctx.Queue(), ctx.Queue()
     n_workers = max(1, min(len(todo), len(devices) * workers_per_device))
     threads = opts.threads or max(1, (os.cpu_count() or 1) // n_workers)
+    by_key = {s.key: s for s in todo}
     for spec in todo:
         tasks.put(asdict(spec))
     for _ in range(n_workers):
         tasks.put(None)
-    procs = [
-        ctx.Process(
+
+    def start(wid: int):
+        p = ctx.Process(
             target=_pool_worker,
-            args=(devices[i % len(devices)], threads, tasks, results, str(out), asdict(opts)),
+            args=(wid, devices[wid % len(devices)], threads, tasks, results, str(out), asdict(opts), os.getpid()),
             daemon=True,
         )
-        for i in range(n_workers)
-    ]
-    for p in procs:
         p.start()
+        return p
+
+    procs = {wid: start(wid) for wid in range(n_workers)}
+    running: dict[int, str] = {}  # worker -> key of the run it holds
+    finished: set[str] = set()
+    fatal = None
     print(f"pool: {n_workers} worker processes on {', '.join(sorted(set(devices)))}, {threads} CPU threads each")
-    written = []
     plain = plain_output() if opts.plain is None else opts.plain
-    with make_progress(len(todo), len(specs) - len(todo), plain) as prog:
-        while len(written) < len(todo):
-            try:
-                rec = results.get(timeout=1.0)
-            except queue.Empty:
-                if not any(p.is_alive() for p in procs):
-                    break
-                continue
-            written.append(rec)
-            prog.end_run(rec)
-    for p in procs:
-        p.join(timeout=10)
-    lost = len(todo) - len(written)
-    if lost:
-        dead = [p.exitcode for p in procs if p.exitcode not in (0, None)]
-        print(
-            f"warning: {lost} run(s) did not finish (worker exit codes {dead}); finished records are kept, "
-            "run the same command again to complete the grid"
-        )
-    return written
+    try:
+        with make_progress(len(todo), done_before, plain) as prog:
+            while len(finished) < len(todo) and fatal is None:
+                try:
+                    msg = results.get(timeout=1.0)
+                except queue.Empty:
+                    for wid, p in list(procs.items()):
+                        if p.is_alive() or p.exitcode == 0:
+                            continue
+                        del procs[wid]  # a worker died: record the run it was in, start another
+                        key = running.pop(wid, None)
+                        if key and key not in finished and not store.is_done(out, key):
+                            rec = died_record(by_key[key], _signal_name(p.exitcode), opts.command)
+                            store.write_record(out, rec)
+                            store.release(store.claims_dir(out) / key)
+                            result.written.append(rec)
+                            finished.add(key)
+                            prog.end_run(rec)
+                        if len(finished) < len(todo):
+                            next_id = max([*procs, wid, *running]) + 1
+                            procs[next_id] = start(next_id)  # takes the stop marker the dead worker left
+                    if not any(p.is_alive() for p in procs.values()):
+                        break
+                    continue
+                kind, wid = msg[0], msg[1]
+                if kind == "started":
+                    running[wid] = msg[2]
+                    prog.start_run(by_key[msg[2]].label(), by_key[msg[2]].steps)
+                elif kind == "progress":
+                    prog.worker_step(by_key[msg[2]].label(), *msg[3:])
+                elif kind == "done":
+                    rec = msg[2]
+                    running.pop(wid, None)
+                    finished.add(rec["key"])
+                    result.written.append(rec)
+                    prog.end_run(rec)
+                elif kind == "claimed":
+                    running.pop(wid, None)
+                    finished.add(msg[2])
+                    result.claimed.append(msg[2])
+                    prog.skip(by_key[msg[2]].label(), "claimed by another process")
+                elif kind == "fatal":
+                    fatal = msg[2]
+    finally:
+        for p in procs.values():
+            if p.is_alive():
+                p.terminate()
+        for p in procs.values():
+            p.join(timeout=10)
+    if fatal:
+        raise store.RecordWriteError(fatal)
+    result.lost = [s.key for s in todo if s.key not in finished]
+    return result
 
 
 # ---- SLURM through submitit ------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import sys
 import time
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -14,6 +15,8 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+PROGRESS_EVERY_S = 20.0  # a progress line at least this often inside a run, outside a terminal
 
 
 def run_label(rec: dict) -> str:
@@ -41,10 +44,20 @@ class PlainProgress:
         return False
 
     def start_run(self, label: str, steps: int):
-        self.label = label
+        self.label, self.last = label, time.perf_counter()
 
     def step(self, done: int, total: int, loss: float):
-        pass
+        """A line every PROGRESS_EVERY_S inside a run, so a log never goes silent for a whole run."""
+        if time.perf_counter() - self.last >= PROGRESS_EVERY_S:
+            self.last = time.perf_counter()
+            self.worker_step(self.label, done, total, loss)
+
+    def worker_step(self, label: str, done: int, total: int, loss: float):
+        print(f"  ... {label}: step {done}/{total}, loss {loss:.4f}", flush=True)
+
+    def skip(self, label: str, why: str):
+        self.done += 1
+        print(f"[{self.done}/{self.total}] {label}: skipped, {why}", flush=True)
 
     def end_run(self, rec: dict):
         self.done += 1
@@ -82,8 +95,15 @@ class RichProgress:
     def step(self, done: int, total: int, loss: float):
         self.progress.update(self.run, completed=done, description=f"  {self.label} loss {loss:.4f}")
 
+    def worker_step(self, label: str, done: int, total: int, loss: float):
+        self.progress.update(self.run, description=f"  {label}: step {done}/{total}, loss {loss:.4f}")
+
+    def skip(self, label: str, why: str):
+        self.progress.console.print(f"{label}: skipped, {why}")
+        self.progress.advance(self.grid)
+
     def end_run(self, rec: dict):
-        self.progress.console.print(f"{run_label(rec)}: {summary_line(rec)}")
+        self.progress.console.print(escape(f"{run_label(rec)}: {summary_line(rec)}"))
         self.progress.advance(self.grid)
 
 

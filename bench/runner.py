@@ -176,7 +176,23 @@ def run_one(
 
 
 def pending(specs: list[RunSpec], out: Path, force: bool) -> list[RunSpec]:
-    return list(specs) if force else [s for s in specs if not store.is_done(out, s.key)]
+    """The specs still to run. A record file that cannot be read is named and its run redone; a folder
+    that has a record's name is named and its run skipped (no record can be written there)."""
+    todo = []
+    for s in specs:
+        path = store.record_path(out, s.key)
+        if path.exists() and not path.is_file():
+            print(f"warning: {path} is not a record file (remove it); run {s.label()} skipped", file=sys.stderr)
+            continue
+        if force:
+            todo.append(s)
+            continue
+        rec, why = store.load_record(path)
+        if rec is None and path.exists():
+            print(f"warning: unreadable record {path} ({why}); run {s.label()} is redone", file=sys.stderr)
+        if not (rec is not None and rec.get("status") == "ok"):
+            todo.append(s)
+    return todo
 
 
 def plain_output() -> bool:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -26,18 +28,38 @@ def manifest_dir(out: Path) -> Path:
 
 
 def write_manifest(out: Path, keys: list[str], labels: list[str], command: str) -> Path:
+    """The grid's manifest, written through a temporary file of its own (concurrent launches of one
+    grid on one folder each write theirs and the last rename wins, whole)."""
     digest = hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:12]
     path = manifest_dir(out) / f"{digest}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(
-        json.dumps(
-            {"command": command, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "keys": keys, "labels": labels},
-            indent=1,
-        )
+    text = json.dumps(
+        {"command": command, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "keys": keys, "labels": labels}, indent=1
     )
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{digest}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~store.umask())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise store.write_failure(path, e) from None
     return path
+
+
+def read_manifest(path: Path) -> dict | None:
+    """A manifest, or None (with a warning naming it) when it cannot be used."""
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(m, dict) and isinstance(m.get("keys"), list):
+            return m
+    except (OSError, ValueError):
+        pass
+    print(
+        f"warning: unreadable grid manifest {path} (skipped; the next `bench run` of its grid rewrites it)",
+        file=sys.stderr,
+    )
+    return None
 
 
 def _states(out: Path) -> dict[str, str]:
@@ -65,10 +87,12 @@ def status(out: Path) -> int:
     states = _states(out)
     rows = []
     for path in sorted(manifest_dir(out).glob("*.json")):
-        m = json.loads(path.read_text())
+        m = read_manifest(path)
+        if m is None:
+            continue
         c = Counter(states.get(k, "pending") for k in m["keys"])
         rows.append(
-            [m["created"], len(m["keys"]), c.get("ok", 0), c.get("failed", 0), c.get("pending", 0), m["command"][:90]]
+            [m.get("created", "?"), len(m["keys"]), c.get("ok", 0), c.get("failed", 0), c.get("pending", 0), str(m.get("command", ""))[:90]]
         )
     if rows:
         print(tabulate(rows, headers=["grid started", "runs", "done", "failed", "pending", "command"]))

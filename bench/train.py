@@ -63,6 +63,19 @@ class Normaliser:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
+# On the CPU, torch 2.14.1's oneDNN convolution backward corrupts the heap for channels_last inputs
+# of 56 px and more at 1/8 width ("free(): invalid next size", exit 134/139; reproduced with a plain
+# torch script, so upstream), while at 28-32 px no run of the suite ever crashed and it measured faster
+# (results/PERF.md). CUDA: cuDNN's tensor-core kernels want NHWC.
+CPU_CHANNELS_LAST_MAX_PX = 32
+
+
+def use_channels_last(device: torch.device, image_size: int) -> bool:
+    """NHWC on CUDA always; on the CPU only for small images (see CPU_CHANNELS_LAST_MAX_PX). The choice
+    follows from the spec (device, image size), so records of one key always share it."""
+    return device.type == "cuda" or image_size <= CPU_CHANNELS_LAST_MAX_PX
+
+
 def lr_factor(step: int, warmup: int, total: int) -> float:
     """Linear warm-up over `warmup` steps, then cosine decay to zero at `total`."""
     if step < warmup:
@@ -134,9 +147,8 @@ def train_and_evaluate(
     channels, size = task.train_x.shape[1], task.train_x.shape[2]
     model = build_model(len(task.classes), channels, size, spec.width, spec.weights)
     method.adapt_model(model)
-    # channels_last on every device: cuDNN's tensor-core kernels want NHWC, and on the 2-core CPU the
-    # training loop measured ~4% faster with it; the arithmetic is unchanged.
-    model = model.to(device, memory_format=torch.channels_last)
+    nhwc = use_channels_last(device, size)
+    model = model.to(device, memory_format=torch.channels_last if nhwc else torch.contiguous_format)
     bs = min(spec.batch_size, len(task.train_y))
     ctx = TrainContext(
         class_counts=task.train_counts,
@@ -151,7 +163,7 @@ def train_and_evaluate(
     stages = method.stages()
     budgets = split_budget(spec.steps, [s.share for s in stages])
     forward = torch.compile(model) if compile else model
-    norm = Normaliser(task.mean, task.std, device, channels_last=True)
+    norm = Normaliser(task.mean, task.std, device, channels_last=nhwc)
     pad = max(1, round(size / 8))
     gen = torch.Generator(device=device).manual_seed(spec.seed)
     rng = np.random.default_rng(spec.seed)

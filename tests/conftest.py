@@ -22,10 +22,12 @@ def tiny_train(**changes) -> dict:
     """The `tiny` preset's training settings as GridRequest.train, with `changes` applied."""
     from bench.spec import PRESETS, TRAIN_FLAGS, numerics
 
-    # The numerics the CLI gives a CPU grid by default (1 thread), so these specs' keys are the CLI's.
+    # The numerics the CLI gives a grid by default (1 thread on a CPU), so these specs' keys are the
+    # CLI's; scripts/gpu_check.sh runs the suite with BENCH_TEST_DEVICE=cuda.
+    device = os.environ.get("BENCH_TEST_DEVICE", "cpu").split(":")[0]
     return (
         {k: PRESETS["tiny"][k] for k in TRAIN_FLAGS}
-        | {"model": "resnet18", "weights": None, "preset": "tiny", "numerics": numerics("cpu", "auto", 1)}
+        | {"model": "resnet18", "weights": None, "preset": "tiny", "numerics": numerics(device, "auto", 1)}
         | changes
     )
 
@@ -34,7 +36,7 @@ def tiny_specs(methods, ratios=(0.25,), seeds=(0,), tasks=("fine",), **kw):
     """The run specs of a tiny synthetic grid."""
     from bench.runner import DataCache, GridRequest, expand
 
-    train = tiny_train(**({"steps": kw.pop("steps")} if "steps" in kw else {}))
+    train = tiny_train(**{k: kw.pop(k) for k in ("steps", "numerics") if k in kw})
     req = GridRequest(
         datasets=["synthetic"],
         tasks=list(tasks),

@@ -28,7 +28,7 @@ DEVICE = torch.device(os.environ.get("BENCH_TEST_DEVICE", "cpu"))
 
 def run(methods, out, **kw):
     specs = tiny_specs(methods, **kw)
-    return run_local(specs, out, DEVICE, RunOptions(plain=True))
+    return run_local(specs, out, DEVICE, RunOptions(plain=True)).written
 
 
 def test_every_method_trains_and_writes_a_full_record(method, tmp_path):
@@ -73,7 +73,7 @@ def test_resume_runs_only_the_missing_record(tmp_path):
     store.record_path(tmp_path, victim["key"]).unlink()
     second = run(["ce", "os"], tmp_path, ratios=(1.0, 0.25))
     assert [r["key"] for r in second] == [victim["key"]]
-    assert run(["ce", "os"], tmp_path, ratios=(1.0, 0.25)) == []
+    assert run(["ce", "os"], tmp_path, ratios=(1.0, 0.25)) == []  # nothing left to do
 
 
 @dataclass
@@ -243,7 +243,7 @@ def test_precision_enters_the_key_only_when_not_the_default(tmp_path):
     assert '"precision"' not in auto.canonical()  # keys of records made before the field existed hold
     bf16 = dataclasses.replace(auto, precision="bf16", numerics=numerics("cpu", "bf16", 1))
     assert bf16.key != auto.key and '"precision":"bf16"' in bf16.canonical()
-    [rec] = run_local([bf16], tmp_path, torch.device("cpu"), RunOptions(plain=True))
+    [rec] = run_local([bf16], tmp_path, torch.device("cpu"), RunOptions(plain=True)).written
     assert rec["status"] == "ok" and rec["spec"]["precision"] == "bf16"
     assert all(math.isfinite(h["loss"]) for h in rec["history"])
 
@@ -264,6 +264,6 @@ def test_sweep_expands_every_combination_and_records_validation_metrics(tmp_path
     )
     assert by_method["ce"] == [None]
     [spec] = tiny_specs(["ce"])
-    [rec] = run_local([dataclasses.replace(spec, val_per_class=20)], tmp_path, DEVICE, RunOptions(plain=True))
+    [rec] = run_local([dataclasses.replace(spec, val_per_class=20)], tmp_path, DEVICE, RunOptions(plain=True)).written
     assert rec["counts"]["val"] == [20, 20] and 0 <= rec["metrics"]["val"]["balanced_acc"] <= 1
     assert rec["counts"]["train"] == [100, 25]

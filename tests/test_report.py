@@ -367,7 +367,7 @@ def test_saved_features_give_a_tsne_figure(tmp_path):
     from .conftest import tiny_specs
 
     specs = tiny_specs(["ce", "os", "os+fsc"])
-    recs = run_local(specs, tmp_path / "runs", torch.device("cpu"), RunOptions(plain=True, save_features=True))
+    recs = run_local(specs, tmp_path / "runs", torch.device("cpu"), RunOptions(plain=True, save_features=True)).written
     z = np.load(tmp_path / "runs" / "features" / f"{recs[0]['key']}.npz")
     assert z["layer4"].shape[0] == len(z["labels"]) == 60
     from bench.report import report

@@ -62,7 +62,7 @@ def test_crt_run_changes_nothing_but_the_classifier_in_its_second_stage(tmp_path
 
     monkeypatch.setattr(CRT, "stages", spying)
     [spec] = tiny_specs(["crt"], steps=20)
-    [rec] = run_local([spec], tmp_path, torch.device("cpu"), RunOptions(plain=True))
+    [rec] = run_local([spec], tmp_path, torch.device("cpu"), RunOptions(plain=True)).written
     assert rec["status"] == "ok" and [s["steps"] for s in rec["timings"]["stages"]] == [18, 2]
     assert {h["stage"] for h in rec["history"]} == {"representation", "classifier"}
     [(before, model)] = snapshots
@@ -74,7 +74,7 @@ def test_crt_run_changes_nothing_but_the_classifier_in_its_second_stage(tmp_path
 
 def test_supcon2_pretrains_on_two_views_without_a_classification_loss(tmp_path):
     [spec] = tiny_specs(["supcon2"], steps=20)
-    [rec] = run_local([spec], tmp_path, torch.device("cpu"), RunOptions(plain=True))
+    [rec] = run_local([spec], tmp_path, torch.device("cpu"), RunOptions(plain=True)).written
     assert rec["status"] == "ok"
     first, second = rec["timings"]["stages"]
     assert first == {"name": "contrastive", "steps": 18, "train_images": 18 * 32 * 2}  # two views
@@ -99,10 +99,10 @@ def test_taunorm_divides_each_class_weight_by_its_norm_to_the_tau():
 
 
 def test_posthoc_value_is_chosen_on_validation_never_on_test(tmp_path):
-    [spec] = tiny_specs(["pla", "taunorm"][:1], steps=12)
+    [spec] = tiny_specs(["pla"], steps=12)
     [rec] = run_local(
         [dataclasses.replace(spec, val_per_class=20)], tmp_path, torch.device("cpu"), RunOptions(plain=True)
-    )
+    ).written
     ph = rec["metrics"]["posthoc"]
     assert ph["method"] == "pla" and ph["chosen_on"] == "validation"
     scores = {float(k): v for k, v in ph["val_balanced_acc"].items()}
@@ -113,7 +113,7 @@ def test_posthoc_value_is_chosen_on_validation_never_on_test(tmp_path):
     )
     assert "before_posthoc" in rec["metrics"]
     [spec] = tiny_specs(["taunorm"], steps=12)
-    [rec] = run_local([spec], tmp_path / "b", torch.device("cpu"), RunOptions(plain=True))
+    [rec] = run_local([spec], tmp_path / "b", torch.device("cpu"), RunOptions(plain=True)).written
     assert rec["metrics"]["posthoc"] == {"method": "taunorm", "tau": 1.0, "chosen_on": "default"} | {
         k: rec["metrics"]["posthoc"][k] for k in rec["metrics"]["posthoc"] if k not in ("method", "tau", "chosen_on")
     }
@@ -155,5 +155,5 @@ def test_balanced_batchnorm_diagnostic_leaves_the_model_alone(tmp_path):
     assert bn["images_per_class"] == 120  # min(largest class, 1024) images of each class
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     [spec] = tiny_specs(["ce"], steps=12)
-    [rec] = run_local([spec], tmp_path, torch.device("cpu"), RunOptions(plain=True))
+    [rec] = run_local([spec], tmp_path, torch.device("cpu"), RunOptions(plain=True)).written
     assert 0 <= rec["metrics"]["bn_balanced"]["balanced_acc"] <= 1
