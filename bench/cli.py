@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import sys
@@ -15,6 +16,16 @@ from methods import REGISTRY, load_plugins
 from . import store
 from .errors import USER_ERRORS, BenchError
 from .spec import PRECISIONS, PRESETS, TRAIN_FLAGS, numerics
+
+MAX_RUNS_UNASKED = 10_000  # a bigger grid needs --yes (a typo such as --seeds 100000 costs days)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad value is one line naming the flag and --help, not the whole usage."""
+
+    def error(self, message):
+        print(f"error: {message}; see `{self.prog} --help`", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def _csv(s: str) -> list[str]:
@@ -61,7 +72,9 @@ def _weights_digest(weights: str | None) -> str | None:
     from datasets.base import sha256_of
 
     try:
-        return sha256_of(Path(weights))
+        digest = sha256_of(Path(weights))
+        side = Path(weights).with_name(Path(weights).name + ".json")  # its pretrained config, if any
+        return digest + (":" + sha256_of(side)[:16] if side.is_file() else "")
     except OSError as e:
         raise BenchError(f"--weights {weights}: cannot read it ({e.strerror})") from None
 
@@ -101,14 +114,14 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m bench",
         description=(
             "Benchmark of class-imbalance methods for fine-grained image classification. "
             "Example: python -m bench run --methods ce,os,os+fsc --task fine"
         ),
     )
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     plugin = argparse.ArgumentParser(add_help=False)
     plugin.add_argument(
         "--plugin",
@@ -150,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--data-root", help="data folder (Fashion-MNIST IDX files, CIFAR root, or your photos)")
     r.add_argument("--image-size", type=int, help="resize for 'folder' (default 64); others keep native size")
+    r.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="folder: leave out photos that cannot be read (each record lists them) instead of stopping",
+    )
     r.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="training settings")
     r.add_argument("--model", default="resnet18", choices=["resnet18"], help="backbone")
     r.add_argument("--width", type=float, help="channel width multiplier of ResNet-18 (1 = full)")
@@ -181,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     r.add_argument("--out", default="results/runs", help="where run records go")
     r.add_argument("--force", action="store_true", help="re-run finished runs too")
+    r.add_argument("--yes", action="store_true", help=f"run a grid of more than {MAX_RUNS_UNASKED} runs")
     r.add_argument(
         "--save-features",
         action="store_true",
@@ -258,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--runs", default="results/runs", help="folder of run records")
     rep.add_argument("--out", default="results", help="where leaderboard.md/.csv and figures/ go")
-    rep.add_argument("--reference", default="os", help="method the paired differences are taken against")
+    rep.add_argument("--reference", help="method the paired differences are taken against (default: os, where it ran)")
     rep.add_argument("--html", action="store_true", help="also write a static site (OUT/site/index.html)")
     rep.add_argument("--no-figures", action="store_true", help="tables only (the figures take most of the time)")
     return p
@@ -278,8 +297,17 @@ def cmd_run(a) -> int:
         v = getattr(a, k, None)
         if v is not None:
             train[k] = v
-    if train["steps"] < 1 or train["batch_size"] < 2 or train["lr"] <= 0 or train["width"] <= 0:
-        raise BenchError("--steps must be >= 1, --batch-size >= 2, --lr and --width > 0")
+    if train["steps"] < 1 or train["batch_size"] < 2:
+        raise BenchError("--steps must be >= 1 and --batch-size >= 2")
+    for flag in ("lr", "width"):
+        if not (math.isfinite(train[flag]) and train[flag] > 0):
+            raise BenchError(f"--{flag} must be a finite number > 0, got {train[flag]}")
+    if a.n_major is not None and a.n_major < 1:
+        raise BenchError(f"--n-major is a count of images (>= 1), got {a.n_major}")
+    if a.data_seed is not None and a.data_seed < 0:
+        raise BenchError(f"--data-seed must be >= 0, got {a.data_seed}")
+    if a.image_size is not None and not 8 <= a.image_size <= 1024:
+        raise BenchError(f"--image-size must be between 8 and 1024 pixels, got {a.image_size}")
     if train["val_per_class"] < 0:
         raise BenchError(f"--val-per-class is a count of images (>= 0), got {train['val_per_class']}")
     cores = os.cpu_count() or 1
@@ -293,14 +321,22 @@ def cmd_run(a) -> int:
     ratios = [check_ratio(x) for x in _csv(a.ratios)] if a.ratios else list(preset["ratios"])
     seeds = list(range(a.seeds)) if a.seeds else list(preset["seeds"])
     classes = tuple(_csv(a.classes)) if a.classes else None
+    methods = _expand_methods(_csv(a.methods))
+    sweeps = _sweeps(a.sweep)
+    combos = math.prod(len(v) for params in sweeps.values() for v in params.values())
+    estimate = len(methods) * combos * len(_csv(a.dataset)) * len(_csv(a.task)) * len(ratios) * len(seeds)
+    if estimate > MAX_RUNS_UNASKED and not a.yes:
+        raise BenchError(
+            f"this grid has up to {estimate} runs; pass --yes to run more than {MAX_RUNS_UNASKED} (or fewer --seeds)"
+        )
     req = GridRequest(
         datasets=_csv(a.dataset),
         tasks=_csv(a.task),
-        methods=_expand_methods(_csv(a.methods)),
+        methods=methods,
         ratios=ratios,
         seeds=seeds,
         overrides=_overrides(a.set),
-        sweeps=_sweeps(a.sweep),
+        sweeps=sweeps,
         classes=classes,
         n_major=a.n_major,
         data_seed=a.data_seed,
@@ -315,6 +351,7 @@ def cmd_run(a) -> int:
         raise BenchError(
             f"--device {a.device} is not usable here ({str(e).splitlines()[0]}); try --device cpu"
         ) from None
+    store.prepare_out(Path(a.out))  # after every check of the flags: a refused command leaves nothing behind
     executor = "pool" if a.executor == "gpus" else a.executor
     devices = (visible_devices() if a.device == "auto" else [a.device]) if executor == "pool" else [str(device)]
     kind = ("cuda" if a.slurm_gpus_per_task else "cpu") if executor == "slurm" else torch.device(devices[0]).type
@@ -326,8 +363,14 @@ def cmd_run(a) -> int:
         threads = a.threads or max(1, cores // (len(devices) * per_device))
     # Everything that changes the arithmetic goes into the key (see spec.numerics).
     req.train["numerics"] = numerics(kind, req.train["precision"], threads)
-    cache = DataCache(a.data_root, a.image_size)
+    cache = DataCache(a.data_root, a.image_size, a.skip_unreadable)
     specs = expand(req, cache)
+    for name in req.datasets:  # what loading a user's folder found: the split per class, skipped files
+        for note in cache.get(name)[1].notes:
+            print(
+                f"{name}: {note}",
+                file=sys.stderr if note.startswith(("warning", "skipped", "not followed")) else sys.stdout,
+            )
     out = Path(a.out)
     opts = RunOptions(
         eval_batch_size=preset["eval_batch_size"],
@@ -339,6 +382,7 @@ def cmd_run(a) -> int:
         command=a.command_line,
         save_features=a.save_features,
         plugins=tuple(a.plugin),
+        skip_unreadable=a.skip_unreadable,
     )
     print(
         f"preset {a.preset}: "
@@ -491,12 +535,17 @@ def cmd_datasets(a) -> int:
 
 
 def cmd_report(a) -> int:
-    from .report import report
+    from .report import collect, report
+
+    if a.reference:
+        present = sorted({m for b in collect(Path(a.runs)).boards for m in b.methods}) if Path(a.runs).is_dir() else []
+        if present and a.reference not in present:
+            raise BenchError(f"--reference {a.reference} ran on no board; methods here: {', '.join(present)}")
 
     runs = Path(a.runs)
     if not runs.is_dir():
         raise BenchError(f"no run records: {runs} does not exist; run `python -m bench run` first or pass --runs DIR")
-    col = report(runs, Path(a.out), reference=a.reference, figures=not a.no_figures, site=a.html)
+    col = report(runs, Path(a.out), reference=a.reference or "os", figures=not a.no_figures, site=a.html)
     print(
         f"read {len(col.ok)} finished and {len(col.failed)} failed records ({len(col.unreadable)} unreadable) "
         f"from {runs}; wrote {Path(a.out) / 'leaderboard.md'}, leaderboard.csv, latex/ and {len(col.figures)} "
@@ -557,7 +606,10 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a bad flag (already said in one line)
+        return int(e.code or 0)
     args.command_line = shlex.join(["python", "-m", "bench", *argv])  # recorded with every run
     try:
         load_plugins(getattr(args, "plugin", []))

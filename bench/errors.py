@@ -8,4 +8,6 @@ class BenchError(ValueError):
     """A bad harness option; its message names the fix."""
 
 
-USER_ERRORS = (BenchError, DataError, MethodError)
+from .store import RecordWriteError  # noqa: E402
+
+USER_ERRORS = (BenchError, DataError, MethodError, RecordWriteError)

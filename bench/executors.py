@@ -40,6 +40,7 @@ class RunOptions:
     command: str = ""  # the command line, kept in every record
     save_features: bool = False  # also write OUT/features/<key>.npz (pooled layer4 test features)
     plugins: tuple[str, ...] = ()  # modules registering methods, imported in every worker process too
+    skip_unreadable: bool = False  # folder source: leave unreadable photos out (listed in each record)
 
 
 @dataclass
@@ -57,12 +58,15 @@ class Outcome:
 
 
 def execute(
-    spec: RunSpec, cache: DataCache, device: torch.device, opts: RunOptions, out: Path, on_progress=None
+    spec: RunSpec, cache: DataCache, device: torch.device, opts: RunOptions, out: Path, on_progress=None, force=False
 ) -> dict | None:
     """Claim the run, train it and write its record: the body every executor shares. None when another
-    process holds the run's claim (it is being trained there)."""
+    process holds the run's claim or finished it since this grid was planned."""
     held = store.claim(Path(out), spec.key)
     if held is None:
+        return None
+    if not force and store.is_done(Path(out), spec.key):  # another launch finished it meanwhile
+        store.release(held)
         return None
     try:
         src, data = cache.get(spec.dataset)
@@ -98,17 +102,17 @@ def run_local(specs: list[RunSpec], out: Path, device: torch.device, opts: RunOp
     turns one into a failed record instead)."""
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    cache = DataCache(opts.data_root, opts.image_size)
+    cache = DataCache(opts.data_root, opts.image_size, opts.skip_unreadable)
     todo, done_before = _plan(specs, out, force)
     result = Outcome(already_done=done_before)
     plain = plain_output() if opts.plain is None else opts.plain
     with make_progress(len(todo), done_before, plain) as prog:
         for spec in todo:
             prog.start_run(spec.label(), spec.steps)
-            rec = execute(spec, cache, device, opts, out, prog.step)
+            rec = execute(spec, cache, device, opts, out, prog.step, force)
             if rec is None:
                 result.claimed.append(spec.key)
-                prog.skip(spec.label(), "claimed by another process")
+                prog.skip(spec.label(), "run or finished by another process")
                 continue
             result.written.append(rec)
             prog.end_run(rec)
@@ -124,7 +128,7 @@ def run_specs(spec_dicts: list[dict], out: str, device: str, opts: dict) -> list
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
-    cache = DataCache(o.data_root, o.image_size)
+    cache = DataCache(o.data_root, o.image_size, o.skip_unreadable)
     done = []
     for d in spec_dicts:
         spec = RunSpec.from_dict(d)
@@ -152,13 +156,15 @@ def _die_with_parent() -> None:
         pass
 
 
-def _pool_worker(wid: int, device: str, threads: int, tasks, results, out: str, opts: dict, parent: int) -> None:
+def _pool_worker(
+    wid: int, device: str, threads: int, tasks, results, out: str, opts: dict, parent: int, force: bool
+) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops the workers
     torch.set_num_threads(threads)
     o = RunOptions(**opts)
     load_plugins(o.plugins)
-    cache = DataCache(o.data_root, o.image_size)
+    cache = DataCache(o.data_root, o.image_size, o.skip_unreadable)
     dev = torch.device(device)
     while os.getppid() == parent:
         item = tasks.get()
@@ -174,7 +180,7 @@ def _pool_worker(wid: int, device: str, threads: int, tasks, results, out: str, 
                 results.put(("progress", wid, key, step, total, loss))
 
         try:
-            rec = execute(spec, cache, dev, o, Path(out), progress)
+            rec = execute(spec, cache, dev, o, Path(out), progress, force)
         except store.RecordWriteError as e:  # a full disk, a read-only folder: the grid cannot go on
             results.put(("fatal", wid, str(e)))
             return
@@ -223,7 +229,17 @@ def run_pool(
     def start(wid: int):
         p = ctx.Process(
             target=_pool_worker,
-            args=(wid, devices[wid % len(devices)], threads, tasks, results, str(out), asdict(opts), os.getpid()),
+            args=(
+                wid,
+                devices[wid % len(devices)],
+                threads,
+                tasks,
+                results,
+                str(out),
+                asdict(opts),
+                os.getpid(),
+                force,
+            ),
             daemon=True,
         )
         p.start()
@@ -275,7 +291,7 @@ def run_pool(
                     running.pop(wid, None)
                     finished.add(msg[2])
                     result.claimed.append(msg[2])
-                    prog.skip(by_key[msg[2]].label(), "claimed by another process")
+                    prog.skip(by_key[msg[2]].label(), "run or finished by another process")
                 elif kind == "fatal":
                     fatal = msg[2]
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -19,11 +20,13 @@ class TappedResNet(ResNet):
     3x3 stride-1 stem and no max-pool (the CIFAR stem). `forward(x, taps)` also returns the
     global-average-pooled output of each requested layer, and computes nothing extra otherwise."""
 
-    def __init__(self, num_classes: int, in_channels: int, image_size: int, width: float = 1.0):
+    def __init__(
+        self, num_classes: int, in_channels: int, image_size: int, width: float = 1.0, stem: str | None = None
+    ):
         super().__init__(BasicBlock, [2, 2, 2, 2], num_classes=num_classes)
         self.num_classes = num_classes
         self.widths = [max(4, round(64 * width * m)) for m in (1, 2, 4, 8)]
-        small = image_size <= 64
+        small = image_size <= 64 if stem is None else stem == "cifar"
         w0 = self.widths[0]
         if small:
             self.conv1 = nn.Conv2d(in_channels, w0, 3, stride=1, padding=1, bias=False)
@@ -57,20 +60,29 @@ class TappedResNet(ResNet):
         return self.fc(pooled), feats
 
 
+STEMS = ("imagenet", "cifar")
+
+
 def build_model(
     num_classes: int, in_channels: int, image_size: int, width: float, weights: str | None = None
 ) -> TappedResNet:
-    model = TappedResNet(num_classes, in_channels, image_size, width)
-    if weights:
-        load_weights(model, weights)
+    """The model, with --weights loaded where given; `model.weights_info` says what was loaded, skipped
+    and adapted, and which pretrained config (stem, normalisation) came with the weights."""
+    state, cfg = read_weights(weights) if weights else (None, {})
+    model = TappedResNet(num_classes, in_channels, image_size, width, stem=cfg.get("stem"))
+    model.pretrained_cfg = cfg
+    model.weights_info = load_state(model, state, weights) | {"pretrained_cfg": cfg} if weights else None
     return model
 
 
-def load_weights(model: nn.Module, weights: str) -> dict:
-    """Load a state dict from a file, or a torchvision weights name (downloaded where possible).
-    Tensors whose shape differs (a 1-channel or 3x3 stem, another number of classes) are skipped
-    and reported; a file sharing no tensor with the model is an error."""
+def read_weights(weights: str) -> tuple[dict, dict]:
+    """(state dict, pretrained config) from a file or a torchvision weights name (downloaded where
+    possible). As timm's pretrained_cfg, the config says how the weights expect to be used: 'mean' and
+    'std' of the inputs (per channel, 0-1 scale), 'stem' ('imagenet': 7x7 stride 2 + max-pool,
+    'cifar': 3x3 stride 1). It comes from the checkpoint's 'pretrained_cfg' entry, else a JSON file
+    beside the weights (FILE.json), else torchvision's metadata for its own weights."""
     path = Path(weights)
+    cfg: dict = {}
     if path.is_file():
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -78,22 +90,71 @@ def load_weights(model: nn.Module, weights: str) -> dict:
             raise BenchError(
                 f"cannot read weights file {path} ({type(e).__name__}); pass a torch state_dict file"
             ) from None
+        if isinstance(state, dict) and isinstance(state.get("pretrained_cfg"), dict):
+            cfg = state["pretrained_cfg"]
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
+        side = path.with_name(path.name + ".json")
+        if not cfg and side.is_file():
+            try:
+                cfg = json.loads(side.read_text())
+            except (OSError, ValueError) as e:
+                raise BenchError(
+                    f"cannot read the pretrained config {side} ({type(e).__name__}); fix or remove it"
+                ) from None
     else:
         from torchvision.models import get_weight
 
         try:
-            state = get_weight(weights).get_state_dict(progress=False)
+            w = get_weight(weights)
+            state = w.get_state_dict(progress=False)
         except Exception as e:
             raise BenchError(
                 f"--weights {weights!r} is neither a file nor a downloadable torchvision weights name "
                 f"(e.g. ResNet18_Weights.IMAGENET1K_V1): {type(e).__name__}"
             ) from None
+        cfg = {"mean": list(w.transforms().mean), "std": list(w.transforms().std), "stem": "imagenet"}
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BenchError(f"--weights {weights}: not a state dict of tensors")
+    return state, check_cfg(cfg, weights)
+
+
+def check_cfg(cfg: dict, weights: str) -> dict:
+    if not isinstance(cfg, dict):
+        raise BenchError(f"--weights {weights}: its pretrained config is not a JSON object")
+    unknown = set(cfg) - {"mean", "std", "stem", "classifier"}
+    if unknown:
+        raise BenchError(f"--weights {weights}: unknown pretrained-config keys {sorted(unknown)} (mean, std, stem)")
+    if "stem" in cfg and cfg["stem"] not in STEMS:
+        raise BenchError(f"--weights {weights}: stem must be one of {', '.join(STEMS)}, got {cfg['stem']!r}")
+    for k in ("mean", "std"):
+        v = cfg.get(k)
+        if v is not None and not (isinstance(v, list) and v and all(isinstance(x, int | float) for x in v)):
+            raise BenchError(f"--weights {weights}: pretrained-config {k} must be a list of numbers")
+    if cfg.get("std") and min(cfg["std"]) <= 0:
+        raise BenchError(f"--weights {weights}: pretrained-config std must be > 0")
+    return cfg
+
+
+def load_weights(model: nn.Module, weights: str) -> dict:
+    """Load --weights into `model`; see `load_state`."""
+    return load_state(model, read_weights(weights)[0], weights)
+
+
+def load_state(model: nn.Module, state: dict, weights: str) -> dict:
+    """Load the tensors whose name and shape match; a 3-channel first convolution is summed over its
+    input channels for 1-channel images (timm's adapt_input_conv); the rest (another number of classes)
+    is skipped and reported. A file sharing no tensor with the model is an error."""
     own = model.state_dict()
+    adapted = []
+    state = dict(state)
+    w = state.get("conv1.weight")
+    if w is not None and "conv1.weight" in own and w.shape[1] == 3 and own["conv1.weight"].shape[1] == 1:
+        state["conv1.weight"] = w.sum(dim=1, keepdim=True)
+        adapted.append("conv1.weight: 3 input channels summed for 1-channel images")
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not usable:
         raise BenchError(f"--weights {weights}: no tensor matches this model's names and shapes")
     model.load_state_dict(usable, strict=False)
     skipped = sorted(k for k in own if k not in usable)
-    return {"loaded": len(usable), "skipped": skipped}
+    return {"loaded": len(usable), "skipped": skipped, "adapted": adapted}

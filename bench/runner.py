@@ -45,18 +45,20 @@ class GridRequest:
     data_seed: int | None = None  # None: the run seed
     data_root: str | None = None
     image_size: int | None = None
+    skip_unreadable: bool = False
     train: dict = field(default_factory=dict)  # width, steps, batch_size, lr, ... and preset name
 
 
 class DataCache:
     """Each source is loaded once per process, however many runs use it."""
 
-    def __init__(self, data_root: str | None, image_size: int | None):
-        self.data_root, self.image_size, self._loaded = data_root, image_size, {}
+    def __init__(self, data_root: str | None, image_size: int | None, skip_unreadable: bool = False):
+        self.data_root, self.image_size, self.skip_unreadable, self._loaded = data_root, image_size, skip_unreadable, {}
 
     def get(self, name: str):
         if name not in self._loaded:
-            src = get_source(name, data_root=self.data_root, image_size=self.image_size)
+            extra = {"skip_unreadable": True} if self.skip_unreadable and name == "folder" else {}
+            src = get_source(name, data_root=self.data_root, image_size=self.image_size, **extra)
             self._loaded[name] = (src, src.load())
         return self._loaded[name]
 
@@ -71,6 +73,18 @@ def sweep_overrides(method: str, base: dict, sweeps: dict) -> list[dict[str, dic
             o.setdefault(m, {})[p] = v
         combos.append(o)
     return combos
+
+
+def check_weights(weights: str, cache: DataCache, req: GridRequest) -> None:
+    """Load --weights into the first task's model once, so a bad file is one line before any run."""
+    from .models import build_model, load_weights
+
+    src, data = cache.get(req.datasets[0])
+    classes = resolve_classes(
+        req.datasets[0], data, src.pairs, req.tasks[0], list(req.classes) if req.classes else None
+    )
+    size = data.train_x.shape[2]
+    load_weights(build_model(len(classes), data.train_x.shape[1], size, req.train["width"]), weights)
 
 
 def expand(req: GridRequest, cache: DataCache) -> list[RunSpec]:
@@ -88,7 +102,15 @@ def expand(req: GridRequest, cache: DataCache) -> list[RunSpec]:
     for ds in req.datasets:
         src, data = cache.get(ds)
         for task in req.tasks:
-            resolve_classes(ds, data, src.pairs, task, list(req.classes) if req.classes else None)
+            classes = list(req.classes) if req.classes else None
+            resolve_classes(ds, data, src.pairs, task, classes)
+            for ratio in req.ratios:  # counts, hold-out and majority cap, checked before any run
+                build_task(
+                    data, ds, src.pairs, task, ratio, 0, n_major=req.n_major, classes=classes,
+                    val_per_class=req.train.get("val_per_class", 0),
+                )  # fmt: skip
+    if req.train.get("weights"):
+        check_weights(req.train["weights"], cache, req)
     # Seeds outermost: a grid cut short still covers every cell with the seeds it finished.
     specs = [
         RunSpec(
@@ -102,6 +124,7 @@ def expand(req: GridRequest, cache: DataCache) -> list[RunSpec]:
             method=comp.name,
             hparams=comp.hparams(),
             image_size=req.image_size,
+            data_digest=cache.get(ds)[1].digest,
             **req.train,
         )
         for seed in req.seeds
@@ -147,7 +170,13 @@ def run_one(
             val_per_class=spec.val_per_class,
         )
         record["counts"] = task.counts_record()
-        record["data"] = {"origin": data.origin, "mean": task.mean, "std": task.std}
+        record["data"] = {"origin": data.origin, "mean": task.mean, "std": task.std} | (
+            {"notes": data.notes} if data.notes else {}
+        )
+        if spec.data_digest and data.digest != spec.data_digest:
+            raise RuntimeError(
+                f"the data changed since the grid was planned (digest {data.digest}, key says {spec.data_digest})"
+            )
         method = parse_method(spec.method, {m: dict(hp) for m, hp in spec.hparams.items()})
         if spec.numerics:
             threads = numerics_threads(spec.numerics)

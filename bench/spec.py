@@ -9,7 +9,13 @@ from dataclasses import asdict, dataclass, field
 from . import SUITE_VERSION
 
 # Fields added after records existed: left out of the key at these values, so older keys stay valid.
-LATE_DEFAULTS = {"precision": "auto", "val_per_class": 0, "numerics": None, "weights_sha256": None}
+LATE_DEFAULTS = {
+    "precision": "auto",
+    "val_per_class": 0,
+    "numerics": None,
+    "weights_sha256": None,
+    "data_digest": None,
+}
 PRECISIONS = ("auto", "fp32", "bf16")
 # The training settings a preset fixes and single command-line flags override.
 TRAIN_FLAGS = (
@@ -151,6 +157,7 @@ class RunSpec:
     # skip and a 1-thread run never stands for a 2-thread one; boards never mix two values.
     numerics: str | None = None
     weights_sha256: str | None = None  # the content of a --weights file (its path is only a name)
+    data_digest: str | None = None  # the content of a user's photo folder (built-in sources are checksummed)
 
     def canonical(self) -> str:
         d = asdict(self)

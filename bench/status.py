@@ -92,7 +92,14 @@ def status(out: Path) -> int:
             continue
         c = Counter(states.get(k, "pending") for k in m["keys"])
         rows.append(
-            [m.get("created", "?"), len(m["keys"]), c.get("ok", 0), c.get("failed", 0), c.get("pending", 0), str(m.get("command", ""))[:90]]
+            [
+                m.get("created", "?"),
+                len(m["keys"]),
+                c.get("ok", 0),
+                c.get("failed", 0),
+                c.get("pending", 0),
+                str(m.get("command", ""))[:90],
+            ]
         )
     if rows:
         print(tabulate(rows, headers=["grid started", "runs", "done", "failed", "pending", "command"]))

@@ -105,6 +105,15 @@ def predict(model, x: torch.Tensor, norm: Normaliser, batch_size: int, autocast,
     return result, {t: torch.cat(v).cpu().numpy() for t, v in feats.items()}
 
 
+def input_statistics(task: TaskData, cfg: dict, channels: int) -> tuple[list[float], list[float]]:
+    """The normalisation of the inputs: the pretrained weights' own (their config's mean and std; one
+    channel takes the mean of three), else the task's training images'."""
+    if cfg.get("mean") and cfg.get("std"):
+        fit = lambda v: v if len(v) == channels else [sum(v) / len(v)] * channels  # noqa: E731
+        return fit(cfg["mean"]), fit(cfg["std"])
+    return task.mean, task.std
+
+
 def split_budget(total: int, shares: list[float]) -> list[int]:
     """Steps per stage: round(share * total) each, the last stage taking what is left, every stage >= 1."""
     steps = [max(1, round(s * total)) for s in shares[:-1]]
@@ -163,7 +172,8 @@ def train_and_evaluate(
     stages = method.stages()
     budgets = split_budget(spec.steps, [s.share for s in stages])
     forward = torch.compile(model) if compile else model
-    norm = Normaliser(task.mean, task.std, device, channels_last=nhwc)
+    mean, std = input_statistics(task, model.pretrained_cfg, channels)
+    norm = Normaliser(mean, std, device, channels_last=nhwc)
     pad = max(1, round(size / 8))
     gen = torch.Generator(device=device).manual_seed(spec.seed)
     rng = np.random.default_rng(spec.seed)
@@ -255,7 +265,8 @@ def train_and_evaluate(
             "stages": stage_log,
             "images_per_s": round(images / train_s, 1) if train_s > 0 else None,
         },
-        "model_info": {"params": sum(p.numel() for p in model.parameters()), "widths": model.widths},
+        "model_info": {"params": sum(p.numel() for p in model.parameters()), "widths": model.widths}
+        | ({"weights": model.weights_info, "input_mean": mean, "input_std": std} if model.weights_info else {}),
     }
 
 

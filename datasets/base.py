@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -30,6 +30,8 @@ class SourceData:
     test_y: torch.Tensor
     classes: list[str]
     origin: str  # where the files were read from, for the run record
+    digest: str | None = None  # content digest where the content varies by machine (a user's folder)
+    notes: list[str] = field(default_factory=list)  # what loading skipped or warns about, for the record
 
     def __post_init__(self):
         for name in ("train_x", "test_x"):

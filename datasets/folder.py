@@ -1,10 +1,18 @@
-"""A user's own photos: one sub-folder per class (torchvision ImageFolder conventions).
+"""A user's own photos: one sub-folder per class (torchvision's ImageFolder conventions).
 
 `DIR/train/<class>/*` + `DIR/test/<class>/*` is used as given; otherwise `DIR/<class>/*` is split
 80/20, stratified, with a fixed seed. Images are resized (shorter side, then centre crop) to a
-square RGB of `image_size` pixels and cached as one tensor file whose name is a hash of the
-folder's content (relative paths, sizes, mtimes) and the size, so the second run starts at once
-and any changed, added or removed photo makes it re-read.
+square RGB of `image_size` pixels and cached as one tensor file.
+
+What a real photo folder holds, handled on purpose:
+- symbolic links to folders are not followed (a link back to a parent would read photos twice and
+  leak test images into training); they are listed in the data notes;
+- a dangling link, a link loop, a file that is not an image, or a decompression bomb (a PNG of
+  20000 x 20000 pixels) stops loading with one line naming the file, unless `skip_unreadable`
+  (`--skip-unreadable`), which leaves such files out and lists them in every run record;
+- the cache is keyed by the content of every photo (not by names and dates), its size and the skip
+  policy, and it is verified when read (its labels must be the folder's): a damaged or foreign cache
+  is rebuilt, never trusted. The same digest goes into each run's key, so two folders never share runs.
 """
 
 from __future__ import annotations
@@ -16,51 +24,99 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from rich.progress import track
-from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import functional as TF
 
 from .base import Availability, DataError, Source, SourceData, cache_dir, register_source
 from .split import stratified_split
 
 DEFAULT_SIZE = 64
+MIN_SIZE, MAX_SIZE = 8, 1024
+FEW_TEST_IMAGES = 20  # fewer test images of a class than this makes its accuracy a coarse number
 
 
-def _scan(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
-    """Class names and (path, label) samples of an ImageFolder tree, with one-line errors."""
+def _scan(root: Path) -> tuple[list[str], list[tuple[str, int]], list[str]]:
+    """Class names, (path, label) samples and notes of an ImageFolder tree, with one-line errors.
+    Folders are walked without following symbolic links."""
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist; pass --data-root DIR with one sub-folder per class")
-    subdirs = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if len(subdirs) < 2:
-        raise DataError(f"{root} has {len(subdirs)} class folder(s); it needs at least two (DIR/<class>/image.jpg)")
-    try:
-        ds = ImageFolder(str(root), allow_empty=False)
-    except FileNotFoundError as e:  # torchvision: "Found no valid file for the classes X"
-        raise DataError(f"{root}: {e}; put images (.jpg, .png, ...) in every class folder or remove it") from None
-    return ds.classes, ds.samples
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if len(classes) < 2:
+        raise DataError(f"{root} has {len(classes)} class folder(s); it needs at least two (DIR/<class>/image.jpg)")
+    samples, notes = [], []
+    for label, cls in enumerate(classes):
+        found = 0
+        for dirpath, dirnames, filenames in os.walk(root / cls, followlinks=False):
+            for d in sorted(dirnames):
+                if os.path.islink(os.path.join(dirpath, d)):
+                    notes.append(f"not followed: folder link {os.path.join(dirpath, d)}")
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for f in sorted(filenames):
+                if f.lower().endswith(IMG_EXTENSIONS) and not f.startswith("."):
+                    samples.append((os.path.join(dirpath, f), label))
+                    found += 1
+        if not found:
+            raise DataError(
+                f"{root / cls}: no valid file for class {cls!r}; put images (.jpg, .png, ...) in it or remove it"
+            )
+    return classes, samples, notes
 
 
-def _fingerprint(files: list[str], size: int) -> str:
-    h = hashlib.sha256(f"size={size}".encode())
-    for f in sorted(files):
-        st = os.stat(f)
-        h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:24]
-
-
-def _decode(samples: list[tuple[str, int]], size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    x = torch.empty((len(samples), 3, size, size), dtype=torch.uint8)
-    for i, (path, _) in enumerate(track(samples, description="decoding photos", transient=True)):
+def _digest(samples: list[tuple[str, int]], root: Path, size: int, skip: bool) -> tuple[str, list[str]]:
+    """A digest of every photo's bytes, relative path and label (+ size and skip policy), and the files
+    that could not be read (a dangling link, a loop, no permission)."""
+    h = hashlib.sha256(f"size={size};skip={skip}".encode())
+    unreadable = []
+    for path, label in samples:
         try:
-            with Image.open(path) as im:
-                img = TF.pil_to_tensor(im.convert("RGB"))
-        except (UnidentifiedImageError, OSError) as e:
-            raise DataError(f"cannot read image {path} ({type(e).__name__}); remove or replace it") from None
-        img = TF.center_crop(TF.resize(img, size, antialias=True), [size, size])
-        x[i] = img
-    y = torch.tensor([label for _, label in samples], dtype=torch.int64)
-    return x, y
+            with open(path, "rb") as f:
+                content = hashlib.sha256(f.read()).hexdigest()
+        except OSError as e:
+            unreadable.append(f"{path} ({e.strerror or type(e).__name__})")
+            content = "unreadable"
+        h.update(f"{os.path.relpath(path, root)}|{label}|{content}\n".encode())
+    return h.hexdigest()[:24], unreadable
+
+
+def _decode_one(path: str, size: int) -> torch.Tensor:
+    with Image.open(path) as im:  # PIL refuses decompression bombs (Image.MAX_IMAGE_PIXELS)
+        img = TF.pil_to_tensor(im.convert("RGB"))
+    return TF.center_crop(TF.resize(img, size, antialias=True), [size, size])
+
+
+def _decode(samples: list[tuple[str, int]], size: int, skip: bool) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    kept, images, skipped = [], [], []
+    for path, label in track(samples, description="decoding photos", transient=True):
+        try:
+            images.append(_decode_one(path, size))
+        except Exception as e:  # PIL raises OSError, DecompressionBombError, ValueError, ...
+            why = f"{path} ({type(e).__name__})"
+            if not skip:
+                raise DataError(
+                    f"cannot read image {why}; remove or replace it, or pass --skip-unreadable to leave such files out"
+                ) from None
+            skipped.append(why)
+            continue
+        kept.append(label)
+    x = torch.stack(images) if images else torch.empty((0, 3, size, size), dtype=torch.uint8)
+    return x, torch.tensor(kept, dtype=torch.int64), skipped
+
+
+def _read_cache(path: Path, digest: str, expected_labels: torch.Tensor | None):
+    """The cached tensors if the file is ours and agrees with the folder, else None."""
+    try:
+        cached = torch.load(path, weights_only=True)
+        meta = json.loads(cached["meta"])
+        x, y = cached["x"], cached["y"]
+    except Exception:
+        return None
+    if meta.get("digest") != digest or len(x) != len(y) or x.dtype != torch.uint8:
+        return None
+    if expected_labels is not None and not torch.equal(y, expected_labels):
+        return None  # labels that are not the folder's (a swapped or tampered cache)
+    return x, y, meta.get("skipped", [])
 
 
 @register_source
@@ -69,6 +125,12 @@ class Folder(Source):
     description = "your photos: --data-root DIR with DIR/<class>/* (or DIR/train/<class>, DIR/test/<class>)"
     licence = "yours"
     pairs = {}
+
+    def __init__(self, data_root: str | None = None, image_size: int | None = None, skip_unreadable: bool = False):
+        super().__init__(data_root, image_size)
+        self.skip_unreadable = skip_unreadable
+        if image_size is not None and not MIN_SIZE <= image_size <= MAX_SIZE:
+            raise DataError(f"--image-size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {image_size}")
 
     def _root(self) -> Path:
         if not self.data_root:
@@ -81,37 +143,42 @@ class Folder(Source):
         return Availability(self._root().is_dir(), str(self._root()))
 
     def load(self) -> SourceData:
-        root, size = self._root(), self.image_size or DEFAULT_SIZE
+        root, size, skip = self._root(), self.image_size or DEFAULT_SIZE, self.skip_unreadable
         presplit = (root / "train").is_dir() and (root / "test").is_dir()
         if presplit:
-            classes, train_s = _scan(root / "train")
-            test_classes, test_s = _scan(root / "test")
+            classes, train_s, notes = _scan(root / "train")
+            test_classes, test_s, test_notes = _scan(root / "test")
             if test_classes != classes:
                 raise DataError(
                     f"{root}/train and {root}/test have different class folders: {classes} vs {test_classes}"
                 )
-            samples = train_s + test_s
+            samples, notes = train_s + test_s, notes + test_notes
         else:
-            classes, samples = _scan(root)
-        key = _fingerprint([p for p, _ in samples], size)
-        cache = cache_dir() / "folder" / f"{key}.pt"
-        cached = None
-        if cache.is_file():
-            try:
-                cached = torch.load(cache, weights_only=True)
-            except Exception:  # a damaged cache is rebuilt, never trusted
-                cached = None
+            classes, samples, notes = _scan(root)
+        digest, unreadable = _digest(samples, root, size, skip)
+        if unreadable and not skip:
+            raise DataError(
+                f"cannot read {unreadable[0]}" + (f" and {len(unreadable) - 1} more" if len(unreadable) > 1 else "")
+                + "; remove or fix it, or pass --skip-unreadable to leave such files out"
+            )  # fmt: skip
+        cache = cache_dir() / "folder" / f"{digest}.pt"
+        labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
+        cached = _read_cache(cache, digest, labels if not skip else None) if cache.is_file() else None
         if cached is None:
-            x, y = _decode(samples, size)
+            x, y, skipped = _decode(samples, size, skip)
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp")
-            torch.save({"x": x, "y": y, "meta": json.dumps({"root": str(root), "classes": classes})}, tmp)
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+            meta = {"root": str(root), "classes": classes, "digest": digest, "skipped": skipped}
+            torch.save({"x": x, "y": y, "meta": json.dumps(meta)}, tmp)
             tmp.replace(cache)
         else:
-            x, y = cached["x"], cached["y"]
+            x, y, skipped = cached
+        skipped_paths = {s.rsplit(" (", 1)[0] for s in skipped}
+        kept_samples = [(p, label) for p, label in samples if p not in skipped_paths]
+        notes += [f"skipped unreadable: {s}" for s in skipped]
         if presplit:
-            n_train = len(train_s)
-            tr, te = np.arange(n_train), np.arange(n_train, len(samples))
+            n_train = sum(1 for p, _ in kept_samples if Path(p).is_relative_to(root / "train"))
+            tr, te = np.arange(n_train), np.arange(n_train, len(kept_samples))
         else:
             counts = np.bincount(y.numpy(), minlength=len(classes))
             if counts.min() < 2:
@@ -120,6 +187,18 @@ class Folder(Source):
                     "each class needs at least 2 to split into train and test"
                 )
             tr, te = stratified_split(y.numpy(), test_fraction=0.2)
-        return SourceData(
+        data = SourceData(
             x[tr].contiguous(), y[tr], x[te].contiguous(), y[te], classes=classes, origin=f"{root} (cache {cache.name})"
         )
+        data.digest = digest
+        train_n = np.bincount(data.train_y.numpy(), minlength=len(classes))
+        test_n = np.bincount(data.test_y.numpy(), minlength=len(classes))
+        notes.append("split: " + ", ".join(f"{c} {a} train / {b} test" for c, a, b in zip(classes, train_n, test_n)))
+        notes += [
+            f"warning: class {c!r} has {b} test images (< {FEW_TEST_IMAGES}): its accuracy moves in steps "
+            f"of {1 / b:.2f}"
+            for c, b in zip(classes, test_n)
+            if b < FEW_TEST_IMAGES
+        ]
+        data.notes = notes
+        return data

@@ -79,6 +79,8 @@ def resolve_classes(src_name: str, data: SourceData, pairs: dict, task: str, cla
         raise DataError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
     if task == "lt":
         chosen = classes or list(data.classes)
+        if len(chosen) < 2:
+            raise DataError(f"task 'lt' needs at least two classes, --classes names {len(chosen)}")
     elif classes:
         chosen = list(classes)
         if len(chosen) != 2:

@@ -14,6 +14,7 @@ import methods as M
 from bench import store
 from bench.cli import main
 from bench.executors import RunOptions, run_local
+from bench.models import build_model
 from bench.spec import numerics
 
 from .conftest import tiny_specs, tiny_train
@@ -194,7 +195,7 @@ def test_bad_perf_input_is_one_line_and_exit_2(argv, message, capsys):
 
 
 def test_weights_file_is_loaded(tmp_path):
-    from bench.models import build_model, load_weights
+    from bench.models import load_weights
 
     src = build_model(2, 1, 16, 0.125)
     torch.save(src.state_dict(), tmp_path / "w.pt")
@@ -208,16 +209,40 @@ def test_weights_file_is_loaded(tmp_path):
         argv = ["run", "--dataset", "synthetic", "--preset", "tiny", "--ratios", "1", "--methods", "ce"]
         return main([*argv, "--weights", str(weights), "--out", str(out), "--plain"])
 
-    rc = run_with(tmp_path / "bad.pt", tmp_path / "runs")
-    [(_, rec)] = list(store.iter_records(tmp_path / "runs"))
-    assert rc == 1 and rec["status"] == "failed" and "cannot read weights file" in rec["error"]
-    rc = run_with(tmp_path / "w.pt", tmp_path / "runs2")
-    assert rc == 0
+    # a bad file is one line before any run (it used to be one failed record per run)
+    assert run_with(tmp_path / "bad.pt", tmp_path / "runs") == 2
+    assert list(store.iter_records(tmp_path / "runs")) == []
+    assert run_with(tmp_path / "w.pt", tmp_path / "runs2") == 0
+    [(_, rec)] = list(store.iter_records(tmp_path / "runs2"))
+    w = rec["model_info"]["weights"]  # what was loaded is recorded, not thrown away
+    assert w["loaded"] > 50 and w["skipped"] == [] and rec["spec"]["weights_sha256"]
+
+
+def test_pretrained_config_sets_stem_and_normalisation_and_the_key(tmp_path):
+    """A weights file with a pretrained config (as timm's pretrained_cfg) gets the stem and input
+    statistics it was trained with, and an ImageNet-style 3-channel conv1 is adapted for grey images."""
+    import json
+
+    src = build_model(10, 3, 96, 0.125)  # a 7x7 stem (images > 64 px), 3 input channels
+    torch.save(src.state_dict(), tmp_path / "w.pt")
+    cfg = {"mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.3], "stem": "imagenet"}
+    (tmp_path / "w.pt.json").write_text(json.dumps(cfg))
+    argv = ["run", "--dataset", "synthetic", "--preset", "tiny", "--ratios", "1", "--methods", "ce", "--plain"]
+    assert main([*argv, "--weights", str(tmp_path / "w.pt"), "--out", str(tmp_path / "a")]) == 0
+    [(_, rec)] = list(store.iter_records(tmp_path / "a"))
+    info = rec["model_info"]
+    assert info["weights"]["pretrained_cfg"] == cfg and info["input_mean"] == [0.5] and info["input_std"] == [0.25]
+    assert "conv1.weight: 3 input channels summed for 1-channel images" in info["weights"]["adapted"]
+    assert "conv1.weight" not in info["weights"]["skipped"]  # the 7x7 stem of the 16 px images loaded
+    (tmp_path / "w.pt.json").write_text(json.dumps(cfg | {"std": [0.3, 0.3, 0.3]}))
+    assert main([*argv, "--weights", str(tmp_path / "w.pt"), "--out", str(tmp_path / "b")]) == 0
+    [(_, other)] = list(store.iter_records(tmp_path / "b"))
+    assert other["key"] != rec["key"]  # the config is part of what the key holds
+    (tmp_path / "w.pt.json").write_text(json.dumps({"stem": "vit"}))
+    assert main([*argv, "--weights", str(tmp_path / "w.pt"), "--out", str(tmp_path / "c")]) == 2
 
 
 def test_taps_are_computed_only_when_asked():
-    from bench.models import build_model
-
     m = build_model(2, 1, 16, 0.125)
     _, feats = m(torch.randn(2, 1, 16, 16))
     assert feats == {}
