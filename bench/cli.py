@@ -351,7 +351,6 @@ def cmd_run(a) -> int:
         raise BenchError(
             f"--device {a.device} is not usable here ({str(e).splitlines()[0]}); try --device cpu"
         ) from None
-    store.prepare_out(Path(a.out))  # after every check of the flags: a refused command leaves nothing behind
     executor = "pool" if a.executor == "gpus" else a.executor
     devices = (visible_devices() if a.device == "auto" else [a.device]) if executor == "pool" else [str(device)]
     kind = ("cuda" if a.slurm_gpus_per_task else "cpu") if executor == "slurm" else torch.device(devices[0]).type
@@ -392,6 +391,7 @@ def cmd_run(a) -> int:
         + (f", device {device}" if executor == "local" else "")
         + f"; numerics {req.train['numerics']}"
     )
+    store.prepare_out(out)  # after every check of flags and data: a refused command leaves nothing behind
     write_manifest(out, [s.key for s in specs], [s.label() for s in specs], a.command_line)
     t0 = time.perf_counter()
     try:

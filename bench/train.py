@@ -60,7 +60,9 @@ class Normaliser:
 
     def __call__(self, xb: torch.Tensor) -> torch.Tensor:
         x = (xb.float() - self.mean) / self.std
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        # explicit either way: the augmented batch comes out of a permute with NHWC strides, which would
+        # send a "contiguous" model down the NHWC kernels anyway
+        return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
 
 
 # On the CPU, torch 2.14.1's oneDNN convolution backward corrupts the heap for channels_last inputs

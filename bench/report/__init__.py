@@ -16,6 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from .. import store
 from ..errors import BenchError
 from . import tables as T
 from .analysis import Analysis, paired_cell, rankings, select_on_validation
@@ -45,23 +46,23 @@ EMBEDDED = ("ce", "os", "os+fsc")
 
 def write_atomic(path: Path, text: str) -> Path:
     """Write to a temporary file beside `path`, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise store.write_failure(path, e) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~store.umask())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise store.write_failure(path, e) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def csv_text(rows: list[dict]) -> str:
@@ -148,7 +149,7 @@ def report(
         raise BenchError(f"no readable run records in {runs_dir}; run `python -m bench run` first")
     a = Analysis.of(col.boards, reference)
     md, table = markdown(col, a), csv_text(T.csv_rows(col.boards))  # everything computed before writing
-    out_dir.mkdir(parents=True, exist_ok=True)
+    store.prepare_out(out_dir)
     write_atomic(out_dir / "leaderboard.md", md)
     write_atomic(out_dir / "leaderboard.csv", table)
     for b in col.boards:

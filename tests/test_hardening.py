@@ -1,0 +1,364 @@
+"""Faults a user meets on a shared cluster folder, each reproduced as the issue found it: native
+crashes, lost runs, orphaned workers, bad files, concurrent launches, bad folders, a full disk."""
+
+import errno
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench import store
+from bench.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["run", "--dataset", "synthetic", "--preset", "tiny", "--plain"]
+
+
+def _photos(root: Path, per_class: dict[str, int], size: int = 60) -> None:
+    rng = np.random.default_rng(0)
+    for cls, n in per_class.items():
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
+
+
+def _bench(args, env_extra=None, **kw):
+    env = dict(os.environ, PYTHONPATH=str(REPO)) | (env_extra or {})
+    return subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=REPO, env=env, text=True, **kw)
+
+
+# ---- 1. native crashes --------------------------------------------------------------------------
+
+
+def test_the_tiny_preset_on_60px_photos_trains(tmp_path):
+    """torch 2.14.1's oneDNN crashed ('free(): invalid next size') on channels_last at 1/8 width from
+    56 px on this CPU; such inputs now train in the default memory format."""
+    _photos(tmp_path / "photos", {"cat": 12, "dog": 12})
+    args = ["run", "--preset", "tiny", "--dataset", "folder", "--data-root", str(tmp_path / "photos")]
+    p = _bench([*args, "--classes", "cat,dog", "--methods", "ce", "--ratios", "0.5", "--out", str(tmp_path / "r")])
+    assert p.wait(timeout=300) == 0
+    [(_, rec)] = list(store.iter_records(tmp_path / "r"))
+    assert rec["status"] == "ok"
+
+
+def test_a_native_crash_in_a_run_is_a_failed_record_and_the_grid_goes_on(tmp_path):
+    (tmp_path / "abort_plugin.py").write_text(
+        textwrap.dedent(
+            '''
+            import os
+            import methods as M
+
+
+            @M.register
+            class Abort(M.Auxiliary):
+                """Dies like a native crash (SIGABRT), with no Python exception."""
+
+                name = "test_abort"
+
+                def __call__(self, feats, labels):
+                    os.abort()
+            '''
+        )
+    )
+    out = tmp_path / "runs"
+    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"}
+    args = [*TINY, "--ratios", "0.25", "--methods", "ce,test_abort,os", "--plugin", "abort_plugin", "--out", str(out)]
+    p = _bench(args, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdout, stderr = p.communicate(timeout=300)
+    assert p.returncode == 1, stdout + stderr  # 2. a grid that did not finish cleanly is not exit 0
+    assert "1 run(s) failed" in stderr and "Traceback" not in stderr
+    recs = {r["spec"]["method"]: r for _, r in store.iter_records(out)}
+    assert recs["ce"]["status"] == recs["os"]["status"] == "ok"
+    assert recs["test_abort"]["status"] == "failed" and "died (signal SIGABRT)" in recs["test_abort"]["error"]
+    assert not list(store.claims_dir(out).iterdir())  # no claim left behind
+
+
+# ---- 3. workers die with their parent; Ctrl-C is one line -----------------------------------------
+
+
+def _children(pid):
+    kids = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids += [int(k) for k in (task / "children").read_text().split()]
+    return kids
+
+
+def _grid_started(out: Path, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline and not list(out.glob("*.json")):
+        time.sleep(0.2)
+    assert list(out.glob("*.json")), "the grid did not start"
+
+
+def test_workers_die_with_a_killed_parent(tmp_path):
+    out = tmp_path / "runs"
+    args = [*TINY, "--steps", "400", "--ratios", "1,0.25", "--methods", "ce,os,fsc", "--out", str(out)]
+    p = _bench([*args, "--workers-per-gpu", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _grid_started(out)
+    workers = _children(p.pid)
+    assert workers
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.2)
+    alive = [
+        w for w in workers if Path(f"/proc/{w}").exists() and "Z" not in Path(f"/proc/{w}/stat").read_text().split()[2]
+    ]
+    assert not alive, f"orphaned workers still running: {alive}"
+
+
+def test_ctrl_c_stops_the_grid_in_one_line(tmp_path):
+    out = tmp_path / "runs"
+    args = [*TINY, "--steps", "400", "--ratios", "1,0.25", "--methods", "ce,os,fsc", "--out", str(out)]
+    p = _bench(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    _grid_started(out)
+    os.killpg(p.pid, signal.SIGINT)  # as a terminal's Ctrl-C reaches the whole process group
+    _, stderr = p.communicate(timeout=60)
+    assert p.returncode == 130 and "Traceback" not in stderr, stderr
+    assert "interrupted: finished records are in" in stderr
+
+
+# ---- 4. bad files, 7. concurrent launches ---------------------------------------------------------
+
+
+def test_bad_files_in_the_runs_folder_are_named_and_the_grid_goes_on(tmp_path, capsys):
+    from .conftest import tiny_specs
+
+    out = tmp_path / "runs"
+    a, b = tiny_specs(["ce", "os"])
+    out.mkdir()
+    store.record_path(out, a.key).write_bytes(b"\xff\xfe not utf-8")
+    store.record_path(out, b.key).mkdir()  # a folder named like a record
+    assert main([*TINY, "--ratios", "0.25", "--methods", "ce,os", "--executor", "local", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"unreadable record {store.record_path(out, a.key)} (not UTF-8 text); run" in err
+    assert f"{store.record_path(out, b.key)} is not a record file (remove it)" in err
+    assert store.read_record(store.record_path(out, a.key))["status"] == "ok"  # redone
+    assert main(["status", "--out", str(out)]) == 0
+
+
+def test_two_launches_of_one_grid_train_each_run_once(tmp_path):
+    out = tmp_path / "runs"
+    args = [*TINY, "--steps", "30", "--ratios", "1,0.25", "--methods", "ce,os,fsc", "--out", str(out)]
+    procs = [_bench([*args, "--executor", "local"], stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    logs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    trained = [int(log[0].split("grid finished in ")[1].split(" ok")[0].split(": ")[1]) for log in logs]
+    assert sum(trained) == 6, logs  # every run trained by exactly one of the two
+    assert len(list(out.glob("*.json"))) == 6 and len(list((out / ".grids").glob("*.json"))) == 1
+
+
+def test_a_corrupt_manifest_does_not_break_status(tmp_path, capsys):
+    out = tmp_path / "runs"
+    (out / ".grids").mkdir(parents=True)
+    (out / ".grids" / "abc.json").write_text("{ half")
+    assert main(["status", "--out", str(out)]) == 0
+    assert "unreadable grid manifest" in capsys.readouterr().err
+
+
+# ---- 8. and 13. a user's photo folder ------------------------------------------------------------
+
+
+def _folder_args(root, out):
+    return ["run", "--preset", "tiny", "--dataset", "folder", "--data-root", str(root), "--classes", "cat,dog",
+            "--methods", "ce", "--ratios", "0.5", "--image-size", "16", "--executor", "local", "--plain", "--out", str(out)]  # fmt: skip
+
+
+def test_a_folder_link_loop_is_not_followed(tmp_path, capsys):
+    _photos(tmp_path / "p", {"cat": 12, "dog": 12}, size=20)
+    (tmp_path / "p" / "cat" / "loop").symlink_to(tmp_path / "p")  # a link back up: dog photos as cats
+    assert main(_folder_args(tmp_path / "p", tmp_path / "r")) == 0
+    captured = capsys.readouterr()
+    assert "not followed: folder link" in captured.err and "cat 10 train / 2 test" in captured.out
+    [(_, rec)] = list(store.iter_records(tmp_path / "r"))
+    assert sum(rec["counts"]["train"]) + sum(rec["counts"]["test"]) <= 24
+
+
+@pytest.mark.parametrize("bad", ["dangling", "loop", "bomb"])
+def test_unreadable_photos_are_one_line_or_skipped_and_listed(tmp_path, capsys, bad):
+    root = tmp_path / "p"
+    _photos(root, {"cat": 12, "dog": 12}, size=20)
+    target = root / "dog" / "bad.png"
+    if bad == "dangling":
+        target.symlink_to(tmp_path / "nowhere.png")
+    elif bad == "loop":
+        target.symlink_to(root / "dog" / "bad2.png")
+        (root / "dog" / "bad2.png").symlink_to(target)
+    else:  # 20000 x 20000: PIL's decompression-bomb guard
+        Image.new("1", (20000, 20000)).save(target)
+    assert main(_folder_args(root, tmp_path / "r")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bad.png" in err and "--skip-unreadable" in err
+    assert main([*_folder_args(root, tmp_path / "r"), "--skip-unreadable"]) == 0
+    [(_, rec)] = list(store.iter_records(tmp_path / "r"))
+    assert any("bad.png" in n for n in rec["data"]["notes"])
+
+
+def test_the_folder_cache_is_keyed_by_content_and_verified(tmp_path):
+    import torch
+
+    from datasets import get_source
+    from datasets.base import cache_dir
+
+    root = tmp_path / "p"
+    _photos(root, {"cat": 6, "dog": 6}, size=20)
+    first = get_source("folder", data_root=str(root), image_size=16).load()
+    [cache] = list((cache_dir() / "folder").glob("*.pt"))
+    blob = torch.load(cache, weights_only=True)
+    blob["y"] = 1 - blob["y"]  # flipped labels in a file that still loads
+    torch.save(blob, cache)
+    again = get_source("folder", data_root=str(root), image_size=16).load()
+    assert torch.equal(again.train_y, first.train_y)  # the tampered cache was rebuilt, not used
+    os.utime(root / "cat" / "0.png", (1, 1))  # a new date, the same content: the same data and digest
+    assert get_source("folder", data_root=str(root), image_size=16).load().digest == first.digest
+    Image.fromarray(np.zeros((20, 20, 3), dtype=np.uint8)).save(root / "cat" / "0.png")
+    assert get_source("folder", data_root=str(root), image_size=16).load().digest != first.digest
+
+
+@pytest.mark.parametrize("size", ["0", "-5", "100000"])
+def test_image_size_out_of_range_is_one_line(tmp_path, capsys, size):
+    _photos(tmp_path / "p", {"cat": 3, "dog": 3}, size=20)
+    args = _folder_args(tmp_path / "p", tmp_path / "r")
+    args[args.index("--image-size") + 1] = size
+    assert main(args) == 2
+    assert "--image-size must be between 8 and 1024" in capsys.readouterr().err
+
+
+# ---- 9. one line, exit 2, before anything is written ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--lr", "nan"], "--lr must be a finite number > 0"),
+        (["--width", "inf"], "--width must be a finite number > 0"),
+        (["--n-major", "0"], "--n-major is a count"),
+        (["--val-per-class", "200"], "--val-per-class 200 leaves no training images"),
+        (["--data-seed", "-1"], "--data-seed must be >= 0"),
+        (["--seeds", "100000"], "pass --yes"),
+        (["--task", "lt", "--classes", "a"], "needs at least two classes"),
+        (["--seeds", "x"], "argument --seeds: invalid int value"),
+        (["--model", "x"], "argument --model: invalid choice"),
+        (["--workers-per-gpu", "0"], "--workers-per-gpu must be >= 1"),
+    ],
+)
+def test_bad_flags_are_one_line_before_anything_is_written(argv, message, tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert main([*TINY, "--out", str(out), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not out.exists()  # no manifest, no folder
+
+
+def test_bad_out_folders_are_one_line(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    for out, message in (
+        ("", "--out must name a folder"),
+        (str(tmp_path / "file" / "runs"), "a file or folder is in the way"),
+        ("/proc/runs", "cannot write /proc/runs"),
+    ):  # noqa: E501
+        assert main([*TINY, "--out", out]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_report_reference_must_have_run(tmp_path, capsys):
+    from .conftest import tiny_specs
+
+    out = tmp_path / "runs"
+    assert main([*TINY, "--ratios", "0.25", "--methods", "ce,os", "--executor", "local", "--out", str(out)]) == 0
+    assert len(tiny_specs(["ce", "os"])) == 2
+    assert main(["report", "--runs", str(out), "--out", str(tmp_path / "o"), "--reference", "nosuch"]) == 2
+    assert "--reference nosuch ran on no board; methods here: ce, os" in capsys.readouterr().err
+
+
+# ---- 10. a full disk, unwritable folders, crafted files -------------------------------------------
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_partial_record(tmp_path, capsys, monkeypatch):
+    real = os.fsync
+
+    def full(fd):
+        real(fd)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store.os, "fsync", full)
+    out = tmp_path / "runs"
+    assert main([*TINY, "--ratios", "0.25", "--methods", "ce", "--executor", "local", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no space left on the device" in err and "the grid resumes" in err
+    assert list(out.glob("*.json")) == [] and list(out.glob(".*.tmp")) == []
+
+
+def test_report_to_an_unwritable_folder_is_one_line(tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert main([*TINY, "--ratios", "0.25", "--methods", "ce", "--executor", "local", "--out", str(out)]) == 0
+    (tmp_path / "file").write_text("x")
+    assert main(["report", "--runs", str(out), "--out", str(tmp_path / "file" / "sub")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot write" in err
+
+
+def test_a_truncated_feature_file_is_named_and_skipped(tmp_path, capsys):
+    out = tmp_path / "runs"
+    argv = [*TINY, "--ratios", "0.25", "--methods", "ce,os,os+fsc", "--executor", "local", "--save-features"]
+    assert main([*argv, "--out", str(out)]) == 0
+    npz = sorted((out / "features").glob("*.npz"))[0]
+    npz.write_bytes(npz.read_bytes()[:100])
+    assert main(["report", "--runs", str(out), "--out", str(tmp_path / "o")]) == 0
+    captured = capsys.readouterr()
+    assert f"unreadable feature file {npz}" in captured.out + captured.err
+
+
+# ---- 11. permissions, 12. progress in a log -------------------------------------------------------
+
+
+def test_records_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        store.write_record(tmp_path, {"key": "k", "spec": {}, "status": "ok"})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "k.json").stat().st_mode) == 0o644
+
+
+def test_a_log_gets_progress_lines_inside_a_run(tmp_path, capsys, monkeypatch):
+    import bench.progress
+
+    monkeypatch.setattr(bench.progress, "PROGRESS_EVERY_S", 0.0)
+    argv = [*TINY, "--ratios", "0.25", "--methods", "ce", "--executor", "local", "--out", str(tmp_path / "r")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "... synthetic/fine r=0.25 ce seed=0: step" in out
+    assert "grid finished in" in out and "0 were already done" in out
+
+
+# ---- the run key --------------------------------------------------------------------------------
+
+
+def test_numerics_are_in_the_key_and_a_gpu_record_never_makes_a_cpu_run_skip(tmp_path, capsys):
+    from dataclasses import replace
+
+    from bench.spec import numerics
+
+    from .conftest import tiny_specs
+
+    [cpu1] = tiny_specs(["ce"])
+    cpu2 = replace(cpu1, numerics=numerics("cpu", "auto", 2))
+    gpu = replace(cpu1, numerics=numerics("cuda", "auto", None))
+    assert len({cpu1.key, cpu2.key, gpu.key}) == 3
+    assert gpu.numerics.startswith("cuda bf16") and "threads" not in gpu.numerics
+    out = tmp_path / "runs"
+    store.write_record(out, {"key": gpu.key, "spec": json.loads(gpu.canonical()), "status": "ok", "metrics": {}})
+    assert main([*TINY, "--ratios", "0.25", "--methods", "ce", "--executor", "local", "--out", str(out)]) == 0
+    assert "1 ok" in capsys.readouterr().out  # the CPU run trained; the GPU record did not stand for it
