@@ -170,8 +170,10 @@ def test_a_corrupt_manifest_does_not_break_status(tmp_path, capsys):
 
 
 def _folder_args(root, out):
-    return ["run", "--preset", "tiny", "--dataset", "folder", "--data-root", str(root), "--classes", "cat,dog",
-            "--methods", "ce", "--ratios", "0.5", "--image-size", "16", "--executor", "local", "--plain", "--out", str(out)]  # fmt: skip
+    return [
+        "run", "--preset", "tiny", "--dataset", "folder", "--data-root", str(root), "--classes", "cat,dog",
+        "--methods", "ce", "--ratios", "0.5", "--image-size", "16", "--executor", "local", "--plain", "--out", str(out),
+    ]  # fmt: skip
 
 
 def test_a_folder_link_loop_is_not_followed(tmp_path, capsys):
