@@ -164,3 +164,32 @@ def test_a_plugin_that_cannot_be_imported_is_one_line(capsys):
     assert main(["list", "--plugin", "no_such_module_xyz"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--plugin no_such_module_xyz: cannot import it" in err
+
+
+def test_every_example_in_the_readme_section_on_adding_methods_trains(tmp_path):
+    """The README's examples, one per role and a two-stage one, registered and trained as written."""
+    import torch
+
+    from bench.executors import RunOptions, run_local
+
+    from .conftest import tiny_specs
+
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### Adding a method", 1)[1].split("\n### ", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in section.split("```python\n")[1:]]
+    assert len(blocks) >= 3
+    before = set(M.REGISTRY)
+    namespace = {"torch": torch}
+    try:
+        for block in blocks:
+            exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
+        added = sorted(set(M.REGISTRY) - before)
+        roles = {M.REGISTRY[n].role for n in added}
+        assert roles == set(M.ROLES), f"the README lacks an example of {set(M.ROLES) - roles}"
+        specs = tiny_specs(added)
+        recs = run_local(specs, tmp_path, torch.device("cpu"), RunOptions(plain=True)).written
+        assert {r["spec"]["method"] for r in recs} == set(added)
+        assert all(r["status"] == "ok" for r in recs), [r.get("error") for r in recs]
+    finally:
+        for name in set(M.REGISTRY) - before:
+            M.unregister(name)
