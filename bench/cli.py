@@ -267,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--epochs", type=int, default=3, help="passes over the 1:1 training set per measurement")
     pf.add_argument("--concurrency", help="comma-separated process counts to try on one GPU, e.g. 1,2,4")
     pf.add_argument("--compile-check", action="store_true", help="also time torch.compile (default on CUDA)")
+    pf.add_argument("--batched", help="comma-separated K: also time K runs as one grouped model against K alone")
+    pf.add_argument("--layout-check", action="store_true", help="also time NHWC (channels_last) against NCHW")
     pf.add_argument("--results", default="results", help="PERF.md and perf/*.json go here")
 
     rep = sub.add_parser(
@@ -570,8 +572,11 @@ def cmd_perf(a) -> int:
     preset = a.preset or ("paper" if device.type == "cuda" else "quick")
     try:
         levels = [int(x) for x in _csv(a.concurrency)] if a.concurrency else None
+        batched = [int(x) for x in _csv(a.batched)] if a.batched else None
     except ValueError:
-        raise BenchError(f"--concurrency takes process counts such as 1,2,4, got {a.concurrency!r}") from None
+        raise BenchError("--concurrency and --batched take counts such as 1,2,4") from None
+    if batched and min(batched) < 2:
+        raise BenchError("--batched counts must be >= 2")
     if a.repeats < 1 or a.epochs < 1 or (levels and min(levels) < 1):
         raise BenchError("--repeats, --epochs and each --concurrency count must be >= 1")
     result = measure(
@@ -583,6 +588,8 @@ def cmd_perf(a) -> int:
         epochs=a.epochs,
         compile_check=True if a.compile_check else None,
         concurrency_levels=levels,
+        batched_levels=batched,
+        layout=a.layout_check,
     )
     result["command"] = a.command_line
     path = write_results(result, Path(a.results))

@@ -155,6 +155,48 @@ def concurrency(dataset, task_name, spec, device, levels=(1, 2, 4)) -> list[dict
     return out
 
 
+def batched_speed(task: TaskData, spec: RunSpec, device: torch.device, k: int, repeats: int) -> dict:
+    """K runs of `ce` (seeds 0..K-1) one after another against the same K as one grouped model
+    (bench/batched.py), alternating; training images per second of the K runs together."""
+    from .batched import train_batched
+
+    specs = [replace(spec, seed=i, data_seed=i, method="ce", hparams={}) for i in range(k)]
+    images = k * spec.steps * spec.batch_size
+    alone, together = [], []
+    for _ in range(repeats):
+        alone.append(
+            images / sum(train_and_evaluate(s, task, parse_method("ce"), device)["timings"]["train_s"] for s in specs)
+        )
+        parts = train_batched(specs, [task] * k, [parse_method("ce") for _ in specs], device)
+        together.append(images / sum(p["timings"]["train_s"] for p in parts))
+    a, t = statistics.median(alone), statistics.median(together)
+    return {
+        "runs": k,
+        "separate_images_per_s": round(a, 1),
+        "batched_images_per_s": round(t, 1),
+        "speedup": round(t / a, 2),
+    }
+
+
+def layout_check(task: TaskData, spec: RunSpec, device: torch.device, repeats: int) -> dict:
+    """What NHWC (channels_last) buys over NCHW for this preset on this device, alternating repeats."""
+    import bench.train as T
+
+    nhwc, nchw = [], []
+    original = T.use_channels_last
+    try:
+        for _ in range(repeats):
+            T.use_channels_last = lambda dev, size: True
+            nhwc.append(harness_run(task, spec, "ce", device)["images_per_s"])
+            T.use_channels_last = lambda dev, size: False
+            nchw.append(harness_run(task, spec, "ce", device)["images_per_s"])
+    finally:
+        T.use_channels_last = original
+    a, b = statistics.median(nhwc), statistics.median(nchw)
+    return {"nhwc_images_per_s": [round(v, 1) for v in nhwc], "nchw_images_per_s": [round(v, 1) for v in nchw],
+            "nhwc_over_nchw": round(a / b, 3)}  # fmt: skip
+
+
 def measure(
     dataset="animals",
     task_name="fine",
@@ -165,6 +207,8 @@ def measure(
     workers=None,
     compile_check=None,
     concurrency_levels=None,
+    batched_levels=None,
+    layout=False,
     log=print,
 ) -> dict:
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -260,6 +304,12 @@ def measure(
         }
     if concurrency_levels:
         result["concurrency"] = concurrency(dataset, task_name, spec, device, concurrency_levels)
+    for k in batched_levels or ():
+        result.setdefault("batched", []).append(batched_speed(task, spec, device, k, repeats))
+        log(f"  {k} runs as one grouped model: {result['batched'][-1]}")
+    if layout:
+        result["layout"] = layout_check(task, spec, device, repeats)
+        log(f"  NHWC vs NCHW: {result['layout']}")
     return result
 
 
@@ -333,6 +383,22 @@ def render_markdown(results: list[dict]) -> str:
                 [
                     "torch.compile: first run; images/s; vs eager",
                     f"{c['first_run_s']:.1f} s; {c['images_per_s']:.0f}; {c['speedup_vs_eager']:.2f}x",
+                ]
+            )
+        for b in r.get("batched", []):
+            rows.append(
+                [
+                    f"{b['runs']} runs: one after another vs one grouped model (images/s of all)",
+                    f"{b['separate_images_per_s']:.0f} vs {b['batched_images_per_s']:.0f}: **{b['speedup']:.2f}x**",
+                ]
+            )
+        if r.get("layout"):
+            lay = r["layout"]
+            rows.append(
+                [
+                    "NHWC (channels_last) vs NCHW memory, images/s (all repeats)",
+                    f"{_fmt_list(lay['nhwc_images_per_s'])} vs {_fmt_list(lay['nchw_images_per_s'])}: "
+                    f"**{lay['nhwc_over_nchw']:.2f}x**",
                 ]
             )
         for c in r.get("concurrency", []):

@@ -37,6 +37,11 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def augment_pad(size: int) -> int:
+    """Random-crop padding: an eighth of the image side (4 px at 32 px), at least 1."""
+    return max(1, round(size / 8))
+
+
 def augment(xb: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
     """Random crop after zero padding by `pad` and random horizontal flip, for a whole uint8 batch."""
     b, _, h, w = xb.shape
@@ -59,7 +64,7 @@ class Normaliser:
         self.channels_last = channels_last
 
     def __call__(self, xb: torch.Tensor) -> torch.Tensor:
-        x = (xb.float() - self.mean) / self.std
+        x = (xb.to(torch.get_default_dtype()) - self.mean) / self.std
         # explicit either way: the augmented batch comes out of a permute with NHWC strides, which would
         # send a "contiguous" model down the NHWC kernels anyway
         return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
@@ -176,7 +181,7 @@ def train_and_evaluate(
     forward = torch.compile(model) if compile else model
     mean, std = input_statistics(task, model.pretrained_cfg, channels)
     norm = Normaliser(mean, std, device, channels_last=nhwc)
-    pad = max(1, round(size / 8))
+    pad = augment_pad(size)
     gen = torch.Generator(device=device).manual_seed(spec.seed)
     rng = np.random.default_rng(spec.seed)
     total = spec.steps

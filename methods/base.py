@@ -45,6 +45,11 @@ class MethodError(ValueError):
     """A bad method name, composition or hyper-parameter; one line that names the fix."""
 
 
+def full_precision(t: torch.Tensor) -> torch.Tensor:
+    """Half-precision activations (bf16 autocast) as float32 for a loss; float32 and float64 unchanged."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
 # ---- what a method may know about its run ---------------------------------------------------------
 
 
@@ -209,7 +214,7 @@ class Criterion(Method):
     reduction_default: ClassVar[str] = "weight_sum"
 
     def __call__(self, logits, targets, weight: torch.Tensor | None = None, reduction: str | None = None):
-        losses = self.class_losses(logits.float())
+        losses = self.class_losses(full_precision(logits))
         own = self.class_weights()
         if own is not None:
             if weight is not None:

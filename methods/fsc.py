@@ -20,13 +20,13 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from .base import Auxiliary, hp, register
+from .base import Auxiliary, full_precision, hp, register
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
 
 
 def fsc_layer_loss(h: torch.Tensor, targets: torch.Tensor, centre: bool = False, balance: str = "none") -> torch.Tensor:
-    h = h.float()
+    h = full_precision(h)
     if centre:
         h = h - h.mean(dim=0, keepdim=True)
     z = F.normalize(h, dim=1, eps=1e-8)

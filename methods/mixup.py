@@ -29,8 +29,8 @@ class _Mixing(Transform):
         return lam * x + (1 - lam) * x[perm], y[perm], lam
 
     def soft(self, y, y2, lam_y: torch.Tensor):
-        a = F.one_hot(y, self.num_classes).float()
-        b = F.one_hot(y2, self.num_classes).float()
+        a = F.one_hot(y, self.num_classes).to(torch.get_default_dtype())
+        b = F.one_hot(y2, self.num_classes).to(torch.get_default_dtype())
         return lam_y[:, None] * a + (1 - lam_y[:, None]) * b
 
 

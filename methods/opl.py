@@ -14,11 +14,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import Auxiliary, hp, register
+from .base import Auxiliary, full_precision, hp, register
 
 
 def opl_loss(h: torch.Tensor, labels: torch.Tensor, gamma: float) -> torch.Tensor:
-    z = F.normalize(h.float(), dim=1)
+    z = F.normalize(full_precision(h), dim=1)
     cos = z @ z.T
     same = labels[:, None] == labels[None, :]
     pos = same & ~torch.eye(len(labels), dtype=torch.bool, device=cos.device)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from pytorch_metric_learning import losses
 from torch import nn
 
-from .base import Auxiliary, TrainContext, hp, register
+from .base import Auxiliary, TrainContext, full_precision, hp, register
 
 
 @register
@@ -38,5 +38,5 @@ class SupCon(Auxiliary):
         return list(self.head.parameters())
 
     def __call__(self, feats, labels):
-        z = F.normalize(self.head(feats["layer4"].float()), dim=1)
+        z = F.normalize(self.head(full_precision(feats["layer4"])), dim=1)
         return self.lam * self.loss_fn(z, labels)

@@ -184,7 +184,8 @@ def test_bad_cli_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--concurrency", "abc"], "--concurrency takes process counts"),
+        (["--concurrency", "abc"], "--concurrency and --batched take counts"),
+        (["--batched", "1"], "--batched counts must be >= 2"),
         (["--repeats", "0"], "must be >= 1"),
     ],
 )
