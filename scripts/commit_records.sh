@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Commit the run records finished so far with the leaderboard, LaTeX tables and figures they give,
+# while a grid may still be writing more: the report is made from a snapshot of exactly the records
+# committed, so CI's check (report of results/runs == results/leaderboard.*) holds for the commit.
+# Usage: scripts/commit_records.sh "commit message" [extra `bench report` flags]
+set -euo pipefail
+msg=${1:?a commit message}; shift
+snap=$(mktemp -d)
+mkdir -p "$snap/runs"
+find results/runs -maxdepth 1 -name '*.json' -exec cp {} "$snap/runs/" \;
+python -m bench report --runs "$snap/runs" --out results "$@" > /dev/null
+git add results/leaderboard.md results/leaderboard.csv results/latex results/figures
+(cd "$snap/runs" && ls) | sed 's#^#results/runs/#' | xargs git add
+git commit -q -m "$msg"
+echo "committed $(ls "$snap/runs" | wc -l) records"
+rm -rf "$snap"
