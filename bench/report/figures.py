@@ -39,7 +39,15 @@ def method_style(label: str) -> dict:
     else:
         colour = _COLOURS[len(KNOWN) + int(hashlib.sha1(core.encode()).hexdigest(), 16) % (40 - len(KNOWN))]
     linestyle = ":" if swept else "--" if ("os" in parts and core != "os") else "-"
-    return {"color": colour, "linestyle": linestyle}
+    if not swept:
+        return {"color": colour, "linestyle": linestyle, "marker": "o"}
+    # A swept configuration: its method's hue, lighter or darker and with its own marker, so that the
+    # configurations of one sweep can be told apart (and keep their look from figure to figure).
+    h = int(hashlib.sha1(swept.encode()).hexdigest(), 16)
+    shade = ((h % 7) - 3) / 7.5  # -0.4 .. +0.4
+    towards = np.ones(3) if shade > 0 else np.zeros(3)
+    rgb = np.array(matplotlib.colors.to_rgb(colour)) * (1 - abs(shade)) + towards * abs(shade)
+    return {"color": tuple(rgb), "linestyle": linestyle, "marker": "osD^vPX*"[(h // 7) % 8]}
 
 
 def save_png_svg(fig, path_stem: Path) -> list[Path]:
@@ -88,7 +96,7 @@ def accuracy_vs_ratio(boards, fig_dir: Path) -> list[Path]:
                     mean = np.array([c.per_class[cls_i].mean for _, c in pts])
                     std = np.array([c.per_class[cls_i].std if c.per_class[cls_i].n > 1 else 0 for _, c in pts])
                     style = method_style(m)
-                    ax.plot(x, mean, marker="o", ms=3, lw=1.5, label=m, **style)
+                    ax.plot(x, mean, ms=4, lw=1.5, label=m, **style)
                     ax.fill_between(x, mean - std, mean + std, alpha=0.12, color=style["color"], lw=0)
                 ax.set_xscale("log")
                 ax.set_xticks(sorted(b.ratios), [f"1:{r:g}" for r in sorted(b.ratios)], fontsize=7, rotation=35)
@@ -125,7 +133,7 @@ def accuracy_vs_frequency(boards, fig_dir: Path) -> list[Path]:
                 mean = np.array([c.per_class[i].mean for i in order])
                 std = np.array([c.per_class[i].std if c.per_class[i].n > 1 else 0 for i in order])
                 style = method_style(m)
-                ax.plot(x, mean, marker="o", ms=3, lw=1.4, label=m, **style)
+                ax.plot(x, mean, ms=3, lw=1.4, label=m, **style)
                 ax.fill_between(x, mean - std, mean + std, alpha=0.1, color=style["color"], lw=0)
             many, few = b.shot_thresholds()
             for t in (few, many):
