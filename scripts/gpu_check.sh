@@ -25,11 +25,11 @@ stamp "tests on CUDA"
 BENCH_TEST_DEVICE=cuda timeout 150 $PY -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py tests/test_harness.py \
   tests/test_methods.py 2>&1 | tee "$OUTDIR/tests.log" | tail -15
 
-stamp "bench perf (paper preset)"
-timeout 240 $PY -m bench perf --preset paper --repeats 3 --epochs 10 --concurrency 1,2,4 \
+stamp "bench perf (paper preset): harness vs naive, FLOP/s, compile, concurrent processes, K runs as one grouped model"
+timeout 240 $PY -m bench perf --preset paper --repeats 3 --epochs 10 --concurrency 1,2,4 --batched 4,8 \
   --results "$OUTDIR/work/results" 2>&1 | tee "$OUTDIR/perf.log" | grep -v Warning
 
-stamp "paper grid slice: every method and os+fsc, both tasks, 1:0.01, 1 seed, 4 runs at a time"
+stamp "paper grid slice: every method and os+fsc, both tasks, 1:0.01, 1 seed, 4 runs at a time (wall time = the grid's cost)"
 timeout 200 $PY -m bench run --preset paper --dataset animals --task fine,coarse --methods all,os+fsc \
   --ratios 0.01 --seeds 1 --executor gpus --workers-per-gpu 4 --out "$OUTDIR/work/runs" --plain 2>&1 \
   | tee "$OUTDIR/grid.log" | tail -25
