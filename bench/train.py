@@ -72,8 +72,10 @@ class Normaliser:
 
 # On the CPU, torch 2.14.1's oneDNN convolution backward corrupts the heap for channels_last inputs
 # of 56 px and more at 1/8 width ("free(): invalid next size", exit 134/139; reproduced with a plain
-# torch script, so upstream), while at 28-32 px no run of the suite ever crashed and it measured faster
-# (results/PERF.md). CUDA: cuDNN's tensor-core kernels want NHWC.
+# torch script, so upstream). At 28-32 px no run of the suite ever crashed, and NHWC is kept there only
+# so that every CPU record of suite version 2 shares one arithmetic: it buys nothing on the CPU
+# (0.98x of NCHW on the 2-core Xeon, `bench perf --layout-check`, results/PERF.md); the next suite
+# version can drop it. CUDA: cuDNN's tensor-core kernels want NHWC.
 CPU_CHANNELS_LAST_MAX_PX = 32
 
 
