@@ -364,3 +364,41 @@ def test_numerics_are_in_the_key_and_a_gpu_record_never_makes_a_cpu_run_skip(tmp
     store.write_record(out, {"key": gpu.key, "spec": json.loads(gpu.canonical()), "status": "ok", "metrics": {}})
     assert main([*TINY, "--ratios", "0.25", "--methods", "ce", "--executor", "local", "--out", str(out)]) == 0
     assert "1 ok" in capsys.readouterr().out  # the CPU run trained; the GPU record did not stand for it
+
+
+@pytest.mark.parametrize(
+    "code, message", [(errno.EROFS, "pass a writable --out folder"), (errno.EACCES, "pass a writable --out folder")]
+)
+def test_a_read_only_or_forbidden_folder_is_one_line(tmp_path, capsys, monkeypatch, code, message):
+    def refuse(*a, **k):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(store.tempfile, "mkstemp", refuse)
+    out = tmp_path / "runs"
+    out.mkdir()
+    assert main([*TINY, "--ratios", "0.25", "--methods", "ce", "--executor", "local", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+
+
+def test_grid_manifests_and_claims_stay_out_of_git():
+    for path in ("results/runs/.grids/abc.json", "results/runs/.claims/0123", "results/runs/.slurm/jobs.json"):
+        r = subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO)
+        assert r.returncode == 0, f"{path} is not ignored"
+
+
+def test_weights_are_keyed_by_content_not_path(tmp_path, capsys):
+    import torch
+
+    from bench.models import build_model
+
+    w = tmp_path / "w.pt"
+    argv = [*TINY, "--ratios", "0.25", "--methods", "ce", "--executor", "local", "--weights", str(w)]
+    torch.manual_seed(0)
+    torch.save(build_model(2, 1, 16, 0.125).state_dict(), w)
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    torch.manual_seed(1)
+    torch.save(build_model(2, 1, 16, 0.125).state_dict(), w)  # same path, other weights
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    assert "1 ok" in capsys.readouterr().out.split("grid finished")[-1]  # trained again: a new key
+    assert len(list((tmp_path / "a").glob("*.json"))) == 2
