@@ -44,6 +44,15 @@ def _wrap_with_scale(model: nn.Module) -> None:
     model.fc = ScaledClassifier(model.fc, model.num_classes)
 
 
+def balanced_classifier_stages(comp, share: float, name: str, trainable, on_start) -> list[Stage]:
+    """Kang et al.'s decoupling: the composition trains the representation for 1 - share of the budget,
+    then the backbone is frozen and `trainable` is learned with class-balanced sampling and CE."""
+    return [
+        comp.main_stage("representation", 1 - share),
+        Stage(name, share, sampler=ClassBalancedSampling(), criterion=CE(), trainable=trainable, on_start=on_start),
+    ]
+
+
 @register
 class CRT(Stages):
     name = "crt"
@@ -52,17 +61,9 @@ class CRT(Stages):
     share: float = hp(0.1, gt=0, lt=1)
 
     def stages(self, comp):
-        return [
-            comp.main_stage("representation", 1 - self.share),
-            Stage(
-                "classifier",
-                self.share,
-                sampler=ClassBalancedSampling(),
-                criterion=CE(),
-                trainable=lambda m: list(m.fc.parameters()),
-                on_start=reset_classifier,
-            ),
-        ]
+        return balanced_classifier_stages(
+            comp, self.share, "classifier", lambda m: list(m.fc.parameters()), reset_classifier
+        )
 
 
 @register
@@ -74,17 +75,7 @@ class LWS(Stages):
     share: float = hp(0.1, gt=0, lt=1)
 
     def stages(self, comp):
-        return [
-            comp.main_stage("representation", 1 - self.share),
-            Stage(
-                "scales",
-                self.share,
-                sampler=ClassBalancedSampling(),
-                criterion=CE(),
-                trainable=lambda m: [m.fc.scale],
-                on_start=_wrap_with_scale,
-            ),
-        ]
+        return balanced_classifier_stages(comp, self.share, "scales", lambda m: [m.fc.scale], _wrap_with_scale)
 
 
 TAU_GRID = tuple(round(0.1 * i, 1) for i in range(0, 21))  # 0, 0.1, ..., 2
