@@ -120,7 +120,14 @@ def test_workers_die_with_a_killed_parent(tmp_path):
 def test_ctrl_c_stops_the_grid_in_one_line(tmp_path):
     out = tmp_path / "runs"
     args = [*TINY, "--steps", "400", "--ratios", "1,0.25", "--methods", "ce,os,fsc", "--out", str(out)]
-    p = _bench(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    # (a launcher in the background, e.g. `nohup .ci/run &`, hands its children SIGINT ignored: undo that)
+    p = _bench(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     _grid_started(out)
     os.killpg(p.pid, signal.SIGINT)  # as a terminal's Ctrl-C reaches the whole process group
     _, stderr = p.communicate(timeout=60)
