@@ -203,15 +203,14 @@ class Criterion(Method):
     Without weights both are the plain mean."""
 
     role = "criterion"
+    reduction_default: ClassVar[str] = "weight_sum"  # for weights that come without a reduction
 
     def class_losses(self, logits: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def class_weights(self) -> torch.Tensor | None:
-        """The criterion's own per-class weights (cb), or None."""
+        """The criterion's own per-class weights (cb; then its `reduction` field applies), or None."""
         return None
-
-    reduction_default: ClassVar[str] = "weight_sum"
 
     def __call__(self, logits, targets, weight: torch.Tensor | None = None, reduction: str | None = None):
         losses = self.class_losses(full_precision(logits))

@@ -6,6 +6,12 @@ instance-balanced sampling, q = 1/2 square-root sampling and q = 0 class-balance
 al., ICLR 2020, Eq. 1). Progressively balanced sampling moves from instance- to class-balanced as
 training goes on: p_c(t) = (1 - t) p_c^IB + t p_c^CB, with t the fraction of the step budget done
 when the epoch is drawn (Kang et al. use t = epoch / total epochs).
+
+Compared with the authors' code (classifier-balancing's ClassAwareSampler): theirs visits the classes
+in a reshuffled round-robin and takes 4 images per visit, cycling through each class's images without
+replacement; here every draw is independent (with replacement). Both give each class the same expected
+share; theirs has less batch-to-batch variance in the class mix. With a step budget the epoch length
+(theirs: largest class x C) does not change the number of updates.
 """
 
 from __future__ import annotations
