@@ -65,6 +65,14 @@ def _overrides(items: list[str], flag: str = "--set") -> dict[str, dict[str, str
     return out
 
 
+def _console():
+    """A rich console; in a pipe or a log, wide enough that tables are not wrapped into narrow columns."""
+    from rich.console import Console
+
+    c = Console()
+    return c if c.is_terminal else Console(width=220)
+
+
 def _weights_digest(weights: str | None) -> str | None:
     """The SHA-256 of a --weights file (part of the run key: a path names a file, its content is what counts)."""
     if not weights or not Path(weights).is_file():
@@ -486,7 +494,7 @@ def cmd_list(a) -> int:
         except Exception:  # a plug-in whose stages need more than a default composition
             plan = "?"
         t.add_row(*(escape(x) for x in (name, cls.role, "\n".join(hps) or "-", cls.describe(), cls.paper or "-", plan)))
-    Console().print(t)
+    _console().print(t)
     t = Table(title="datasets and tasks")
     for h in ("dataset", "built-in pairs (majority, minority)", "description"):
         t.add_column(h)
@@ -494,7 +502,7 @@ def cmd_list(a) -> int:
         cls = SOURCES[name]
         pairs = "; ".join(f"{k}: {a} vs {b}" for k, (a, b) in cls.pairs.items()) or "--classes MAJ,MIN"
         t.add_row(name, pairs + "; lt: all classes", cls.description)
-    Console().print(t)
+    _console().print(t)
     return 0
 
 
@@ -528,7 +536,7 @@ def cmd_datasets(a) -> int:
         t.add_row(name, "yes" if av.available else "no", av.where, src.licence, tasks)
         if av.available and src.pairs and name != "synthetic" and a.figure:
             drawn.append((name, src, data))
-    Console().print(t)
+    _console().print(t)
     if a.figure:
         from .report.figures import task_examples
 
