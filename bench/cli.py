@@ -466,7 +466,6 @@ def cmd_run(a) -> int:
 def cmd_list(a) -> int:
     import dataclasses
 
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
@@ -507,7 +506,6 @@ def cmd_list(a) -> int:
 
 
 def cmd_datasets(a) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from datasets import build_task
