@@ -4,7 +4,11 @@ The original is two-stage (`supcon2`): the encoder is pre-trained with SupCon al
 each image, then a linear classifier is trained on frozen features. `supcon` is the joint variant
 the paper's comparison needs as an end-to-end baseline: CE + lam * SupCon on an L2-normalised
 projection head (Linear-ReLU-Linear, 128-d) over the pooled layer4 features, one view per image.
-The loss itself is pytorch-metric-learning's `SupConLoss`.
+The loss itself is pytorch-metric-learning's `SupConLoss`, with one difference from Khosla et al.'s
+definition, named here because it matters under imbalance: the library returns 0 for a batch without a
+pair of different classes, where the paper's loss is positive and pulls the batch together (its minimum
+over a one-class batch is a collapsed batch). At 1:0.01 about half the batches of 64 hold no minority
+image, so about half the steps carry no contrastive gradient (`tests/test_methods.py` pins this).
 """
 
 from __future__ import annotations

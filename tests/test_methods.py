@@ -154,3 +154,10 @@ def test_registering_needs_a_role():
         @M.register
         class NoRole(M.Method):
             name = "norole"
+
+
+def test_supcon_gives_no_loss_on_a_one_class_batch():
+    """pytorch-metric-learning's convention (the paper's loss would be log(B - 1) here, at collapse)."""
+    sc = M.parse_method("supcon").auxiliaries[0]
+    sc.setup(M.TrainContext(class_counts=[4, 4], feature_dims={"layer4": 16}, device=torch.device("cpu"), seed=0))
+    assert sc({"layer4": torch.randn(8, 16)}, torch.zeros(8, dtype=torch.long)).item() == 0.0
