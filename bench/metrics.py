@@ -10,7 +10,6 @@ from sklearn.metrics import (
     f1_score,
     precision_recall_fscore_support,
     roc_auc_score,
-    silhouette_score,
 )
 
 
@@ -37,21 +36,40 @@ def logit_adjusted_predictions(logits: np.ndarray, train_counts: list[int], tau:
 
 
 def separation(features: np.ndarray, labels: np.ndarray) -> dict:
-    """How far apart the classes are in a feature space (the paper's claimed mechanism):
-    silhouette score with cosine distance, and the mean cosine similarity of pairs of images from
-    the same class and from different classes."""
+    """How far apart the classes are in a feature space (the paper's claimed mechanism): the
+    silhouette score with cosine distance, and the mean cosine similarity of pairs of images from the
+    same class and from different classes.
+
+    Computed from per-class sums of the L2-normalised features, in O(n C D) rather than the O(n^2 D)
+    of a pairwise matrix (10000 test images of a long-tailed Fashion-MNIST task took seconds per
+    layer that way): the mean cosine of image i to the images of class c is z_i . S_c / n_c, so every
+    quantity is exact; `tests/test_report.py` checks it against scikit-learn's silhouette_score."""
     z = features.astype(np.float64)
     z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
-    cos = z @ z.T
-    same = labels[:, None] == labels[None, :]
-    off_diag = ~np.eye(len(labels), dtype=bool)
-    within = cos[same & off_diag]
-    cross = cos[~same]
-    sil = silhouette_score(z, labels, metric="cosine") if 1 < len(np.unique(labels)) < len(labels) else np.nan
+    classes, y = np.unique(labels, return_inverse=True)
+    n_c = np.bincount(y).astype(np.float64)
+    sums = np.zeros((len(classes), z.shape[1]))
+    np.add.at(sums, y, z)
+    self_sim = (z * z).sum(1)  # 1, or 0 for an all-zero feature vector
+    to_class = z @ sums.T  # (n, C): sum of cosines of image i to each class, itself included
+    same_pairs = n_c * (n_c - 1)
+    within_sum = (sums * sums).sum(1) - np.bincount(y, weights=self_sim)
+    gram = sums @ sums.T
+    cross_sum, cross_pairs = gram.sum() - np.trace(gram), n_c.sum() ** 2 - (n_c**2).sum()
+    sil = float("nan")
+    if 1 < len(classes) < len(labels):
+        own = n_c[y]
+        # mean cosine distance to the other members of the own class, and to each other class
+        a = (own - 1 - (to_class[np.arange(len(y)), y] - self_sim)) / np.maximum(own - 1, 1)
+        dist = 1 - to_class / n_c[None, :]
+        dist[np.arange(len(y)), y] = np.inf
+        b = dist.min(axis=1)
+        s_i = np.where(own > 1, (b - a) / np.maximum(np.maximum(a, b), 1e-300), 0.0)
+        sil = float(s_i.mean())
     return {
-        "silhouette": float(sil),
-        "within_class_cos": float(within.mean()) if within.size else float("nan"),
-        "cross_class_cos": float(cross.mean()) if cross.size else float("nan"),
+        "silhouette": sil,
+        "within_class_cos": float(within_sum.sum() / same_pairs.sum()) if same_pairs.sum() else float("nan"),
+        "cross_class_cos": float(cross_sum / cross_pairs) if cross_pairs else float("nan"),
     }
 
 

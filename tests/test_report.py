@@ -477,3 +477,24 @@ def test_console_shows_swept_labels_as_text(tmp_path, capsys):
     print_console(aggregate(recs), 0, Console(file=io.StringIO(), force_terminal=False))
     plain = capsys.readouterr().out
     assert "fsc [fsc.lam=0.3]" in plain and max(len(line) for line in plain.splitlines()) > 80
+
+
+def test_separation_equals_scikit_learns_silhouette_and_the_pairwise_means():
+    """The per-class-sum computation (O(n C D)) against scikit-learn and an explicit pairwise matrix,
+    with all-zero feature vectors and a class of one image."""
+    from sklearn.metrics import silhouette_score
+
+    from bench.metrics import separation
+
+    rng = np.random.default_rng(0)
+    f = np.abs(rng.normal(size=(400, 12)))
+    f[:4] = 0
+    y = rng.integers(0, 4, 400)
+    y[-1] = 4  # a singleton class
+    z = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    cos = z @ z.T
+    same, off = y[:, None] == y[None, :], ~np.eye(400, dtype=bool)
+    got = separation(f, y)
+    assert got["silhouette"] == pytest.approx(silhouette_score(z, y, metric="cosine"), abs=1e-12)
+    assert got["within_class_cos"] == pytest.approx(cos[same & off].mean(), abs=1e-12)
+    assert got["cross_class_cos"] == pytest.approx(cos[~same].mean(), abs=1e-12)
