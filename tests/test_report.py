@@ -498,3 +498,40 @@ def test_separation_equals_scikit_learns_silhouette_and_the_pairwise_means():
     assert got["silhouette"] == pytest.approx(silhouette_score(z, y, metric="cosine"), abs=1e-12)
     assert got["within_class_cos"] == pytest.approx(cos[same & off].mean(), abs=1e-12)
     assert got["cross_class_cos"] == pytest.approx(cos[~same].mean(), abs=1e-12)
+
+
+def _timed(method, seed, mino, wall_s=90.0, **kw):
+    r = rec(method, 0.01, seed, 1.0, mino, **kw)
+    r["wall_s"] = wall_s
+    return r
+
+
+WHICH_MIN = {
+    "os": [0.40, 0.42, 0.38, 0.41, 0.39],
+    "a": [0.60, 0.63, 0.58, 0.61, 0.62],  # above os on every seed
+    "b": [0.59, 0.64, 0.50, 0.66, 0.57],  # a − b: +0.01 −0.01 +0.08 −0.05 +0.05, an interval around zero
+    "ce": [0.0] * 5,
+}
+
+
+def test_which_method_names_ties_evidence_and_cost_by_hand():
+    recs = [_timed(m, s, v) for m, vals in WHICH_MIN.items() for s, v in enumerate(vals)]
+    row = T.which_method(Analysis.of(aggregate(recs))).rows[0]
+    best, headline, tied, runner, vs_os, evidence, cost = row[2:]
+    assert (best, tied, evidence) == ("a", "b", "beats os, tied with 1")
+    assert runner.startswith("b: +0.008 ") and headline.startswith("bal 0.804±0.010, min 0.608±0.019")
+    assert vs_os.startswith("+0.104 ")  # (0.608 − 0.400) / 2 on balanced accuracy
+    assert cost == "20 runs, 0.5 h"  # 20 x 90 s
+    # without the look-alike, the best beats the runner-up (os) on every seed: clear
+    clear = T.which_method(Analysis.of(aggregate([r for r in recs if r["spec"]["method"] != "b"]))).rows[0]
+    assert (clear[2], clear[4], clear[7]) == ("a", "none", "clear")
+    # two seeds are not evidence, whatever the means say
+    few = T.which_method(Analysis.of(aggregate([r for r in recs if r["spec"]["seed"] < 2]))).rows[0]
+    assert few[7] == "too few seeds to say"
+
+
+def test_which_method_takes_the_configuration_chosen_on_validation_not_the_best_on_test():
+    recs = [_swept(0.3, s, 0.2, 0.80) for s in range(3)] + [_swept(1.0, s, 0.9, 0.70) for s in range(3)]
+    recs += [rec("os", 0.01, s, 0.99, 0.5) for s in range(3)]
+    row = T.which_method(Analysis.of(aggregate(recs))).rows[0]
+    assert row[2] == "os" and row[5].startswith("fsc [fsc.lam=0.3]: ")  # lam=1 (0.9 on test) never competes

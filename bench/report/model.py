@@ -114,6 +114,7 @@ class Cell:
     extra: dict[str, dict[int, float]] = field(default_factory=dict)  # metric name -> {seed: value}
     keys: dict[int, str] = field(default_factory=dict)  # seed -> run key (names the run's files)
     train_counts: list[int] = field(default_factory=list)  # the same for every seed of a cell
+    wall_s: dict[int, float] = field(default_factory=dict)  # seed -> the run's wall time (its cost)
 
     def by_seed(self, class_index: int) -> dict[int, float]:
         return dict(zip(self.seeds, self.per_class[class_index].values))
@@ -266,6 +267,7 @@ def aggregate(records: list[dict]) -> list[Board]:
                 extra=extra,
                 keys={x["spec"]["seed"]: x["key"] for x in recs},
                 train_counts=list(counts),
+                wall_s={x["spec"]["seed"]: float(x["wall_s"]) for x in recs if x.get("wall_s") is not None},
             )
         boards.append(b)
     return boards

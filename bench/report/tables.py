@@ -227,7 +227,8 @@ WHICH_NOTE = (
     "are within noise of it and named together, not ranked. Differences are paired by seed (mean [95% "
     "t-interval], Wilcoxon p, n seeds). Evidence: 'clear' = the best beats the runner-up (interval above "
     "zero); 'beats os, tied with k' = above os but within noise of k others; 'not separable from os' = "
-    "no interval excludes os."
+    "no interval excludes os. Cost: the finished runs of the board at that ratio (every method, seed and "
+    "swept configuration) and the sum of their wall times on the board's machine."
 )
 
 
@@ -265,6 +266,8 @@ def which_method(a: Analysis, reference: str | None = None) -> Table | None:
                 evidence = f"beats {reference}, tied with {len(tied)}"
             else:
                 evidence = f"not separable from {reference}"
+            at_r = [c for (_, ratio), c in b.cells.items() if ratio == r]
+            cost = f"{sum(len(c.seeds) for c in at_r)} runs, {sum(sum(c.wall_s.values()) for c in at_r) / 3600:.1f} h"
             c = cands[best]
             headline = f"bal {c.balanced_acc.fmt()}" + (
                 f", tail {c.per_class[-1].fmt()}" if b.multiclass else f", min {c.per_class[-1].fmt()}"
@@ -279,6 +282,7 @@ def which_method(a: Analysis, reference: str | None = None) -> Table | None:
                     f"{runner}: {vs[runner].fmt()}" if vs[runner] else f"{runner}: {MISSING}",
                     vs_ref.fmt() if vs_ref else (MISSING if best != reference else "(is the reference)"),
                     evidence,
+                    cost,
                 ]
             )
     if not rows:
@@ -292,5 +296,6 @@ def which_method(a: Analysis, reference: str | None = None) -> Table | None:
         "best − runner-up (bal. acc.)",
         f"best − {reference} (bal. acc.)",
         "evidence",
+        "cost",
     ]
     return Table(head, rows, numeric_from=3)
