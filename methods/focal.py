@@ -11,7 +11,10 @@ from .base import Criterion, hp, register
 def focal_class_losses(logits: torch.Tensor, gamma: float) -> torch.Tensor:
     """(B, C): -(1 - p_c)^gamma log p_c, sample i's focal loss if its label were c."""
     logp = F.log_softmax(logits, dim=1)
-    return -((1 - logp.exp()) ** gamma) * logp
+    q = 1 - logp.exp()
+    if 0 < gamma < 1:  # d(q^gamma)/dq is infinite at q = 0 (p_c rounds to 1): NaN gradients without a floor
+        q = q.clamp_min(torch.finfo(q.dtype).eps)
+    return -(q**gamma) * logp
 
 
 @register
