@@ -201,7 +201,6 @@ def critical_difference(named, title: str, path_stem: Path) -> list[Path]:
         f"seeds); Nemenyi CD = {named.critical_difference:.2f} ranks at 0.05",
         fontsize=9,
     )
-    fig.tight_layout()
     return save_png_svg(fig, path_stem)
 
 
@@ -240,7 +239,11 @@ def paired_differences(
     methods = list(dict.fromkeys(name for _, _, rows in panels for name, _ in rows))
     ns = sorted({pd.n for _, _, rows in panels for _, pd in rows})
     fig, axes = plt.subplots(
-        len(metrics), len(ratios), figsize=(4.2 * len(ratios), 0.42 * len(methods) * len(metrics) + 1.8), squeeze=False
+        len(metrics),
+        len(ratios),
+        figsize=(4.2 * len(ratios), 0.42 * len(methods) * len(metrics) + 1.8),
+        squeeze=False,
+        layout="constrained",  # tight_layout let the two-line title overlap the panel titles of a tall figure
     )
     for metric, ratio, rows in panels:
         ax = axes[metrics.index(metric)][ratios.index(ratio)]
@@ -268,5 +271,4 @@ def paired_differences(
         f"the smallest p {ns[0]} pairs can give is {2 / 2 ** ns[0]:.2g})",
         fontsize=9,
     )
-    fig.tight_layout()
     return save_png_svg(fig, path_stem)
