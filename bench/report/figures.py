@@ -201,6 +201,7 @@ def critical_difference(named, title: str, path_stem: Path) -> list[Path]:
         f"seeds); Nemenyi CD = {named.critical_difference:.2f} ranks at 0.05",
         fontsize=9,
     )
+    fig.tight_layout()
     return save_png_svg(fig, path_stem)
 
 
