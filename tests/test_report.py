@@ -525,6 +525,13 @@ def test_which_method_names_ties_evidence_and_cost_by_hand():
     # without the look-alike, the best beats the runner-up (os) on every seed: clear
     clear = T.which_method(Analysis.of(aggregate([r for r in recs if r["spec"]["method"] != "b"]))).rows[0]
     assert (clear[2], clear[4], clear[7]) == ("a", "none", "clear")
+    # a runner-up separated from the best is not enough: a noisier method below it in the mean
+    # ranking (b) is still within noise of the best, so the evidence is not 'clear'
+    close = [0.010, 0.012, 0.009, 0.011, 0.010]
+    recs_c = recs + [_timed("c", s, a - d) for s, (a, d) in enumerate(zip(WHICH_MIN["a"], close))]
+    mixed = T.which_method(Analysis.of(aggregate(recs_c))).rows[0]
+    assert (mixed[2], mixed[4], mixed[7]) == ("a", "b", "beats os, tied with 1")
+    assert mixed[5].startswith("c: +0.005 ")  # the runner-up by mean, separated: (0.0104) / 2
     # two seeds are not evidence, whatever the means say
     few = T.which_method(Analysis.of(aggregate([r for r in recs if r["spec"]["seed"] < 2]))).rows[0]
     assert few[7] == "too few seeds to say"

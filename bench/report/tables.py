@@ -225,7 +225,7 @@ WHICH_NOTE = (
     "default configurations and, on boards with a validation hold-out, the configuration each swept method "
     "chose on validation. Methods whose paired difference to the best has a 95% interval that includes zero "
     "are within noise of it and named together, not ranked. Differences are paired by seed (mean [95% "
-    "t-interval], Wilcoxon p, n seeds). Evidence: 'clear' = the best beats the runner-up (interval above "
+    "t-interval], Wilcoxon p, n seeds). Evidence: 'clear' = the best beats every other method (each interval above "
     "zero); 'beats os, tied with k' = above os but within noise of k others; 'not separable from os' = "
     "no interval excludes os. Cost: the finished runs of the board at that ratio (every method, seed and "
     "swept configuration) and the sum of their wall times on the board's machine."
@@ -258,8 +258,8 @@ def which_method(a: Analysis, reference: str | None = None) -> Table | None:
             vs_ref = vs.get(reference) if best != reference else None
             if min(len(c.seeds) for c in cands.values()) < 3:
                 evidence = "too few seeds to say"
-            elif vs[runner] is not None and vs[runner].lo > 0:
-                evidence = "clear"
+            elif not tied:  # every other method separated, not only the runner-up by mean: a noisier
+                evidence = "clear"  # method further down can still be within noise of the best
             elif best == reference:
                 evidence = f"{reference} is best, tied with {len(tied)}"
             elif vs_ref is not None and vs_ref.lo > 0:
