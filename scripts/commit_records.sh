@@ -4,6 +4,10 @@
 # committed, so CI's check (report of results/runs == results/leaderboard.*) holds for the commit.
 # Usage: scripts/commit_records.sh "commit message" [extra `bench report` flags]
 set -euo pipefail
+# scikit-posthocs draws each critical-difference bar through a set of method names, so the SVG/PNG
+# bytes (not the picture) change with Python's string-hash seed; a fixed seed keeps unchanged figures
+# out of the diff.
+export PYTHONHASHSEED=0
 msg=${1:?a commit message}; shift
 snap=$(mktemp -d)
 mkdir -p "$snap/runs"
