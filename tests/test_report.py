@@ -320,7 +320,14 @@ def test_selection_uses_validation_only_and_ignores_poisoned_test_numbers(tmp_pa
     [poisoned] = aggregate(recs)
     assert select_on_validation(poisoned) == {("fsc", 0.01): "fsc [fsc.lam=0.3]"}
     rows = T.selection(Analysis.of([poisoned]), poisoned).rows
-    assert rows == [["fsc (selected on validation)", "min 0.000±0.000 / maj 0.000±0.000 — fsc [fsc.lam=0.3]"]]
+    # shown with its test grade against the default (lam 1): 0.0 − 1.0 balanced accuracy on both seeds
+    assert rows == [
+        [
+            "fsc (selected on validation)",
+            "min 0.000±0.000 / maj 0.000±0.000 — fsc [fsc.lam=0.3]; "
+            "bal. acc. − default -1.000 [-1.000, -1.000] p=0.5 (n=2)",
+        ]
+    ]
     assert "selected per ratio by mean validation" in md_of(collect_from(recs, tmp_path))
 
 

@@ -84,7 +84,8 @@ def markdown(col: Collected, a: Analysis) -> str:
         _section(
             md,
             "Configurations selected per ratio by mean validation balanced accuracy (a validation set held out of "
-            "the training pool; test numbers are never read to choose), with their test accuracy:",
+            "the training pool; test numbers are never read to choose), with their test accuracy and, when not the "
+            "default, the paired test difference to the default configuration:",
             T.selection(a, b),
         )
         _section(

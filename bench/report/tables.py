@@ -100,7 +100,9 @@ def ablation(b: Board, n_extreme: int = 3) -> Table | None:
 
 
 def selection(a: Analysis, b: Board) -> Table | None:
-    """Test accuracy of the validation-selected configuration, marked as such, with its name."""
+    """Test accuracy of the validation-selected configuration, marked as such, with its name and, when it
+    is not the default configuration, its paired test difference to the default in balanced accuracy
+    (what the choice bought; the test numbers grade the choice, they never make it)."""
     chosen = a.selections.get(b.slug, {})
     if not chosen:
         return None
@@ -116,6 +118,9 @@ def selection(a: Analysis, b: Board) -> Table | None:
                 row.append(f"top-1 {c.balanced_acc.fmt()} — {label}")
             else:
                 row.append(f"min {c.per_class[-1].fmt()} / maj {c.per_class[0].fmt()} — {label}")
+            vs_default = paired_cell(b, label, base, r, "bal_acc") if c and label != base else None
+            if vs_default:
+                row[-1] += f"; bal. acc. − default {vs_default.fmt()}"
         rows.append(row)
     return Table(["method"] + [ratio_label(r) for r in b.ratios], rows)
 
