@@ -32,9 +32,25 @@ def _csv(s: str) -> list[str]:
     return [x.strip() for x in s.split(",") if x.strip()]
 
 
-def _sweeps(items: list[str]) -> dict[str, dict[str, list[str]]]:
+def _budgets(raw: str) -> list[int]:
+    try:
+        budgets = [int(x) for x in _csv(raw)]
+    except ValueError:
+        raise BenchError(f"--steps takes step counts such as 1200 or 240,600,1200, got {raw!r}") from None
+    if not budgets:
+        raise BenchError("--steps names no budget; e.g. --steps 1200")
+    return list(dict.fromkeys(budgets))
+
+
+def _sweeps(items: list[str], methods: list[str] = ()) -> dict[str, dict[str, list[str]]]:
+    """--sweep values; 'auto' adds the search space each part of `methods` declares (Method.search_space)."""
     out: dict[str, dict[str, list[str]]] = {}
     for item in items:
+        if item.strip() == "auto":
+            for part in sorted({n.strip() for m in methods for n in m.split("+")}):
+                for param, values in getattr(REGISTRY.get(part), "search_space", {}).items():
+                    out.setdefault(part, {})[param] = [str(v) for v in values]
+            continue
         for method, params in _overrides([item], "--sweep").items():
             for param, values in params.items():
                 vals = [v.strip() for v in values.split("|") if v.strip()]
@@ -179,7 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="training settings")
     r.add_argument("--model", default="resnet18", choices=["resnet18"], help="backbone")
     r.add_argument("--width", type=float, help="channel width multiplier of ResNet-18 (1 = full)")
-    r.add_argument("--steps", type=int, help="optimiser steps per run, the same for every method and ratio")
+    r.add_argument(
+        "--steps",
+        help="optimiser steps per run, the same for every method and ratio; a comma-separated list makes the "
+        "budget an axis (e.g. 240,600,1200,2400: each budget is its own run, schedule and key)",
+    )
     r.add_argument("--batch-size", type=int)
     r.add_argument(
         "--precision",
@@ -202,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="METHOD.PARAM=V1|V2|...",
         help="run every value (a grid over several --sweep flags), e.g. --sweep fsc.lam='0.1|0.3|1|3' "
-        "--sweep fsc.layers='layer4|layer3,layer4'; `report` then selects per cell on --val-per-class",
+        "--sweep fsc.layers='layer4|layer3,layer4'; `--sweep auto`: the search space each method of --methods "
+        "declares (`bench list`); `report` then selects per cell on --val-per-class",
     )
     r.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     r.add_argument("--out", default="results/runs", help="where run records go")
@@ -303,11 +324,13 @@ def cmd_run(a) -> int:
 
     preset = PRESETS[a.preset]
     train = {k: preset[k] for k in TRAIN_FLAGS}
+    budgets = _budgets(a.steps) if a.steps is not None else [preset["steps"]]
+    a.steps = budgets[0]
     for k in TRAIN_FLAGS:
         v = getattr(a, k, None)
         if v is not None:
             train[k] = v
-    if train["steps"] < 1 or train["batch_size"] < 2:
+    if min(budgets) < 1 or train["batch_size"] < 2:
         raise BenchError("--steps must be >= 1 and --batch-size >= 2")
     for flag in ("lr", "width"):
         if not (math.isfinite(train[flag]) and train[flag] > 0):
@@ -332,9 +355,13 @@ def cmd_run(a) -> int:
     seeds = list(range(a.seeds)) if a.seeds else list(preset["seeds"])
     classes = tuple(_csv(a.classes)) if a.classes else None
     methods = _expand_methods(_csv(a.methods))
-    sweeps = _sweeps(a.sweep)
+    if not methods:
+        raise BenchError("--methods names no method; e.g. --methods ce,os,os+fsc (see `python -m bench list`)")
+    sweeps = _sweeps(a.sweep, methods)
     combos = math.prod(len(v) for params in sweeps.values() for v in params.values())
-    estimate = len(methods) * combos * len(_csv(a.dataset)) * len(_csv(a.task)) * len(ratios) * len(seeds)
+    estimate = (
+        len(methods) * combos * len(_csv(a.dataset)) * len(_csv(a.task)) * len(ratios) * len(seeds) * len(budgets)
+    )
     if estimate > MAX_RUNS_UNASKED and not a.yes:
         raise BenchError(
             f"this grid has up to {estimate} runs; pass --yes to run more than {MAX_RUNS_UNASKED} (or fewer --seeds)"
@@ -353,6 +380,7 @@ def cmd_run(a) -> int:
         data_root=a.data_root,
         image_size=a.image_size,
         train=train,
+        budgets=budgets,
     )
     try:
         device = pick_device(a.device)
@@ -396,6 +424,7 @@ def cmd_run(a) -> int:
     print(
         f"preset {a.preset}: "
         + ", ".join(f"{k}={v}" for k, v in train.items() if v is not None)
+        + (f" (budgets {','.join(map(str, budgets))})" if len(budgets) > 1 else "")
         + f"; ratios {','.join(f'{r:g}' for r in ratios)}; seeds {','.join(map(str, seeds))}; "
         + f"{len(specs)} runs; executor {executor}"
         + (f", device {device}" if executor == "local" else "")
@@ -486,13 +515,19 @@ def cmd_list(a) -> int:
             default = f.default if f.default is not dataclasses.MISSING else "?"
             if isinstance(default, tuple):
                 default = ",".join(map(str, default))
-            hps.append(f"{f.name}={default}" + (f" ({rng})" if rng else ""))
+            space = cls.search_space.get(f.name)
+            hps.append(
+                f"{f.name}={default}"
+                + (f" ({rng})" if rng else "")
+                + (f" sweep {'|'.join(map(str, space))}" if space else "")
+            )
         try:
             stages = parse_method(name).stages()
             plan = " -> ".join(f"{s.name} {s.share:g}" for s in stages) if len(stages) > 1 else "-"
         except Exception:  # a plug-in whose stages need more than a default composition
             plan = "?"
-        t.add_row(*(escape(x) for x in (name, cls.role, "\n".join(hps) or "-", cls.describe(), cls.paper or "-", plan)))
+        role = cls.role + (f" (rev {cls.revision})" if cls.revision else "")
+        t.add_row(*(escape(x) for x in (name, role, "\n".join(hps) or "-", cls.describe(), cls.paper or "-", plan)))
     _console().print(t)
     t = Table(title="datasets and tasks")
     for h in ("dataset", "built-in pairs (majority, minority)", "description"):

@@ -20,7 +20,7 @@ import torch
 
 from datasets import SourceData, build_task, get_source
 from datasets.tasks import resolve_classes
-from methods import parse_method
+from methods import MethodError, parse_method
 
 from . import store
 from .envinfo import environment, now
@@ -47,6 +47,7 @@ class GridRequest:
     image_size: int | None = None
     skip_unreadable: bool = False
     train: dict = field(default_factory=dict)  # width, steps, batch_size, lr, ... and preset name
+    budgets: list[int] = field(default_factory=list)  # step budgets, each its own run (default: train['steps'])
 
 
 class DataCache:
@@ -98,6 +99,12 @@ def expand(req: GridRequest, cache: DataCache) -> list[RunSpec]:
     for m in req.methods:
         for overrides in sweep_overrides(m, req.overrides, req.sweeps):
             c = parse_method(m, overrides)
+            if c.posthoc and c.posthoc.needs_validation() and not req.train.get("val_per_class"):
+                raise BenchError(
+                    f"{m} chooses {c.posthoc.name}.{c.posthoc.choice} on a validation split and this grid holds none: "
+                    f"pass --val-per-class N (e.g. 20), or --set {c.posthoc.name}.choose=fixed to use the "
+                    f"{c.posthoc.name}.{c.posthoc.choice} value as it is"
+                )
             composites[(c.name, json.dumps(c.hparams(), sort_keys=True))] = c
     for ds in req.datasets:
         src, data = cache.get(ds)
@@ -111,7 +118,9 @@ def expand(req: GridRequest, cache: DataCache) -> list[RunSpec]:
                 )  # fmt: skip
     if req.train.get("weights"):
         check_weights(req.train["weights"], cache, req)
-    # Seeds outermost: a grid cut short still covers every cell with the seeds it finished.
+    # Seeds outermost: a grid cut short still covers every cell with the seeds it finished; within a
+    # seed the smaller budgets first.
+    budgets = req.budgets or [req.train["steps"]]
     specs = [
         RunSpec(
             dataset=ds,
@@ -125,9 +134,11 @@ def expand(req: GridRequest, cache: DataCache) -> list[RunSpec]:
             hparams=comp.hparams(),
             image_size=req.image_size,
             data_digest=cache.get(ds)[1].digest,
-            **req.train,
+            revisions=comp.revisions(),
+            **(req.train | {"steps": steps}),
         )
         for seed in req.seeds
+        for steps in budgets
         for ds in req.datasets
         for task in req.tasks
         for ratio in req.ratios
@@ -178,6 +189,12 @@ def run_one(
                 f"the data changed since the grid was planned (digest {data.digest}, key says {spec.data_digest})"
             )
         method = parse_method(spec.method, {m: dict(hp) for m, hp in spec.hparams.items()})
+        record["method_source"] = method.sources()
+        if (method.revisions() or None) != (spec.revisions or None):
+            raise RuntimeError(
+                f"the run's key names method revisions {spec.revisions} but this code has {method.revisions()}; "
+                "plan the grid again with this code"
+            )
         if spec.numerics:
             threads = numerics_threads(spec.numerics)
             if device.type == "cpu" and threads and threads != torch.get_num_threads():
@@ -204,10 +221,33 @@ def run_one(
     return record
 
 
+def changed_sources(done: list[tuple[RunSpec, dict]]) -> dict[str, int]:
+    """{method part: finished runs} whose record was made by another source file of that part than this
+    code's (an edited method whose key did not change: it is skipped as done, so the user is told)."""
+    changed: dict[str, int] = {}
+    current: dict[str, dict[str, str]] = {}
+    for spec, rec in done:
+        made = rec.get("method_source")
+        if not made:
+            continue  # a record from before sources were recorded: nothing to compare
+        if spec.method not in current:
+            try:
+                current[spec.method] = parse_method(
+                    spec.method, {m: dict(hp) for m, hp in spec.hparams.items()}
+                ).sources()
+            except MethodError:
+                current[spec.method] = {}
+        for part, digest in made.items():
+            if current[spec.method].get(part, digest) != digest:
+                changed[part] = changed.get(part, 0) + 1
+    return changed
+
+
 def pending(specs: list[RunSpec], out: Path, force: bool) -> list[RunSpec]:
     """The specs still to run. A record file that cannot be read is named and its run redone; a folder
-    that has a record's name is named and its run skipped (no record can be written there)."""
-    todo = []
+    that has a record's name is named and its run skipped (no record can be written there). Finished
+    runs whose method source changed since are named (they are kept and skipped)."""
+    todo, done = [], []
     for s in specs:
         path = store.record_path(out, s.key)
         if path.exists() and not path.is_file():
@@ -221,6 +261,15 @@ def pending(specs: list[RunSpec], out: Path, force: bool) -> list[RunSpec]:
             print(f"warning: unreadable record {path} ({why}); run {s.label()} is redone", file=sys.stderr)
         if not (rec is not None and rec.get("status") == "ok"):
             todo.append(s)
+        else:
+            done.append((s, rec))
+    for part, n in sorted(changed_sources(done).items()):
+        print(
+            f"warning: {n} finished run(s) of this grid were made by another version of the source of method "
+            f"'{part}' (edited since); they are kept and skipped. If the edit changes its numbers, raise "
+            f"its `revision` (a new run key), or pass --force to redo them",
+            file=sys.stderr,
+        )
     return todo
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 
 from . import SUITE_VERSION
@@ -15,6 +16,7 @@ LATE_DEFAULTS = {
     "numerics": None,
     "weights_sha256": None,
     "data_digest": None,
+    "revisions": None,
 }
 PRECISIONS = ("auto", "fp32", "bf16")
 # The training settings a preset fixes and single command-line flags override.
@@ -97,14 +99,31 @@ def torch_release(version: str | None = None) -> str:
     return version.split("+")[0]
 
 
-def numerics(device_type: str, precision: str, threads: int | None, torch_version: str | None = None) -> str:
-    """The arithmetic a run is computed with, beyond its spec: e.g. 'cpu fp32 threads=1 torch=2.14.1'.
-    The CPU thread count changes the order of floating-point sums (a 1-thread and a 2-thread run of one
-    spec differ); a GPU's threads do not matter."""
+def chip_tag(name: str | None = None) -> str:
+    """The CPU model as one word ('AMD EPYC' -> 'AMD-EPYC'): oneDNN's CPU kernels differ between chips
+    even at the same instruction-set level, so one key computed on an Intel Xeon and on an AMD EPYC
+    gives different numbers (measured: os on animals fine 1:0.01, seed 0, minority 0.315 vs 0.335)."""
+    if name is None:
+        from .envinfo import cpu_name
+
+        name = cpu_name()
+    return re.sub(r"[^A-Za-z0-9.]+", "-", re.sub(r"\((R|TM)\)", "", name)).strip("-") or "unknown"
+
+
+def numerics(
+    device_type: str, precision: str, threads: int | None, torch_version: str | None = None, chip: str | None = None
+) -> str:
+    """The arithmetic a run is computed with, beyond its spec: e.g. 'cpu fp32 threads=1 torch=2.14.1
+    chip=AMD-EPYC'. The CPU thread count changes the order of floating-point sums (a 1-thread and a
+    2-thread run of one spec differ), and so does the CPU model (see `chip_tag`); a GPU's threads do not
+    matter. `chip=""` leaves the chip out (the form of records made before it was part of the key)."""
     parts = [device_type, resolved_precision(precision, device_type)]
     if device_type == "cpu":
         parts.append(f"threads={threads}")
-    return " ".join([*parts, f"torch={torch_release(torch_version)}"])
+    parts.append(f"torch={torch_release(torch_version)}")
+    if device_type == "cpu" and chip != "":
+        parts.append(f"chip={chip_tag(chip)}")
+    return " ".join(parts)
 
 
 def numerics_threads(value: str) -> int | None:
@@ -121,7 +140,9 @@ def record_numerics(rec: dict) -> str:
     spec, env = rec.get("spec", {}), rec.get("env", {})
     if spec.get("numerics"):
         return spec["numerics"]
-    return numerics(env.get("device_type", "cpu"), spec.get("precision", "auto"), env.get("threads"), env.get("torch"))
+    return numerics(
+        env.get("device_type", "cpu"), spec.get("precision", "auto"), env.get("threads"), env.get("torch"), chip=""
+    )
 
 
 @dataclass(frozen=True)
@@ -158,6 +179,9 @@ class RunSpec:
     numerics: str | None = None
     weights_sha256: str | None = None  # the content of a --weights file (its path is only a name)
     data_digest: str | None = None  # the content of a user's photo folder (built-in sources are checksummed)
+    # {method part: revision} for the parts whose arithmetic was revised (Method.revision > 0), so a
+    # revised method never reuses the key, and so the records, of its old arithmetic.
+    revisions: dict | None = field(default=None, hash=False)
 
     def canonical(self) -> str:
         d = asdict(self)

@@ -199,10 +199,10 @@ def train_and_evaluate(
             p.requires_grad_(id(p) in wanted)
         params = trainable + stage.parameters()
         opt = torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, nesterov=True, weight_decay=spec.weight_decay)
-        # Warm-up in proportion to the stage's share of the budget, then cosine decay to zero.
+        # Warm-up in proportion to the stage's share of the budget, then cosine decay to zero (a method
+        # may replace the factor, e.g. DRW's step levels); set before every step as LambdaLR would.
         warmup = round(spec.warmup_steps * n_steps / total)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s, w=warmup, n=n_steps: lr_factor(s, w, n))
-        model.train(stage.trainable is None)  # a frozen backbone keeps its BatchNorm statistics
+        model.train(stage.bn_training)
         x_train, y_train, labels = _batch_source(stage, task, device, rng)
         b = min(bs, len(labels))
         log_every = max(1, n_steps // 20)
@@ -221,7 +221,8 @@ def train_and_evaluate(
             idx = order[pos : pos + b]
             pos += b
             xb_u8, yb = x_train[idx], y_train[idx]
-            views = [norm(augment(xb_u8, pad, gen)) for _ in range(stage.views)]  # two for contrastive stages
+            aug = stage.augment or (lambda x, g: augment(x, pad, g))
+            views = [norm(aug(xb_u8, gen)) for _ in range(stage.views)]  # two for contrastive stages
             xb = views[0] if len(views) == 1 else torch.cat(views)
             yb = yb.repeat(len(views))
             targets = yb
@@ -232,8 +233,10 @@ def train_and_evaluate(
             loss, parts = stage.loss(logits, feats, targets, yb, state)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            rate = spec.lr * stage.lr_factor(state, lr_factor(k, warmup, n_steps))
+            for group in opt.param_groups:
+                group["lr"] = rate
             opt.step()
-            sched.step()
             step += 1
             for key, v in (("loss", loss), *parts.items()):
                 sums[key] = sums.get(key, 0) + v.detach().float()
@@ -257,6 +260,8 @@ def train_and_evaluate(
 
     t1 = time.perf_counter()
     metrics = evaluate_model(model, method.posthoc, task, norm, eval_batch_size, autocast, features_path)
+    train_logits, _ = predict(model, task.train_x, norm, eval_batch_size, autocast)
+    fit = evaluate(task.train_y.numpy(), train_logits, task.train_counts)
     metrics["bn_balanced"] = balanced_bn_metrics(
         model, method.posthoc, metrics, task, norm, bs, eval_batch_size, autocast
     )
@@ -264,6 +269,7 @@ def train_and_evaluate(
     return {
         "metrics": metrics,
         "history": history,
+        "convergence": convergence(history, stage_log, fit),
         "timings": {
             "train_s": round(train_s, 3),
             "eval_s": round(eval_s, 3),
@@ -276,6 +282,33 @@ def train_and_evaluate(
         },
         "model_info": {"params": sum(p.numel() for p in model.parameters()), "widths": model.widths}
         | ({"weights": model.weights_info, "input_mean": mean, "input_std": std} if model.weights_info else {}),
+    }
+
+
+FLAT_DROP = 0.10  # a stage's smoothed loss fell by less than this fraction over its last 20% of steps
+
+
+def convergence(history: list[dict], stage_log: list[dict], fit: dict) -> dict:
+    """Whether training had finished learning: per stage, the relative drop of the logged loss (each entry a
+    mean over 1/20 of the stage) from the stage's 60-80% window to its last 20%; and how well the model
+    fits its own (un-augmented) training images. A cosine schedule flattens the loss near the end of any
+    budget, so the drop alone can call a short budget flat: the training fit and the budget study
+    (accuracy against budget) are the stronger evidence."""
+    stages = {}
+    multi = len(stage_log) > 1
+    for st in stage_log:
+        losses = [h["loss"] for h in history if not multi or h.get("stage") == st["name"]]
+        k = max(1, len(losses) // 5)
+        if len(losses) < 2 * k:
+            continue
+        before, last = float(np.mean(losses[-2 * k : -k])), float(np.mean(losses[-k:]))
+        drop = (before - last) / before if before > 0 else 0.0
+        stages[st["name"]] = {"final_loss": round(last, 6), "loss_drop_last20": round(drop, 4)}
+    return {
+        "stages": stages,
+        "loss_flat": all(s["loss_drop_last20"] < FLAT_DROP for s in stages.values()),
+        "train_balanced_acc": round(float(fit["balanced_acc"]), 6),
+        "train_per_class_acc": [round(float(a), 6) for a in fit["per_class_acc"]],
     }
 
 

@@ -29,10 +29,14 @@ Methods never import the harness: the harness hands them a `TrainContext` and a 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import inspect
 import math
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -132,6 +136,18 @@ class Method:
     # Declared effects, checked when methods are composed (see `_check_composition`):
     corrects_prior: ClassVar[bool] = False  # re-weights or shifts the loss/logits by the class prior
     changes_classifier: ClassVar[bool] = False  # replaces, rescales or renormalises the classifier
+    # Re-trains or rescales the classifier class-balanced after the representation is learned (cRT, LWS):
+    # a second prior correction on top of a loss or post-hoc one, but not on top of a sampler, which
+    # then shapes only the representation.
+    rebalances_classifier: ClassVar[bool] = False
+    # The arithmetic's revision: raise it when a change of the code changes the numbers a configuration
+    # gives without a new hyper-parameter saying so. It enters the run key (once above 0), so records of
+    # the old arithmetic are never taken for the new; `method_revision` may make it depend on the
+    # configuration (cb's focal base changed, its CE base did not).
+    revision: ClassVar[int] = 0
+    # The values a sweep tries (`--sweep auto`), as DomainBed's hparams registry keeps them with each
+    # algorithm: {field: (value, ...)}, the default among them.
+    search_space: ClassVar[dict[str, tuple]] = {}
     # Hyper-parameters added after records existed, with the value those older records were computed
     # with where it is not the new default (a report shows such records with that value, never as the default's).
     legacy: ClassVar[dict] = {}
@@ -149,8 +165,21 @@ class Method:
     def on_step(self, state: TrainState) -> None:
         """Called before every optimiser step (schedules such as deferred re-weighting)."""
 
+    def lr_factor(self, state: TrainState, factor: float) -> float:
+        """The learning-rate factor (of the peak rate) for the step about to be taken; `factor` is the
+        run's schedule (warm-up, then cosine). Default: unchanged. DRW replaces it after its switch."""
+        return factor
+
     def hparams(self) -> dict:
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def unused_hparams(self) -> tuple[str, ...]:
+        """Hyper-parameters that do not enter this configuration's arithmetic (cb's gamma with a CE
+        base): a report does not show them as differences."""
+        return ()
+
+    def method_revision(self) -> int:
+        return self.revision
 
     @classmethod
     def describe(cls) -> str:
@@ -275,11 +304,26 @@ class Stage:
     reweighting: Reweighting | None = None
     transform: Transform | None = None
     auxiliaries: list[Auxiliary] = field(default_factory=list)
-    # The model parameters that train (None: all). With a subset the model runs in eval mode, so
-    # BatchNorm statistics stay frozen with the frozen layers.
+    # The model parameters that train (None: all).
     trainable: Callable[[nn.Module], list[nn.Parameter]] | None = None
+    # BatchNorm in training mode (batch statistics, running statistics updated) while the stage trains.
+    # None: only when every parameter trains (a frozen backbone keeps its statistics); cRT and LWS set
+    # True by default, as Kang et al.'s code keeps model.train() and freezes through requires_grad only.
+    train_bn: bool | None = None
     on_start: Callable[[nn.Module], None] | None = None  # e.g. re-initialise or wrap the classifier
     views: int = 1  # augmented views of each image in a batch (two for contrastive pre-training)
+    # Replaces the harness's augmentation (random crop with padding, flip) in this stage:
+    # (uint8 batch (B, C, H, W), torch.Generator) -> float batch on the 0-255 scale.
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
+
+    @property
+    def bn_training(self) -> bool:
+        return self.trainable is None if self.train_bn is None else self.train_bn
+
+    def lr_factor(self, state: TrainState, factor: float) -> float:
+        for m in self.parts:
+            factor = m.lr_factor(state, factor)
+        return factor
 
     @property
     def parts(self) -> list[Method]:
@@ -320,6 +364,11 @@ class Posthoc(Method):
 
     role = "posthoc"
     choice: ClassVar[str | None] = None
+
+    def needs_validation(self) -> bool:
+        """True when this configuration chooses its value on a validation split and has no other way
+        (the grid then needs --val-per-class; refused up front otherwise)."""
+        return False
 
     def grid(self) -> tuple:
         return ()
@@ -454,6 +503,16 @@ class Composite:
     def hparams(self) -> dict:
         return {m.name: m.hparams() for m in self.parts if m.hparams()}
 
+    def revisions(self) -> dict[str, int] | None:
+        """{part: revision} for the parts above revision 0; None when there are none (the run key then
+        stays what it was before revisions existed)."""
+        revs = {m.name: m.method_revision() for m in self.parts if m.method_revision() > 0}
+        return revs or None
+
+    def sources(self) -> dict[str, str]:
+        """{part: digest of the source file that defines it}: a record says which code made it."""
+        return {m.name: source_digest(type(m)) for m in self.parts}
+
     def main_stage(self, name: str = "train", share: float = 1.0) -> Stage:
         """The stage the composition trains in when no stages method splits the budget."""
         return Stage(
@@ -503,6 +562,22 @@ def epoch_indices(sampler: Sampler | None, labels: np.ndarray, epoch: int, rng: 
     return (sampler or _INSTANCE).epoch_indices(labels, epoch, rng)
 
 
+@functools.cache
+def _file_digest(path: str) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    except OSError:
+        return "unknown"
+
+
+def source_digest(cls: type) -> str:
+    """The first 12 hex digits of the SHA-256 of the file that defines `cls` ('unknown' if it has none)."""
+    try:
+        return _file_digest(inspect.getfile(cls))
+    except TypeError:
+        return "unknown"
+
+
 def canonical_name(names: list[str]) -> str:
     """Order-free name: by role, then by name; the default criterion is left out unless it is
     alone, so `fsc`, `ce+fsc` and `fsc+ce` are one method."""
@@ -524,6 +599,13 @@ def _check_composition(spec: str, parts: list[Method]) -> None:
         )
     if len(prior) > 1:
         raise MethodError(f"{spec!r} corrects for the class prior twice ({' and '.join(prior)}); use one of them")
+    classifier_prior = [m.name for m in parts if m.rebalances_classifier]
+    if classifier_prior and (prior or len(classifier_prior) > 1):
+        other = (prior + classifier_prior[1:])[0]
+        raise MethodError(
+            f"{spec!r} corrects for the class prior twice: {classifier_prior[0]} re-balances the classifier and "
+            f"{other} also corrects for the prior; use one of them"
+        )
     classifier = [m.name for m in parts if m.changes_classifier]
     if len(classifier) > 1:
         raise MethodError(f"{spec!r} changes the classifier twice ({' and '.join(classifier)}); use one of them")

@@ -2,17 +2,28 @@
 
 All three keep the representation learned in the first stage (instance-balanced by default, or any
 composed sampler and criterion: `os+crt`) and re-balance only the classifier:
-- `crt`: the last `share` of the step budget freezes the backbone (its BatchNorm statistics too),
-  re-initialises the linear classifier and trains it with class-balanced sampling and CE;
+- `crt`: the last `share` of the step budget freezes the backbone's weights, re-initialises the linear
+  classifier and trains it with class-balanced sampling and CE;
 - `lws`: the same second stage, but the classifier is kept and only a per-class scale f_c of its
   logits is learned (initialised to 1);
 - `taunorm`: no second stage; at evaluation each class's weight vector is divided by its norm^tau
-  and, as in the authors' code, the bias is dropped. tau is chosen on the validation split when the
-  run holds one out (the grid below), else it is 1.
-Kang et al. re-train for 10 of 100 epochs, hence share = 0.1.
+  and, as in the authors' code, the bias is dropped. tau is chosen on the validation split (the grid
+  below), as Kang et al. choose it; a grid without one is refused unless `taunorm.choose=fixed`.
+
+Compared with the authors' code (facebookresearch/classifier-balancing, its cRT and LWS configs):
+- BatchNorm in the classifier stage: the authors keep `model.train()` and freeze the backbone through
+  `requires_grad` only, so BatchNorm normalises with batch statistics and re-estimates its running
+  statistics on the class-balanced batches. That is the default here (`bn=train`); `bn=eval` keeps
+  the statistics of the first stage (what the suite did before: such records show `crt.bn=eval`).
+- Budget: cRT re-trains for 10 of 100 epochs (share 0.1); the LWS configs train the scales for half
+  that (share 0.05). Records made before with LWS at share 0.1 show `lws.share=0.1`.
+- Each stage gets its own warm-up and cosine schedule (the authors' classifier stage: cosine from the
+  peak rate without warm-up); named, not changed.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from torch import nn
@@ -44,12 +55,21 @@ def _wrap_with_scale(model: nn.Module) -> None:
     model.fc = ScaledClassifier(model.fc, model.num_classes)
 
 
-def balanced_classifier_stages(comp, share: float, name: str, trainable, on_start) -> list[Stage]:
+def balanced_classifier_stages(comp, share: float, name: str, trainable, on_start, bn: str) -> list[Stage]:
     """Kang et al.'s decoupling: the composition trains the representation for 1 - share of the budget,
-    then the backbone is frozen and `trainable` is learned with class-balanced sampling and CE."""
+    then the backbone's weights are frozen and `trainable` is learned with class-balanced sampling and
+    CE; BatchNorm trains (`bn=train`, the authors') or keeps its statistics (`bn=eval`)."""
     return [
         comp.main_stage("representation", 1 - share),
-        Stage(name, share, sampler=ClassBalancedSampling(), criterion=CE(), trainable=trainable, on_start=on_start),
+        Stage(
+            name,
+            share,
+            sampler=ClassBalancedSampling(),
+            criterion=CE(),
+            trainable=trainable,
+            on_start=on_start,
+            train_bn=bn == "train",
+        ),
     ]
 
 
@@ -58,11 +78,15 @@ class CRT(Stages):
     name = "crt"
     summary = "classifier re-training: freeze the backbone, re-initialise and retrain the classifier class-balanced"
     paper = "Kang et al., Decoupling representation and classifier for long-tailed recognition, ICLR 2020"
+    rebalances_classifier = True
+    legacy = {"bn": "eval"}  # records made before the field existed kept the first stage's statistics
+    search_space = {"share": (0.05, 0.1, 0.2)}
     share: float = hp(0.1, gt=0, lt=1)
+    bn: Literal["train", "eval"] = "train"
 
     def stages(self, comp):
         return balanced_classifier_stages(
-            comp, self.share, "classifier", lambda m: list(m.fc.parameters()), reset_classifier
+            comp, self.share, "classifier", lambda m: list(m.fc.parameters()), reset_classifier, self.bn
         )
 
 
@@ -72,10 +96,14 @@ class LWS(Stages):
     summary = "learnable weight scaling: freeze everything, learn a per-class logit scale class-balanced"
     paper = "Kang et al., Decoupling representation and classifier for long-tailed recognition, ICLR 2020"
     changes_classifier = True
-    share: float = hp(0.1, gt=0, lt=1)
+    rebalances_classifier = True
+    legacy = {"bn": "eval"}
+    search_space = {"share": (0.025, 0.05, 0.1)}
+    share: float = hp(0.05, gt=0, lt=1)
+    bn: Literal["train", "eval"] = "train"
 
     def stages(self, comp):
-        return balanced_classifier_stages(comp, self.share, "scales", lambda m: [m.fc.scale], _wrap_with_scale)
+        return balanced_classifier_stages(comp, self.share, "scales", lambda m: [m.fc.scale], _wrap_with_scale, self.bn)
 
 
 TAU_GRID = tuple(round(0.1 * i, 1) for i in range(0, 21))  # 0, 0.1, ..., 2
@@ -87,11 +115,17 @@ class TauNorm(Posthoc):
     summary = "tau-normalised classifier at evaluation: w_c / ||w_c||^tau, no bias (tau chosen on validation)"
     paper = "Kang et al., Decoupling representation and classifier for long-tailed recognition, ICLR 2020"
     changes_classifier = True
+    corrects_prior = True  # renormalising the class weights undoes the prior's imprint on their norms
     choice = "tau"
+    legacy = {"choose": "fixed"}  # records made before the field existed used tau = 1 without a split
     tau: float = hp(1.0, ge=0)
+    choose: Literal["validation", "fixed"] = "validation"
 
     def grid(self):
-        return TAU_GRID
+        return TAU_GRID if self.choose == "validation" else (self.tau,)
+
+    def needs_validation(self) -> bool:
+        return self.choose == "validation"
 
     def apply(self, logits, features, model, value):
         fc = model.fc

@@ -5,6 +5,13 @@ weighs 1; from then on the weights are Cui et al.'s effective-number weights wit
 normalised to sum to the number of classes. The reduction follows the authors' code (PyTorch's
 cross_entropy(weight=...): divide by the batch's summed weights). Composes with any criterion:
 `drw` alone is CE-DRW, `ldam+drw` is LDAM-DRW.
+
+The learning rate: the authors' step schedule cuts the rate 100x at the switch (epoch 160 of 200) and
+100x more at epoch 180, so the DRW phase trains at 0.01x of the peak rate for its first half and
+0.0001x for its second. `lr_schedule=authors` (the default) puts the same two levels, relative to the
+run's peak rate, over the DRW phase in place of the run's cosine schedule; `lr_schedule=run` keeps the
+cosine schedule (0.10x of the peak at 0.8 of the run, 0.036x on average after it): what the suite did
+before the field existed (such records show `drw.lr_schedule=run`).
 """
 
 from __future__ import annotations
@@ -20,12 +27,24 @@ class DRW(Reweighting):
     name = "drw"
     summary = "deferred re-weighting: class-balanced weights switched on at a fraction of the budget"
     paper = "Cao et al., NeurIPS 2019 (LDAM-DRW); weights of Cui et al., CVPR 2019"
+    legacy = {"lr_schedule": "run"}
+    search_space = {"start": (0.5, 0.67, 0.8)}
     start: float = hp(0.8, ge=0, le=1)
     beta: float = hp(0.9999, ge=0, lt=1)
     reduction: Literal["weight_sum", "batch"] = "weight_sum"
+    lr_schedule: Literal["authors", "run"] = "authors"
 
     def setup(self, ctx: TrainContext) -> None:
         self.weight = class_balanced_weights(ctx.class_counts, self.beta).to(ctx.device)
 
     def weights(self, state: TrainState):
         return (self.weight if state.progress >= self.start else None), self.reduction
+
+    def lr_factor(self, state: TrainState, factor: float) -> float:
+        if self.lr_schedule == "run" or state.progress < self.start:
+            return factor
+        second_cut = self.start + (1 - self.start) / 2  # the authors' epoch 180 between 160 and 200
+        return AUTHORS_LR_LEVELS[0] if state.progress < second_cut else AUTHORS_LR_LEVELS[1]
+
+
+AUTHORS_LR_LEVELS = (0.01, 0.0001)  # of the peak rate, in the DRW phase's first and second half

@@ -25,6 +25,7 @@ class Focal(Criterion):
     name = "focal"
     summary = "softmax focal loss, down-weights well-classified examples"
     paper = "Lin et al., Focal loss for dense object detection, ICCV 2017"
+    search_space = {"gamma": (0.5, 1.0, 2.0)}
     gamma: float = hp(2.0, ge=0)
 
     def class_losses(self, logits):

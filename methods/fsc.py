@@ -47,6 +47,7 @@ class FSC(Auxiliary):
     name = "fsc"
     summary = "CE + lam * sum over layers of MSE(feature cosine-similarity matrix, label-equality matrix)"
     paper = "Feature Similarity Contrastive learning, KCC 2025 (the paper this suite is built around)"
+    search_space = {"lam": (0.1, 0.3, 1.0)}
     lam: float = hp(1.0, ge=0)
     layers: tuple[str, ...] = ("layer3", "layer4")
     centre: bool = False

@@ -24,6 +24,7 @@ class LogitAdjusted(Criterion):
     summary = "logit-adjusted cross-entropy: CE(logits + tau log prior); tau=1 is Balanced Softmax"
     paper = "Menon et al., Long-tail learning via logit adjustment, ICLR 2021"
     corrects_prior = True
+    search_space = {"tau": (0.5, 1.0, 2.0)}
     tau: float = hp(1.0, ge=0)
 
     def setup(self, ctx: TrainContext) -> None:

@@ -46,6 +46,7 @@ class LDAM(Criterion):
     summary = "label-distribution-aware margins ~ n_c^(-1/4) on a scaled cosine classifier (+drw: LDAM-DRW)"
     paper = "Cao et al., Learning imbalanced datasets with label-distribution-aware margin loss, NeurIPS 2019"
     changes_classifier = True
+    search_space = {"max_m": (0.25, 0.5, 1.0)}
     max_m: float = hp(0.5, gt=0)
     s: float = hp(30.0, gt=0)
 

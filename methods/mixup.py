@@ -39,6 +39,7 @@ class Mixup(_Mixing):
     name = "mixup"
     summary = "mixup: convex combinations of image pairs and of their one-hot labels"
     paper = "Zhang et al., mixup: beyond empirical risk minimization, ICLR 2018"
+    search_space = {"alpha": (0.2, 0.5, 1.0)}
     alpha: float = hp(1.0, gt=0)
 
     def __call__(self, x, y):
@@ -51,6 +52,7 @@ class Remix(_Mixing):
     name = "remix"
     summary = "remix: mixup whose label favours the minority image of an imbalanced pair"
     paper = "Chou et al., Remix: rebalanced mixup, ECCV 2020 workshops"
+    search_space = {"alpha": (0.2, 0.5, 1.0)}
     alpha: float = hp(1.0, gt=0)
     kappa: float = hp(3.0, ge=1)
     tau: float = hp(0.5, ge=0, le=1)

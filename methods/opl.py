@@ -5,8 +5,9 @@ On the L2-normalised penultimate features (pooled layer4): s = mean cosine of sa
 Unlike FSC it averages the two kinds of pair separately, so a skewed batch does not drown the
 different-class pairs, and it acts on the last layer only. As in the authors' released code, d is
 the mean cosine, not its absolute value as in the paper's equation (after a ReLU the cosines are
->= 0, where the two agree); an empty set of pairs counts as mean 0. lam = 0.1 is the default of the
-authors' CIFAR training script, gamma = 0.5 of their loss.
+>= 0, where the two agree); an empty set of pairs counts as mean 0. lam = 1 is the weight of the
+authors' README and CIFAR training commands (0.1 is only their argparse default; records made with it
+show `opl.lam=0.1`), gamma = 0.5 of their loss.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ class OPL(Auxiliary):
     name = "opl"
     summary = "orthogonal projection loss on penultimate features: same-class cos -> 1, cross-class -> 0"
     paper = "Ranasinghe et al., Orthogonal projection loss, ICCV 2021"
-    lam: float = hp(0.1, ge=0)
+    search_space = {"lam": (0.1, 0.3, 1.0)}
+    lam: float = hp(1.0, ge=0)
     gamma: float = hp(0.5, ge=0)
 
     @property

@@ -21,6 +21,7 @@ class Smote(Sampler):
     name = "smote"
     summary = "SMOTE on pixels (imbalanced-learn): synthetic minority images interpolated between neighbours"
     paper = "Chawla et al., SMOTE: synthetic minority over-sampling technique, JAIR 2002"
+    search_space = {"k_neighbors": (3, 5, 10)}
     k_neighbors: int = hp(5, ge=1)
 
     def prepare(self, x, y, rng):

@@ -25,6 +25,7 @@ class SupCon(Auxiliary):
     name = "supcon"
     summary = "CE + lam * supervised contrastive loss on a projection head (joint, one view; see supcon2)"
     paper = "Khosla et al., Supervised contrastive learning, NeurIPS 2020"
+    search_space = {"lam": (0.1, 0.3, 1.0)}
     lam: float = hp(1.0, ge=0)
     temperature: float = hp(0.1, gt=0)
     proj_dim: int = hp(128, ge=1)

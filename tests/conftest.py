@@ -36,7 +36,7 @@ def tiny_specs(methods, ratios=(0.25,), seeds=(0,), tasks=("fine",), **kw):
     """The run specs of a tiny synthetic grid."""
     from bench.runner import DataCache, GridRequest, expand
 
-    train = tiny_train(**{k: kw.pop(k) for k in ("steps", "numerics") if k in kw})
+    train = tiny_train(**{k: kw.pop(k) for k in ("steps", "numerics") if k in kw}, **kw.pop("train_changes", {}))
     req = GridRequest(
         datasets=["synthetic"],
         tasks=list(tasks),

@@ -104,9 +104,12 @@ def test_class_aware_probabilities_and_epochs():
         assert (labels[idx] == 1).mean() == pytest.approx(expected, abs=0.01)  # 20000 draws: sd ~0.0035
         assert sampler.batch_prior([900, 100])[1] == pytest.approx(expected)
     pb = M.parse_method("pb").sampler
+    pb.setup(M.TrainContext(class_counts=[900, 100], feature_dims={}, device=torch.device("cpu"), seed=0,
+                            total_steps=100, batch_size=100))  # fmt: skip
     shares = []
-    for t in (0.0, 0.5, 1.0):
-        pb.on_step(M.TrainState(step=int(t * 100), total_steps=100))
+    # 10 steps per epoch of 1000: t = step / (100 - 10), so the last epoch (from step 90) is class-balanced
+    for step in (0, 45, 90):
+        pb.on_step(M.TrainState(step=step, total_steps=100))
         idx = np.concatenate([pb.epoch_indices(labels, 0, rng) for _ in range(20)])
         shares.append((labels[idx] == 1).mean())
     # p_min(t) = (1 - t) * 0.1 + t * 0.5
@@ -181,7 +184,7 @@ def test_opl_by_hand():
     opl = M.parse_method("opl").auxiliaries[0]
     s = 1 / math.sqrt(2)  # cos(h0, h1); the only same-class pair (counted twice, same value)
     d = (0.0 + s) / 2  # cos(h0, h2) = 0, cos(h1, h2) = 1/sqrt(2)
-    assert opl({"layer4": h}, y).item() == pytest.approx(0.1 * ((1 - s) + 0.5 * d), rel=1e-6)
+    assert opl({"layer4": h}, y).item() == pytest.approx(1.0 * ((1 - s) + 0.5 * d), rel=1e-6)  # lam = 1, the authors'
 
 
 def test_fsc_balanced_pairs_by_hand():

@@ -118,7 +118,8 @@ def test_composition_is_order_free_and_canonical():
     assert M.parse_method("ce+fsc").name == "fsc"
     c = M.parse_method("focal+fsc+os")
     assert (c.sampler.name, c.criterion.name, [a.name for a in c.auxiliaries]) == ("os", "focal", ["fsc"])
-    assert M.parse_method("crt+mixup+drw+ldam+opl").name == "mixup+ldam+drw+opl+crt"  # by role, then name
+    assert M.parse_method("crt+mixup+ldam+opl").name == "mixup+ldam+opl+crt"  # by role, then name
+    assert M.parse_method("mixup+drw+ldam+opl").name == "mixup+ldam+drw+opl"
     assert M.parse_method("supcon+fsc").main_stage().taps == ("layer3", "layer4")
 
 
@@ -138,11 +139,19 @@ def test_composition_is_order_free_and_canonical():
         ("la+cb", {}, "two methods of role criterion"),
         ("os+la", {}, "corrects for the class prior twice"),
         ("drw+cb", {}, "corrects for the class prior twice"),
-        ("lws+taunorm", {}, "changes the classifier twice"),
+        ("lws+taunorm", {}, "corrects for the class prior twice: lws re-balances the classifier and taunorm"),
+        ("ldam+taunorm", {}, "changes the classifier twice"),
+        # cRT, LWS and tau-norm correct the prior: a second correction is refused (issue 25, item 4)
+        ("crt+pla", {}, "crt re-balances the classifier and pla also corrects"),
+        ("lws+pla", {}, "lws re-balances the classifier and pla also corrects"),
+        ("crt+drw", {}, "crt re-balances the classifier and drw also corrects"),
+        ("taunorm+la", {}, "corrects for the class prior twice (la and taunorm)"),
+        ("os+taunorm", {}, "os re-balances the batches and taunorm corrects"),
         ("os+smote", {}, "two methods of role sampler"),
     ],
 )
 def test_bad_method_specs_are_one_line_errors(spec, overrides, message):
+    """Each refused composition names both culprits in one line."""
     with pytest.raises(M.MethodError) as e:
         M.parse_method(spec, overrides)
     assert message in str(e.value) and "\n" not in str(e.value)
@@ -161,3 +170,9 @@ def test_supcon_gives_no_loss_on_a_one_class_batch():
     sc = M.parse_method("supcon").auxiliaries[0]
     sc.setup(M.TrainContext(class_counts=[4, 4], feature_dims={"layer4": 16}, device=torch.device("cpu"), seed=0))
     assert sc({"layer4": torch.randn(8, 16)}, torch.zeros(8, dtype=torch.long)).item() == 0.0
+
+
+def test_a_sampler_under_classifier_retraining_is_one_correction():
+    """os shapes only cRT's / LWS's representation stage; the classifier is re-balanced once."""
+    for spec in ("os+crt", "os+lws", "cbs+crt"):
+        assert M.parse_method(spec).stages()[1].sampler.name == "cbs"

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import methods as M
+from bench.errors import BenchError
 from bench.executors import RunOptions, run_local
 from bench.models import build_model
 from bench.train import split_budget
@@ -43,9 +44,11 @@ def test_crt_and_lws_stages_freeze_the_backbone_and_touch_only_the_classifier():
     assert torch.allclose(model.fc(h), model.fc.inner(h) * torch.tensor([2.0, 0.5]))
 
 
-def test_crt_run_changes_nothing_but_the_classifier_in_its_second_stage(tmp_path, monkeypatch):
-    """Snapshot the model when the classifier stage starts; at the end every backbone tensor (weights
-    and BatchNorm statistics) is unchanged and the classifier has trained."""
+@pytest.mark.parametrize("bn", ["train", "eval"])
+def test_crt_run_changes_only_the_classifier_and_bn_statistics_as_asked(tmp_path, monkeypatch, bn):
+    """Snapshot the model when the classifier stage starts. At the end every backbone weight is
+    unchanged and the classifier has trained; BatchNorm's running statistics are re-estimated on the
+    class-balanced batches with bn=train (Kang et al.'s code keeps model.train()) and kept with bn=eval."""
     from methods.decoupling import CRT
 
     snapshots = []
@@ -61,15 +64,23 @@ def test_crt_run_changes_nothing_but_the_classifier_in_its_second_stage(tmp_path
         return stages
 
     monkeypatch.setattr(CRT, "stages", spying)
-    [spec] = tiny_specs(["crt"], steps=20)
+    [spec] = tiny_specs(["crt"], steps=20, overrides={"crt": {"bn": bn}})
     [rec] = run_local([spec], tmp_path, torch.device("cpu"), RunOptions(plain=True)).written
     assert rec["status"] == "ok" and [s["steps"] for s in rec["timings"]["stages"]] == [18, 2]
     assert {h["stage"] for h in rec["history"]} == {"representation", "classifier"}
     [(before, model)] = snapshots
     after = model.state_dict()
-    backbone = [k for k in before if not k.startswith("fc.")]
-    assert backbone and all(torch.equal(before[k], after[k]) for k in backbone)
+    weights = [k for k in before if not k.startswith("fc.") and "running_" not in k and "num_batches" not in k]
+    stats = [k for k in before if "running_" in k]
+    assert weights and all(torch.equal(before[k], after[k]) for k in weights)
+    assert stats and all(torch.equal(before[k], after[k]) for k in stats) == (bn == "eval")
     assert not torch.equal(before["fc.weight"], after["fc.weight"])
+
+
+def test_crt_default_is_the_authors_batchnorm_mode():
+    [_, classifier] = M.parse_method("crt").stages()
+    assert classifier.bn_training and not M.parse_method("crt", {"crt": {"bn": "eval"}}).stages()[1].bn_training
+    assert M.parse_method("lws").stager.share == 0.05  # the authors' LWS configs: half of cRT's budget
 
 
 def test_supcon2_pretrains_on_two_views_without_a_classification_loss(tmp_path):
@@ -112,11 +123,19 @@ def test_posthoc_value_is_chosen_on_validation_never_on_test(tmp_path):
         ph["tau"] - 1.0
     )
     assert "before_posthoc" in rec["metrics"]
-    [spec] = tiny_specs(["taunorm"], steps=12)
+    # taunorm chooses tau on validation, as Kang et al. do: a grid without a split is refused in one line,
+    # and choose=fixed uses tau as it is
+    with pytest.raises(BenchError, match="pass --val-per-class N .* or --set taunorm.choose=fixed"):
+        tiny_specs(["taunorm"], steps=12)
+    [spec] = tiny_specs(["taunorm"], steps=12, overrides={"taunorm": {"choose": "fixed"}})
     [rec] = run_local([spec], tmp_path / "b", torch.device("cpu"), RunOptions(plain=True)).written
-    assert rec["metrics"]["posthoc"] == {"method": "taunorm", "tau": 1.0, "chosen_on": "default"} | {
-        k: rec["metrics"]["posthoc"][k] for k in rec["metrics"]["posthoc"] if k not in ("method", "tau", "chosen_on")
-    }
+    assert rec["metrics"]["posthoc"] == {"method": "taunorm", "tau": 1.0, "chosen_on": "default"}
+    [spec] = tiny_specs(["taunorm"], steps=12, train_changes={"val_per_class": 20})
+    [rec] = run_local([spec], tmp_path / "c", torch.device("cpu"), RunOptions(plain=True)).written
+    assert (
+        rec["metrics"]["posthoc"]["chosen_on"] == "validation"
+        and len(rec["metrics"]["posthoc"]["val_balanced_acc"]) == 21
+    )
 
 
 def test_posthoc_choice_reads_no_test_labels(tmp_path, monkeypatch):

@@ -210,24 +210,39 @@ def ratio_label(r: float) -> str:
 def method_label(rec: dict) -> str:
     """The composition name, plus the hyper-parameters that differ from the registered defaults. A
     hyper-parameter added after the record was made counts with the value the record was computed
-    with (the method's `legacy` value), so an old record is never shown as the new default's."""
+    with (the method's `legacy` value), so an old record is never shown as the new default's; one that
+    does not enter the record's configuration (cb's gamma with a CE base) is not shown. A record made
+    with another revision of a method's arithmetic than this code's says so, `(rev N)`, so records of two
+    revisions are never averaged."""
     spec = rec["spec"]
     try:
         comp = parse_method(spec["method"])
         defaults = comp.hparams()
         legacy = {m.name: m.legacy for m in comp.parts}
     except MethodError:  # a method registered by a plug-in that this process does not know
-        defaults, legacy = {}, {}
+        comp, defaults, legacy = None, {}, {}
     hparams = {
         m: {**{k: v for k, v in legacy.get(m, {}).items() if k not in hp}, **hp} for m, hp in spec["hparams"].items()
     }
+    unused, current = {}, {}
+    if comp is not None:
+        try:
+            own = parse_method(spec["method"], {m: dict(hp) for m, hp in hparams.items()})
+            unused = {m.name: set(m.unused_hparams()) for m in own.parts}
+            current = own.revisions() or {}
+        except MethodError:
+            pass
     diffs = [
         f"{m}.{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
         for m, hp in sorted(hparams.items())
         for k, v in sorted(hp.items())
-        if defaults.get(m, {}).get(k) != v
+        if defaults.get(m, {}).get(k) != v and k not in unused.get(m, set())
     ]
-    return spec["method"] + (f" [{' '.join(diffs)}]" if diffs else "")
+    made = spec.get("revisions") or {}
+    revs = [
+        f"{m} rev {made.get(m, 0)}" for m in sorted(set(made) | set(current)) if made.get(m, 0) != current.get(m, 0)
+    ]
+    return spec["method"] + (f" [{' '.join(diffs)}]" if diffs else "") + (f" ({', '.join(revs)})" if revs else "")
 
 
 def board_setting(rec: dict) -> dict:
