@@ -15,7 +15,7 @@ from methods import REGISTRY, load_plugins
 
 from . import store
 from .errors import USER_ERRORS, BenchError
-from .spec import PRECISIONS, PRESETS, TRAIN_FLAGS, numerics
+from .spec import PRECISIONS, PRESET_PURPOSE, PRESETS, TRAIN_FLAGS, numerics
 
 MAX_RUNS_UNASKED = 10_000  # a bigger grid needs --yes (a typo such as --seeds 100000 costs days)
 
@@ -192,7 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="folder: leave out photos that cannot be read (each record lists them) instead of stopping",
     )
-    r.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="training settings")
+    r.add_argument(
+        "--preset",
+        default="quick",
+        choices=sorted(PRESETS),
+        help="training settings: quick = a fast first look (short budget); standard = trained to the budget the "
+        "budget study found converged (the which-method answer); paper = full width for a GPU; see `list`",
+    )
     r.add_argument("--model", default="resnet18", choices=["resnet18"], help="backbone")
     r.add_argument("--width", type=float, help="channel width multiplier of ResNet-18 (1 = full)")
     r.add_argument(
@@ -528,6 +534,13 @@ def cmd_list(a) -> int:
             plan = "?"
         role = cls.role + (f" (rev {cls.revision})" if cls.revision else "")
         t.add_row(*(escape(x) for x in (name, role, "\n".join(hps) or "-", cls.describe(), cls.paper or "-", plan)))
+    _console().print(t)
+    t = Table(title="presets (--preset; single flags override single settings)")
+    for h in ("preset", "model and budget", "default seeds", "what it is for"):
+        t.add_column(h)
+    for name, pr in PRESETS.items():
+        budget = f"width {pr['width']}, {pr['steps']} steps x {pr['batch_size']}"
+        t.add_row(name, budget, str(len(pr["seeds"])), PRESET_PURPOSE.get(name, ""))
     _console().print(t)
     t = Table(title="datasets and tasks")
     for h in ("dataset", "built-in pairs (majority, minority)", "description"):

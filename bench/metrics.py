@@ -93,3 +93,18 @@ def evaluate(y_true: np.ndarray, logits: np.ndarray, train_counts: list[int]) ->
         "per_class_acc_logit_adjusted": per_class_accuracy(y_true, la_pred, n),
         "balanced_acc_logit_adjusted": float(balanced_accuracy_score(y_true, la_pred)),
     }
+
+
+DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def encode_labels(labels: np.ndarray) -> str | None:
+    """Class indices as one character each ('0'-'9', 'a'-'z'), so a record can keep every test image's
+    label and prediction compactly; None for more than 36 classes."""
+    if len(labels) and int(np.max(labels)) >= len(DIGITS):
+        return None
+    return "".join(DIGITS[int(v)] for v in labels)
+
+
+def decode_labels(text: str) -> np.ndarray:
+    return np.array([DIGITS.index(ch) for ch in text], dtype=np.int64)

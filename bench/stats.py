@@ -1,36 +1,223 @@
-"""Paired comparison of two methods over seeds (same seed = same training subset and test set)."""
+"""The report's statistics: paired comparisons over seeds, the decision procedure of the which-method
+answer, and rankings.
+
+Paired comparison: the same seed gives two methods the same training subset, and every seed shares one
+balanced test set. A difference's interval therefore has two parts: the spread over seeds (Student t on
+the per-seed differences) and the test set's own sampling error, which no number of seeds removes. The
+latter enters as a variance `test_var` (see `test_sampling_var`: binomial per class, the two methods
+taken as independent, which overstates it for methods that err on the same images: conservative). The
+printed p is the p of the test that made the interval (a t-test with n - 1 degrees of freedom on the
+combined standard error), so interval and p never disagree.
+
+The decision procedure (`decide`), one per board and ratio, against a reference method:
+- 'better' / 'worse': the two-sided paired test above, Holm-corrected over the board's methods at that
+  ratio (family-wise error at most alpha);
+- 'equivalent': two one-sided tests (TOST, Schuirmann 1987) against a declared margin (default 0.01
+  balanced accuracy), Holm-corrected the same way;
+- 'inconclusive': neither.
+The set of methods that may be the best: a method leaves it only when some other method beats it in a
+one-sided paired test at alpha / (k - 1) (multiple comparisons with the best, Hsu 1996, in its
+Bonferroni form): the true best stays in the set with probability at least 1 - alpha.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
+
+ALPHA = 0.05
+MARGIN = 0.01  # the equivalence margin in balanced accuracy (`bench report --margin`)
+DETECT = 0.02  # the difference the seed planning asks to detect, at POWER
+POWER = 0.8
 
 
 @dataclass(frozen=True)
 class Paired:
     n: int
     mean: float  # mean of (method - reference) over the shared seeds
-    lo: float  # 95% Student-t interval of that mean
+    lo: float  # 95% interval of that mean (seeds and, where given, the test set's sampling error)
     hi: float
-    p: float  # two-sided Wilcoxon signed-rank p-value (exact for small n)
+    p: float  # two-sided p of the t-test that made the interval
+    se: float = float("nan")  # the standard error behind the interval
+    sd: float = float("nan")  # standard deviation of the per-seed differences
+    with_test: bool = False  # whether the test set's sampling error is in the interval
 
     def fmt(self) -> str:
-        return f"{self.mean:+.3f} [{self.lo:+.3f}, {self.hi:+.3f}] p={self.p:.3g} (n={self.n})"
+        return f"{self.mean:+.3f} [{self.lo:+.3f}, {self.hi:+.3f}] p={self.p:.2g} (n={self.n})"
+
+    def one_sided_p(self, greater: bool = True) -> float:
+        """p of 'the method is above the reference' (greater) or below it."""
+        if not self.se > 0:
+            return 0.0 if (self.mean > 0) == greater and self.mean != 0 else 1.0
+        t = self.mean / self.se
+        return float(stats.t.sf(t, self.n - 1) if greater else stats.t.cdf(t, self.n - 1))
+
+    def tost_p(self, margin: float = MARGIN) -> float:
+        """Two one-sided tests that the true difference lies inside (-margin, +margin): the larger p."""
+        if not self.se > 0:
+            return 0.0 if abs(self.mean) < margin else 1.0
+        lower = stats.t.sf((self.mean + margin) / self.se, self.n - 1)
+        upper = stats.t.cdf((self.mean - margin) / self.se, self.n - 1)
+        return float(max(lower, upper))
 
 
-def paired_difference(method: dict[int, float], reference: dict[int, float]) -> Paired | None:
-    """None when fewer than two seeds are shared."""
+def paired_difference(method: dict[int, float], reference: dict[int, float], test_var: float = 0.0) -> Paired | None:
+    """`method` − `reference` over their shared seeds; None when fewer than two seeds are shared.
+    `test_var`: the variance the test set's sampling adds to the mean difference (0: seeds only)."""
     seeds = sorted(set(method) & set(reference))
     if len(seeds) < 2:
         return None
     d = np.array([method[s] - reference[s] for s in seeds], dtype=np.float64)
-    n, mean = len(d), float(d.mean())
-    half = float(stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / math.sqrt(n))
-    p = float(stats.wilcoxon(d).pvalue) if np.any(d != 0) else 1.0
-    return Paired(n=n, mean=mean, lo=mean - half, hi=mean + half, p=p)
+    n, mean, sd = len(d), float(d.mean()), float(d.std(ddof=1))
+    se = math.sqrt(sd**2 / n + test_var)
+    half = float(stats.t.ppf(1 - ALPHA / 2, n - 1) * se)
+    if se > 0:
+        p = float(2 * stats.t.sf(abs(mean) / se, n - 1))
+    else:
+        p = 1.0 if mean == 0 else 0.0
+    return Paired(n=n, mean=mean, lo=mean - half, hi=mean + half, p=p, se=se, sd=sd, with_test=test_var > 0)
+
+
+def test_sampling_var(acc_a: list[list[float]], acc_b: list[list[float]], counts: list[int], classes=None) -> float:
+    """The variance that sampling the test set adds to the mean over seeds of (mean per-class accuracy of
+    a − that of b), over the classes `classes` (default all: balanced accuracy; [last]: the minority's).
+    `acc_x[seed][c]`: per-class accuracies; `counts[c]`: test images of class c. Each class accuracy is a
+    binomial proportion over its n_c images; the same images serve every seed, so the term does not
+    shrink with seeds (the per-seed variances are averaged, not divided by n); the two methods are taken
+    as independent (conservative)."""
+    classes = list(range(len(counts))) if classes is None else classes
+    per_seed = []
+    for pa, pb in zip(acc_a, acc_b):
+        v = sum((pa[c] * (1 - pa[c]) + pb[c] * (1 - pb[c])) / max(1, counts[c]) for c in classes)
+        per_seed.append(v / len(classes) ** 2)
+    return float(np.mean(per_seed)) if per_seed else 0.0
+
+
+def paired_test_var(outcomes_a: list[tuple], outcomes_b: list[tuple], classes=None) -> float:
+    """The test set's sampling variance of the mean difference in mean per-class accuracy, paired image
+    by image: per seed and class c, the variance of (a correct) − (b correct) over the class's images
+    divided by their number; summed over `classes` (default all) / their count², averaged over seeds.
+    `outcomes_x[seed] = (labels, predictions)`, integer arrays over the same test images."""
+    per_seed = []
+    for (ya, pa), (yb, pb) in zip(outcomes_a, outcomes_b):
+        if len(ya) != len(yb) or not np.array_equal(ya, yb):
+            raise ValueError("the two runs were tested on different images")
+        cs = sorted(set(ya.tolist())) if classes is None else classes
+        v = 0.0
+        for c in cs:
+            mask = ya == c
+            d = (pa[mask] == c).astype(np.float64) - (pb[mask] == c).astype(np.float64)
+            v += float(d.var()) / max(1, int(mask.sum()))
+        per_seed.append(v / len(cs) ** 2)
+    return float(np.mean(per_seed)) if per_seed else 0.0
+
+
+def holm(pvalues: list[float], alpha: float = ALPHA) -> list[float]:
+    """Holm-adjusted p-values (statsmodels' multipletests)."""
+    if not pvalues:
+        return []
+    from statsmodels.stats.multitest import multipletests
+
+    return [float(p) for p in multipletests(pvalues, alpha=alpha, method="holm")[1]]
+
+
+@dataclass
+class Decision:
+    """The verdicts of one board and ratio against its reference, and the set that may hold the best."""
+
+    reference: str
+    margin: float
+    verdict: dict[str, str] = field(default_factory=dict)  # method -> better / worse / equivalent / inconclusive
+    vs_reference: dict[str, Paired] = field(default_factory=dict)
+    p_holm: dict[str, float] = field(default_factory=dict)  # Holm-adjusted p of the difference test
+    p_equiv_holm: dict[str, float] = field(default_factory=dict)  # Holm-adjusted TOST p
+    may_be_best: list[str] = field(default_factory=list)
+    best_by_mean: str = ""
+    seeds_needed: dict[str, int | None] = field(default_factory=dict)  # inconclusive ones: seeds to decide
+
+    def named(self, verdict: str) -> list[str]:
+        return [m for m, v in self.verdict.items() if v == verdict]
+
+
+def decide(
+    scores: dict[str, dict[int, float]],
+    reference: str,
+    margin: float = MARGIN,
+    alpha: float = ALPHA,
+    test_var=None,
+) -> Decision | None:
+    """The decision procedure (module docstring) over `scores[method][seed]`, higher is better.
+    `test_var(a, b)` gives the test-sampling variance of a − b (None: seeds only). None when the
+    reference is missing or no other method shares two seeds with it."""
+    if reference not in scores or len(scores) < 2:
+        return None
+    tv = test_var or (lambda a, b: 0.0)
+    others = [m for m in sorted(scores) if m != reference]
+    pairs = {m: paired_difference(scores[m], scores[reference], tv(m, reference)) for m in others}
+    pairs = {m: pd for m, pd in pairs.items() if pd is not None}
+    if not pairs:
+        return None
+    names = list(pairs)
+    adj = dict(zip(names, holm([pairs[m].p for m in names], alpha)))
+    adj_eq = dict(zip(names, holm([pairs[m].tost_p(margin) for m in names], alpha)))
+    d = Decision(reference=reference, margin=margin, vs_reference=pairs, p_holm=adj, p_equiv_holm=adj_eq)
+    for m in names:
+        if adj[m] < alpha:
+            d.verdict[m] = "better" if pairs[m].mean > 0 else "worse"
+        elif adj_eq[m] < alpha:
+            d.verdict[m] = "equivalent"
+        else:
+            d.verdict[m] = "inconclusive"
+            d.seeds_needed[m] = seeds_to_detect(pairs[m].sd, len(names), alpha)
+    means = {m: float(np.mean(list(v.values()))) for m, v in scores.items() if v}
+    d.best_by_mean = max(means, key=lambda m: (means[m], m == reference))
+    d.may_be_best = may_be_best(scores, alpha, tv)
+    return d
+
+
+def may_be_best(scores: dict[str, dict[int, float]], alpha: float = ALPHA, test_var=None) -> list[str]:
+    """Methods not beaten by any other in a one-sided paired test at alpha / (k - 1), best mean first."""
+    tv = test_var or (lambda a, b: 0.0)
+    methods = [m for m in scores if len(scores[m]) >= 2]
+    k = len(methods)
+    if k < 2:
+        return methods
+    level = alpha / (k - 1)
+    keep = []
+    for i in methods:
+        beaten = False
+        for j in methods:
+            if j == i:
+                continue
+            pd = paired_difference(scores[j], scores[i], tv(j, i))
+            if pd is not None and pd.one_sided_p(greater=True) < level:
+                beaten = True
+                break
+        if not beaten:
+            keep.append(i)
+    return sorted(keep, key=lambda m: -float(np.mean(list(scores[m].values()))))
+
+
+def seeds_to_detect(sd: float, comparisons: int, alpha: float = ALPHA, delta: float = DETECT) -> int | None:
+    """Seeds a paired t-test needs to find a true difference of `delta` with probability POWER at the
+    first step of Holm over `comparisons` tests (alpha / comparisons), at the observed spread `sd` of the
+    per-seed differences (statsmodels' TTestPower); None when the spread is 0 or unknown."""
+    if not (sd > 0 and math.isfinite(sd)):
+        return None
+    import warnings
+
+    from statsmodels.stats.power import TTestPower
+
+    try:
+        with warnings.catch_warnings():  # no root below the solver's bracket: a huge effect; None then
+            warnings.simplefilter("ignore")
+            n = float(TTestPower().solve_power(effect_size=delta / sd, alpha=alpha / max(1, comparisons), power=POWER))
+    except (ValueError, RuntimeError):
+        return None
+    return int(math.ceil(n)) if math.isfinite(n) else None
 
 
 @dataclass(frozen=True)

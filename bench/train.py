@@ -22,7 +22,7 @@ from datasets import TaskData
 from methods import Composite, Posthoc, Stage, TrainContext, TrainState
 from methods.base import epoch_indices
 
-from .metrics import evaluate, separation
+from .metrics import encode_labels, evaluate, separation
 from .models import LAYERS, build_model
 from .spec import RunSpec, resolved_precision
 
@@ -345,9 +345,13 @@ def evaluate_model(model, posthoc, task: TaskData, norm, batch_size, autocast, f
     choice = choose_posthoc(posthoc, model, task, norm, batch_size, autocast) if posthoc else None
     logits, feats = predict(model, task.test_x, norm, batch_size, autocast, LAYERS)
     y = task.test_y.numpy()
-    metrics = evaluate(
-        y, _posthoc_logits(posthoc, logits, feats["layer4"], model, choice and choice["value"]), task.train_counts
-    )
+    final_logits = _posthoc_logits(posthoc, logits, feats["layer4"], model, choice and choice["value"])
+    metrics = evaluate(y, final_logits, task.train_counts)
+    # every test image's label and prediction: the report pairs two methods image by image when it puts
+    # the test set's sampling error into an interval
+    labels, predictions = encode_labels(y), encode_labels(final_logits.argmax(axis=1))
+    if labels is not None and predictions is not None:
+        metrics["test_outcome"] = {"labels": labels, "predictions": predictions}
     if choice:
         metrics["posthoc"] = {"method": posthoc.name, posthoc.choice or "value": choice.pop("value"), **choice}
         metrics["before_posthoc"] = {

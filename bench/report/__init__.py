@@ -142,7 +142,8 @@ def report(
     """Read every record under `runs_dir`, then write leaderboard.md/.csv, latex/ and figures/ (and
     the static site with `site`) into `out_dir`. Raises BenchError, writing nothing, when there is no
     readable record."""
-    from .figures import accuracy_vs_frequency, accuracy_vs_ratio, critical_difference
+    from .budget import budget_studies
+    from .figures import accuracy_vs_budget, accuracy_vs_frequency, accuracy_vs_ratio, critical_difference
 
     col = collect(runs_dir)
     if not col.ok and not col.failed:
@@ -161,6 +162,8 @@ def report(
         figs += accuracy_vs_frequency(col.boards, fig_dir)
         figs += embedding_figures(col.boards, runs_dir, fig_dir)
         figs += paired_figures(col.boards, reference, fig_dir)
+        for study in budget_studies(col.boards):
+            figs += accuracy_vs_budget(study, fig_dir)
         for nr in a.rankings:
             figs += critical_difference(nr, f"{nr.title}: mean rank of balanced accuracy", fig_dir / f"cd_{nr.slug}")
     if site:

@@ -9,7 +9,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..stats import Paired, Ranking, paired_difference, rank_methods
+from ..metrics import decode_labels
+from ..stats import (
+    MARGIN,
+    Decision,
+    Paired,
+    Ranking,
+    decide,
+    paired_difference,
+    paired_test_var,
+    rank_methods,
+    test_sampling_var,
+)
 from .model import Board, ratio_label
 
 
@@ -17,7 +28,8 @@ def select_on_validation(b: Board) -> dict[tuple[str, float], str]:
     """For each composition swept over hyper-parameters and each ratio, the configuration with the
     best mean validation balanced accuracy over the seeds that every configuration has (a sweep cut
     short must not favour a configuration for its easier seeds). It reads validation numbers only,
-    never the test ones."""
+    never the test ones. A tie keeps the default configuration (the label without hyper-parameters),
+    else the first label."""
     chosen = {}
     for r in b.ratios:
         by_base: dict[str, dict[str, dict[int, float]]] = defaultdict(dict)
@@ -28,14 +40,65 @@ def select_on_validation(b: Board) -> dict[tuple[str, float], str]:
             shared = set.intersection(*(set(v) for v in candidates.values()))
             if len(candidates) > 1 and shared:
                 mean = {label: float(np.mean([v[s] for s in shared])) for label, v in candidates.items()}
-                chosen[(base, r)] = max(mean, key=lambda label: (mean[label], label))
+                top = max(mean.values())
+                tied = sorted(label for label, v in mean.items() if v == top)
+                chosen[(base, r)] = base if base in tied else tied[0]
     return chosen
 
 
+def cell_test_var(a, b, metric: str) -> float:
+    """The test set's sampling variance of the mean difference a − b in `metric` (cells a and b), for the
+    metrics that are means of per-class accuracies (balanced accuracy; the minority class); 0 for the
+    others (ROC-AUC, feature statistics), whose intervals then hold the seeds' spread only. Paired image
+    by image where both cells' records keep every test prediction (records since round three), else the
+    binomial bound that takes the two methods as independent (conservative)."""
+    if metric not in ("bal_acc", "min_acc") or not a.test_counts:
+        return 0.0
+    shared = sorted(set(a.seeds) & set(b.seeds))
+    classes = None if metric == "bal_acc" else [len(a.test_counts) - 1]
+    if shared and all(s in a.outcomes and s in b.outcomes for s in shared):
+        decode = lambda o: (decode_labels(o["labels"]), decode_labels(o["predictions"]))  # noqa: E731
+        try:
+            return paired_test_var(
+                [decode(a.outcomes[s]) for s in shared], [decode(b.outcomes[s]) for s in shared], classes
+            )
+        except ValueError:
+            pass  # tested on different images: fall back to the bound
+    acc = lambda c: [[c.by_seed(i)[s] for i in range(len(c.per_class))] for s in shared]  # noqa: E731
+    return test_sampling_var(acc(a), acc(b), a.test_counts, classes)
+
+
 def paired_cell(b: Board, method: str, reference: str, ratio: float, metric: str) -> Paired | None:
-    """`method` − `reference` in `metric` at `ratio`, paired by seed, or None without two shared seeds."""
+    """`method` − `reference` in `metric` at `ratio`, paired by seed (and with the test set's sampling
+    error where the metric has one), or None without two shared seeds."""
     c, ref = b.cells.get((method, ratio)), b.cells.get((reference, ratio))
-    return paired_difference(c.metric_by_seed(metric), ref.metric_by_seed(metric)) if c and ref else None
+    if not (c and ref):
+        return None
+    return paired_difference(c.metric_by_seed(metric), ref.metric_by_seed(metric), cell_test_var(c, ref, metric))
+
+
+def candidates(b: Board, r: float, chosen: dict) -> dict[str, object]:
+    """The cells that compete for 'best' at ratio r: default configurations, and on a swept board the
+    configuration validation chose for each swept method."""
+    cands = {}
+    for (label, ratio), c in b.cells.items():
+        if ratio != r:
+            continue
+        if (c.base, r) in chosen:
+            if chosen[(c.base, r)] == label:
+                cands[label] = c
+        elif label == c.base:
+            cands[label] = c
+    return cands
+
+
+def decision(b: Board, r: float, reference: str, chosen: dict, margin: float = MARGIN) -> Decision | None:
+    """The decision procedure of bench/stats.py on balanced accuracy at ratio r of board b."""
+    cands = candidates(b, r, chosen)
+    if reference not in cands:
+        return None
+    scores = {m: c.metric_by_seed("bal_acc") for m, c in cands.items()}
+    return decide(scores, reference, margin, test_var=lambda x, y: cell_test_var(cands[x], cands[y], "bal_acc"))
 
 
 @dataclass
@@ -54,6 +117,19 @@ class NamedRanking:
         k, n = len(self.ranking.methods), len(self.ranking.cells)
         q = studentized_range.ppf(0.95, k, np.inf) / math.sqrt(2)
         return float(q * math.sqrt(k * (k + 1) / (6 * n)))
+
+    @property
+    def min_blocks(self) -> int:
+        """The fewest cells (blocks) at which the critical difference is at most (k - 1) / 2 ranks, so
+        that a method at either end of the ranking could be told from one in the middle. Below it the
+        mean-rank places carry no evidence (Demšar 2006; Benavoli et al. 2016) and are not shown."""
+        k, n = len(self.ranking.methods), len(self.ranking.cells)
+        cd_one = self.critical_difference * math.sqrt(n)  # the critical difference at one block
+        return max(2, math.ceil((cd_one / ((k - 1) / 2)) ** 2))
+
+    @property
+    def informative(self) -> bool:
+        return len(self.ranking.cells) >= self.min_blocks
 
 
 def rankings(boards: list[Board]) -> list[NamedRanking]:
@@ -85,12 +161,24 @@ class Analysis:
     reference: str
     rankings: list[NamedRanking] = field(default_factory=list)
     selections: dict[str, dict[tuple[str, float], str]] = field(default_factory=dict)  # board slug -> chosen
+    margin: float = MARGIN
+    decisions: dict[tuple[str, float], Decision] = field(default_factory=dict)  # (board slug, ratio)
+    too_few_blocks: list[NamedRanking] = field(default_factory=list)  # rankings whose places carry no evidence
 
     @classmethod
-    def of(cls, boards: list[Board], reference: str = "os") -> Analysis:
-        return cls(
+    def of(cls, boards: list[Board], reference: str = "os", margin: float = MARGIN) -> Analysis:
+        ranked = rankings(boards)
+        a = cls(
             boards=boards,
             reference=reference,
-            rankings=rankings(boards),
+            rankings=[nr for nr in ranked if nr.informative],
+            too_few_blocks=[nr for nr in ranked if not nr.informative],
             selections={b.slug: select_on_validation(b) for b in boards},
+            margin=margin,
         )
+        for b in boards:
+            for r in b.ratios:
+                d = decision(b, r, reference, a.selections[b.slug], margin)
+                if d:
+                    a.decisions[(b.slug, r)] = d
+        return a

@@ -273,3 +273,39 @@ def paired_differences(
         fontsize=9,
     )
     return save_png_svg(fig, path_stem)
+
+
+def accuracy_vs_budget(study, fig_dir: Path) -> list[Path]:
+    """A budget study (bench/report/budget.py): balanced accuracy against the step budget (log x), one
+    line per method with a ±1 sd band over seeds; points of different seed counts are not joined."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    methods = study.methods()
+    for m in methods:
+        pts = [(s, st) for s in study.budgets if (st := study.stat(m, s)) and st.n]
+        style = method_style(m)
+        # one line per run of equal seed counts, so a 1-seed point is never joined to a 3-seed one
+        runs, current = [], []
+        for s, st in pts:
+            if current and current[-1][1].n != st.n:
+                runs.append(current)
+                current = []
+            current.append((s, st))
+        runs.append(current)
+        for i, run in enumerate(runs):
+            x = np.array([s for s, _ in run])
+            mean = np.array([st.mean for _, st in run])
+            std = np.array([st.std if st.n > 1 else 0 for _, st in run])
+            ax.plot(x, mean, ms=4, lw=1.5, label=m if i == 0 else None, **style)
+            ax.fill_between(x, mean - std, mean + std, alpha=0.1, color=style["color"], lw=0)
+    ax.set_xscale("log")
+    ax.set_xticks(study.budgets, [str(s) for s in study.budgets], fontsize=8)
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("training budget (optimiser steps, each its own cosine schedule)")
+    ax.set_ylabel("balanced accuracy (test)")
+    ax.grid(alpha=0.3, which="both")
+    _legend_outside(fig, ax, len(methods))
+    seeds = sorted({st.n for m in methods for s in study.budgets if (st := study.stat(m, s))})
+    band = "1 seed, no band" if seeds == [1] else f"mean ± std over {seeds[0]}-{seeds[-1]} seeds"
+    ax.set_title(f"{study.title}\naccuracy vs training budget ({band})", fontsize=9)
+    fig.tight_layout()
+    return save_png_svg(fig, fig_dir / study.slug)

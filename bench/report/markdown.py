@@ -8,6 +8,7 @@ from tabulate import tabulate
 
 from . import tables as T
 from .analysis import Analysis
+from .budget import SETTLED, budget_studies, budget_table, unsettled, wall_table
 from .model import METRIC_TITLES, ratio_label
 from .records import Collected
 
@@ -65,14 +66,39 @@ def markdown(col: Collected, a: Analysis) -> str:
     )
     for line in provenance(col):
         md.write(f"- {line}\n")
-    _section(md, f"## Which method should I use?\n\n{T.WHICH_NOTE}", T.which_method(a))
+    _section(md, f"## Which method should I use?\n\n{T.WHICH_NOTE.format(margin=a.margin)}", T.which_method(a))
+    _section(
+        md,
+        "### Where more seeds would decide\n\nComparisons with the reference that the procedure leaves "
+        "inconclusive, and the seeds a paired t-test would need to find a difference of 0.02 balanced accuracy "
+        "with 80% power at the spread observed (Holm's first step), where that is more than the board has:",
+        T.seed_planning(a),
+    )
     _section(
         md,
         "## The effect of the FSC loss, all boards\n\nAdding the FSC loss without oversampling (`fsc − ce`) and "
         "with it (`os+fsc − os`), paired by seed (same seed = same training subset): mean difference "
-        "[95% t-interval], two-sided Wilcoxon signed-rank p (n seeds).",
+        "[95% interval] and the two-sided t-test p that made it, uncorrected (n seeds); the headline metric's "
+        "interval includes the test set's sampling error, ROC-AUC's holds the seeds' spread only.",
         T.fsc_effect(a.boards),
     )
+    for study in budget_studies(a.boards):
+        md.write(f"\n## Training budget: {study.title}\n\n")
+        md.write(
+            f"Balanced accuracy (test) at each step budget, mean±sd (n seeds); each budget is its own run with "
+            f"its own warm-up and cosine schedule. `{study.budgets[-2]} → {study.budgets[-1]}`: the paired mean "
+            f"change between the two largest budgets ('moving' above {SETTLED}); training fit: balanced accuracy "
+            f"on the run's own un-augmented training images at the largest budget. Figure: "
+            f"`figures/{study.slug}.png`.\n\n"
+        )
+        md.write(table_md(budget_table(study)))
+        still = unsettled(study)
+        md.write(
+            "\n"
+            + (f"Not settled at {study.budgets[-1]} steps: {', '.join(still)}.\n" if still else "")
+            + "\nWall time per run (one run per core, on the records' machine):\n\n"
+            + table_md(wall_table(study))
+        )
     for b in a.boards:
         md.write(f"\n## {b.title}\n\n")
         md.write(table_md(T.leaderboard(b)) + "\n")
@@ -102,12 +128,28 @@ def markdown(col: Collected, a: Analysis) -> str:
             _section(
                 md,
                 f"Paired by seed against `{a.reference}` (same seed = same training subset): mean difference in "
-                f"{METRIC_TITLES[metric]} [95% t-interval], two-sided Wilcoxon signed-rank p. With n seeds the "
-                "smallest possible p is 2/2^n (0.25 for n=3, 0.0625 for n=5).",
+                f"{METRIC_TITLES[metric]} [95% interval] and the two-sided p of the t-test that made it, uncorrected "
+                "(the which-method table applies Holm's correction)"
+                + (
+                    "; the interval includes the test set's sampling error."
+                    if metric in ("min_acc", "bal_acc")
+                    else "; seeds only (no test-sampling term for this metric)."
+                ),
                 T.paired(b, a.reference, metric),
             )
     for nr in a.rankings:
         md.write(ranking_md(nr))
+    if a.too_few_blocks:
+        md.write(
+            "\n## Rankings not shown\n\nA Friedman ranking over k methods carries evidence only when its Nemenyi "
+            "critical difference is at most (k − 1) / 2 ranks (a method at either end could be told from one in the "
+            "middle); with fewer cells (task x ratio blocks) than that needs, the rank places are noise:\n\n"
+        )
+        md.writelines(
+            f"- {nr.title}: {len(nr.ranking.methods)} methods over {len(nr.ranking.cells)} cells, critical difference "
+            f"{nr.critical_difference:.1f} ranks; needs at least {nr.min_blocks} cells.\n"
+            for nr in a.too_few_blocks
+        )
     if col.failed:
         md.write(f"\n## Failed runs ({len(col.failed)}), not averaged\n\n")
         rows = [[r.get("key", "?"), run_label(r), r.get("error", "?")] for r in col.failed]

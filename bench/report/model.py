@@ -15,7 +15,8 @@ import numpy as np
 
 from methods import MethodError, parse_method
 
-from ..spec import LATE_DEFAULTS, PRESETS, TRAIN_FLAGS, record_numerics
+from .. import SUITE_VERSION
+from ..spec import LATE_DEFAULTS, PRESETS, TRAIN_FLAGS, record_numerics, short_budget
 
 MISSING = "—"
 # Spec fields that define a board (everything but what varies inside it).
@@ -52,6 +53,7 @@ METRIC_TITLES = {
     "bal_acc_bn": "balanced acc. with class-balanced BN statistics",
     "l4_silhouette": "layer4 silhouette",
     "l4_cross_cos": "layer4 cross-class cosine",
+    "train_bal": "balanced acc. on the training images",
     "macro_f1": "macro-F1",
     "many": "many-shot acc.",
     "medium": "medium-shot acc.",
@@ -114,6 +116,8 @@ class Cell:
     extra: dict[str, dict[int, float]] = field(default_factory=dict)  # metric name -> {seed: value}
     keys: dict[int, str] = field(default_factory=dict)  # seed -> run key (names the run's files)
     train_counts: list[int] = field(default_factory=list)  # the same for every seed of a cell
+    test_counts: list[int] = field(default_factory=list)  # test images per class (one test set for every seed)
+    outcomes: dict[int, dict] = field(default_factory=dict)  # seed -> {labels, predictions} of every test image
     wall_s: dict[int, float] = field(default_factory=dict)  # seed -> the run's wall time (its cost)
 
     def by_seed(self, class_index: int) -> dict[int, float]:
@@ -149,7 +153,12 @@ class Board:
         classes = " vs ".join(self.classes) if len(self.classes) <= 3 else f"{len(self.classes)} classes"
         train = f"preset {s['preset']}, width {s['width']}, {s['steps']} steps x {s['batch_size']}"
         held = f", validation hold-out {self.held_out}/class" if self.held_out else ""
-        return f"{s['dataset']} / {s['task']} ({classes}) — {train}{held}; {s['numerics']}"
+        short = " — short budget" if self.short_budget else ""
+        return f"{s['dataset']} / {s['task']} ({classes}) — {train}{held}; {s['numerics']}{short}"
+
+    @property
+    def short_budget(self) -> bool:
+        return short_budget(self.setting)
 
     @property
     def slug(self) -> str:
@@ -165,9 +174,18 @@ class Board:
         s = self.setting
         defaults = PRESETS.get(s["preset"], {})
         extra = {k: s.get(k) for k in TRAIN_FLAGS if k in defaults and s.get(k) != defaults[k]}
+        # the rest of the setting's identity, where it is not the default: a --classes board, a capped
+        # majority or an older suite version gets its own ranking and file names
+        if s.get("classes"):
+            extra["classes"] = "-".join(s["classes"])
+        if s.get("n_major"):
+            extra["n_major"] = s["n_major"]
+        if s.get("suite_version", SUITE_VERSION) != SUITE_VERSION:
+            extra["suite"] = s["suite_version"]
         slug = "_".join([s["dataset"], s["preset"], *(f"{k.replace('_', '-')}{v}" for k, v in extra.items())])
         title = ", ".join([s["dataset"], f"preset {s['preset']}", *(f"{k}={v}" for k, v in extra.items())])
-        return f"{slug}_{numerics_tag(s['numerics'])}", f"{title}, {s['numerics']}"
+        short = " (short budget)" if self.short_budget else ""
+        return f"{slug}_{numerics_tag(s['numerics'])}", f"{title}, {s['numerics']}{short}"
 
     @property
     def methods(self) -> list[str]:
@@ -199,8 +217,9 @@ class Board:
 
 
 def numerics_tag(value: str) -> str:
-    """A file-name tag for a numerics string: 'cpu fp32 threads=1 torch=2.14.1' -> 'cpu-fp32-t1-torch2.14.1'."""
-    return "-".join(p.replace("threads=", "t").replace("torch=", "torch") for p in value.split())
+    """A file-name tag for a numerics string: 'cpu fp32 threads=1 torch=2.14.1 chip=AMD-EPYC' ->
+    'cpu-fp32-t1-torch2.14.1-AMD-EPYC'."""
+    return "-".join(p.replace("threads=", "t").replace("torch=", "torch").replace("chip=", "") for p in value.split())
 
 
 def ratio_label(r: float) -> str:
@@ -265,6 +284,9 @@ def aggregate(records: list[dict]) -> list[Board]:
         for (m, r), recs in values[bkey].items():
             recs = sorted(recs, key=lambda x: x["spec"]["seed"])
             extra = {name: _by_seed(recs, get) for name, get in EXTRA_METRICS.items()}
+            extra["train_bal"] = {  # how well the run fits its own training images (records since round three)
+                x["spec"]["seed"]: float(x["convergence"]["train_balanced_acc"]) for x in recs if x.get("convergence")
+            }
             counts = recs[0]["counts"].get("train", [])
             if b.multiclass and counts:
                 for group, members in shot_groups(counts).items():
@@ -282,6 +304,10 @@ def aggregate(records: list[dict]) -> list[Board]:
                 extra=extra,
                 keys={x["spec"]["seed"]: x["key"] for x in recs},
                 train_counts=list(counts),
+                test_counts=list(recs[0]["counts"].get("test", [])),
+                outcomes={
+                    x["spec"]["seed"]: x["metrics"]["test_outcome"] for x in recs if "test_outcome" in x["metrics"]
+                },
                 wall_s={x["spec"]["seed"]: float(x["wall_s"]) for x in recs if x.get("wall_s") is not None},
             )
         boards.append(b)

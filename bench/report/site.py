@@ -225,7 +225,7 @@ def build_site(col: Collected, a: Analysis, runs_dir: Path, site: Path, figures:
         rankings=rankings,
         fsc_effect=T.fsc_effect(a.boards),
         which=which,
-        which_note=T.WHICH_NOTE if which else "",
+        which_note=T.WHICH_NOTE.format(margin=a.margin) if which else "",
         failed=failed,
         **common,
     )

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..stats import paired_difference
-from .analysis import Analysis, paired_cell
+from .analysis import Analysis, candidates, paired_cell
 from .model import METRIC_TITLES, MISSING, Board, Cell, ratio_label
 
 ABLATION = ("ce", "os", "fsc", "os+fsc")
@@ -225,15 +224,18 @@ def csv_rows(boards: list[Board]) -> list[dict]:
     return out
 
 
-WHICH_NOTE = (
-    "Per board and ratio, the method with the best mean balanced accuracy on the balanced test set, over "
-    "default configurations and, on boards with a validation hold-out, the configuration each swept method "
-    "chose on validation. Methods whose paired difference to the best has a 95% interval that includes zero "
-    "are within noise of it and named together, not ranked. Differences are paired by seed (mean [95% "
-    "t-interval], Wilcoxon p, n seeds). Evidence: 'clear' = the best beats every other method (each interval above "
-    "zero); 'beats os, tied with k' = above os but within noise of k others; 'not separable from os' = "
-    "no interval excludes os. Cost: the finished runs of the board at that ratio (every method, seed and "
-    "swept configuration) and the sum of their wall times on the board's machine."
+WHICH_NOTE = (  # .format(margin=...)
+    "Per board and ratio, over default configurations and, on boards with a validation hold-out, the "
+    "configuration each swept method chose on validation; balanced accuracy on the balanced test set. "
+    "Procedure (bench/stats.py): every method is compared with the reference by a paired t-test over seeds "
+    "whose standard error also holds the test set's sampling error (paired image by image where the records "
+    "keep every test prediction, else a binomial bound that takes the methods as independent: conservative); "
+    "Holm's correction over the methods of the board at that ratio; 'better'/'worse' at a Holm-adjusted "
+    "p < 0.05, else 'equivalent' when two one-sided tests put the difference inside ±{margin} (Holm-adjusted "
+    "p < 0.05), else 'inconclusive'. 'May be the best': the methods that no other beats in a one-sided "
+    "paired test at 0.05 / (k − 1) (multiple comparisons with the best, Bonferroni form): the true best is "
+    "in this set with probability at least 0.95; a set of one is a clear winner. The best by mean is "
+    "only a point estimate. Cost: the finished runs of the board at that ratio and their summed wall time."
 )
 
 
@@ -242,50 +244,37 @@ def which_method(a: Analysis, reference: str | None = None) -> Table | None:
     reference = reference or a.reference
     rows = []
     for b in a.boards:
-        chosen = a.selections.get(b.slug, {})
         for r in sorted(b.ratios):
-            cands = {}
-            for (label, ratio), c in b.cells.items():
-                if ratio != r:
-                    continue
-                if (c.base, r) in chosen:
-                    if chosen[(c.base, r)] == label:
-                        cands[label] = c
-                elif label == c.base:
-                    cands[label] = c
-            if len(cands) < 2:
+            d = a.decisions.get((b.slug, r))
+            if d is None or d.reference != reference:
                 continue
-            order = sorted(cands, key=lambda m: (-cands[m].balanced_acc.mean, m))
-            best, runner = order[0], order[1]
-            bal = {m: dict(zip(cands[m].seeds, cands[m].balanced_acc.values)) for m in cands}
-            vs = {m: paired_difference(bal[best], bal[m]) for m in order[1:]}
-            tied = [m for m in order[1:] if vs[m] is None or vs[m].lo <= 0]
-            vs_ref = vs.get(reference) if best != reference else None
-            if min(len(c.seeds) for c in cands.values()) < 3:
-                evidence = "too few seeds to say"
-            elif not tied:  # every other method separated, not only the runner-up by mean: a noisier
-                evidence = "clear"  # method further down can still be within noise of the best
-            elif best == reference:
-                evidence = f"{reference} is best, tied with {len(tied)}"
-            elif vs_ref is not None and vs_ref.lo > 0:
-                evidence = f"beats {reference}, tied with {len(tied)}"
-            else:
-                evidence = f"not separable from {reference}"
-            at_r = [c for (_, ratio), c in b.cells.items() if ratio == r]
-            cost = f"{sum(len(c.seeds) for c in at_r)} runs, {sum(sum(c.wall_s.values()) for c in at_r) / 3600:.1f} h"
+            cands = candidates(b, r, a.selections.get(b.slug, {}))
+            best = d.best_by_mean
             c = cands[best]
             headline = f"bal {c.balanced_acc.fmt()}" + (
                 f", tail {c.per_class[-1].fmt()}" if b.multiclass else f", min {c.per_class[-1].fmt()}"
             )
+            k = len(d.may_be_best)
+            if min(len(c.seeds) for c in cands.values()) < 3:
+                evidence = "too few seeds to say"
+            elif k == 1:
+                evidence = f"clear: only {d.may_be_best[0]} may be the best"
+            elif reference in d.may_be_best:
+                evidence = f"{reference} may be the best, with {k - 1} others"
+            else:
+                evidence = f"{reference} is beaten; {k} may be the best"
+            at_r = [c for (_, ratio), c in b.cells.items() if ratio == r]
+            cost = f"{sum(len(c.seeds) for c in at_r)} runs, {sum(sum(c.wall_s.values()) for c in at_r) / 3600:.1f} h"
             rows.append(
                 [
                     f"{b.group[1]}, {b.setting['task']}",
                     ratio_label(r),
                     best,
                     headline,
-                    ", ".join(tied) or "none",
-                    f"{runner}: {vs[runner].fmt()}" if vs[runner] else f"{runner}: {MISSING}",
-                    vs_ref.fmt() if vs_ref else (MISSING if best != reference else "(is the reference)"),
+                    ", ".join(d.may_be_best) if k <= 8 else f"{k} methods: {', '.join(d.may_be_best[:8])}, ...",
+                    ", ".join(d.named("better")) or "none",
+                    ", ".join(d.named("equivalent")) or "none",
+                    f"{len(d.named('worse'))} worse, {len(d.named('inconclusive'))} inconclusive",
                     evidence,
                     cost,
                 ]
@@ -295,12 +284,35 @@ def which_method(a: Analysis, reference: str | None = None) -> Table | None:
     head = [
         "board",
         "ratio",
-        "best method",
+        "best by mean",
         "its test accuracy",
-        "within noise of the best",
-        "best − runner-up (bal. acc.)",
-        f"best − {reference} (bal. acc.)",
+        "may be the best",
+        f"better than {reference}",
+        f"equivalent to {reference} (±{a.margin:g})",
+        "the others",
         "evidence",
         "cost",
     ]
+    return Table(head, rows, numeric_from=3)
+
+
+def seed_planning(a: Analysis) -> Table | None:
+    """Inconclusive comparisons with the reference and the seeds that would decide a difference of 0.02
+    balanced accuracy at 80% power at their observed spread (first step of Holm), where more seeds than
+    the board has would change a verdict."""
+    rows = []
+    for b in a.boards:
+        for r in sorted(b.ratios):
+            d = a.decisions.get((b.slug, r))
+            if not d:
+                continue
+            for m, need in sorted(d.seeds_needed.items()):
+                pd = d.vs_reference[m]
+                if need is not None and need > pd.n:
+                    rows.append(
+                        [f"{b.group[1]}, {b.setting['task']}", ratio_label(r), m, pd.fmt(), f"{pd.sd:.3f}", str(need)]
+                    )
+    if not rows:
+        return None
+    head = ["board", "ratio", "method", "vs the reference", "sd of differences", "seeds to decide 0.02"]
     return Table(head, rows, numeric_from=3)

@@ -1,0 +1,120 @@
+"""The training budget as an axis: boards that differ only in their step budget, side by side.
+
+A budget study is a group of boards whose setting is the same but for `steps` (each budget is its own
+run with its own schedule and key), at one ratio. Its table gives, per method, balanced accuracy at
+each budget (mean±sd over seeds), the change from the second-largest budget to the largest, how well
+the largest budget's runs fit their own training images, and the wall time per run at each budget, so
+a user can plan a grid. A method whose mean still moves by more than SETTLED between the two largest
+budgets has not settled.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .model import MISSING, Board, Stat, ratio_label
+from .tables import Table
+
+SETTLED = 0.01  # balanced accuracy: a smaller move between the two largest budgets counts as settled
+
+
+@dataclass
+class BudgetStudy:
+    title: str
+    slug: str
+    ratio: float
+    boards: dict[int, Board] = field(default_factory=dict)  # steps -> board
+
+    @property
+    def budgets(self) -> list[int]:
+        return sorted(self.boards)
+
+    def methods(self) -> list[str]:
+        """Methods that ran at two budgets or more, best at the largest budget first."""
+        seen: dict[str, int] = {}
+        for b in self.boards.values():
+            for m in b.methods:
+                if (m, self.ratio) in b.cells:
+                    seen[m] = seen.get(m, 0) + 1
+        largest = self.boards[self.budgets[-1]]
+
+        def score(m):
+            c = largest.cells.get((m, self.ratio))
+            return -c.balanced_acc.mean if c else float("inf")
+
+        return sorted((m for m, n in seen.items() if n >= 2), key=lambda m: (score(m), m))
+
+    def stat(self, method: str, steps: int, metric: str = "bal_acc") -> Stat | None:
+        c = self.boards[steps].cells.get((method, self.ratio))
+        return c.stat(metric) if c else None
+
+    def moved(self, method: str) -> float | None:
+        """Mean balanced accuracy at the largest budget minus at the second largest (same seeds only)."""
+        if len(self.budgets) < 2:
+            return None
+        a, b = (self.boards[s].cells.get((method, self.ratio)) for s in self.budgets[-2:])
+        if not (a and b):
+            return None
+        x, y = a.metric_by_seed("bal_acc"), b.metric_by_seed("bal_acc")
+        seeds = sorted(set(x) & set(y))
+        return float(np.mean([y[s] - x[s] for s in seeds])) if seeds else None
+
+
+def budget_studies(boards: list[Board]) -> list[BudgetStudy]:
+    """Every group of boards that differ only in steps, at each ratio run at two budgets or more."""
+    groups: dict[str, list[Board]] = {}
+    for b in boards:
+        rest = {k: v for k, v in b.setting.items() if k != "steps"}
+        groups.setdefault(json.dumps([rest, b.classes], sort_keys=True), []).append(b)
+    studies = []
+    for members in groups.values():
+        if len({b.setting["steps"] for b in members}) < 2:
+            continue
+        first = members[0]
+        for r in sorted({r for b in members for r in b.ratios}):
+            at = {b.setting["steps"]: b for b in members if r in b.ratios}
+            if len(at) >= 2:
+                s = first.setting
+                classes = " vs ".join(first.classes) if len(first.classes) <= 3 else f"{len(first.classes)} classes"
+                title = f"{s['dataset']} / {s['task']} ({classes}) {ratio_label(r)}, {s['numerics']}"
+                slug = f"budget_{first.slug}_r{r:g}".replace(".", "p")
+                studies.append(BudgetStudy(title, slug, r, at))
+    return studies
+
+
+def budget_table(study: BudgetStudy) -> Table:
+    budgets = study.budgets
+    rows, cells = [], []
+    for m in study.methods():
+        row = [m]
+        for steps in budgets:
+            st = study.stat(m, steps)
+            row.append(f"{st.fmt()} (n={st.n})" if st and st.n else MISSING)
+        moved = study.moved(m)
+        row.append(MISSING if moved is None else f"{moved:+.3f}" + ("" if abs(moved) <= SETTLED else " (moving)"))
+        fit = study.stat(m, budgets[-1], "train_bal")
+        row.append(fit.fmt() if fit and fit.n else MISSING)
+        rows.append(row)
+        cells.append([study.boards[s].cells.get((m, study.ratio)) for s in budgets] + [None, None])
+    head = (
+        ["method"]
+        + [f"{s} steps" for s in budgets]
+        + [f"{budgets[-2]} → {budgets[-1]}", f"training fit at {budgets[-1]}"]
+    )
+    return Table(head, rows, cells)
+
+
+def wall_table(study: BudgetStudy) -> Table:
+    """Median wall time of one run at each budget (every method of the study), for planning."""
+    rows = []
+    for steps in study.budgets:
+        walls = [w for (m, r), c in study.boards[steps].cells.items() if r == study.ratio for w in c.wall_s.values()]
+        rows.append([str(steps), f"{np.median(walls):.0f} s" if walls else MISSING, str(len(walls))])
+    return Table(["steps", "median wall time per run", "runs"], rows)
+
+
+def unsettled(study: BudgetStudy) -> list[str]:
+    return [m for m in study.methods() if (mv := study.moved(m)) is not None and abs(mv) > SETTLED]

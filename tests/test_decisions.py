@@ -1,0 +1,145 @@
+"""Issue 24: the decision procedure keeps its promises. Simulated boards of methods whose truth is
+known, and each test checked against a hand computation or statsmodels/scipy."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as st
+from statsmodels.stats.power import TTestPower
+from statsmodels.stats.weightstats import ttost_paired
+
+from bench.report.analysis import NamedRanking, select_on_validation
+from bench.report.model import Board, Cell, Stat
+from bench.stats import decide, holm, may_be_best, paired_difference, paired_test_var, rank_methods
+
+FAMILIES = 400  # simulated boards per test: Monte Carlo error of a rate near 0.05 is about 0.011
+
+
+def simulate(rng, k: int, seeds: int, planted: dict[str, float] | None = None, sd: float = 0.02):
+    """A board of k methods plus the reference 'os' whose true balanced accuracy is 0.8 (plus `planted`
+    shifts), each seed with an effect shared by every method (the training subset) and a method's own
+    noise; returns scores[method][seed]."""
+    planted = planted or {}
+    seed_effect = rng.normal(0, 0.03, seeds)
+    names = ["os"] + [f"m{i}" for i in range(k)]
+    return {m: {s: 0.8 + planted.get(m, 0.0) + seed_effect[s] + rng.normal(0, sd) for s in range(seeds)} for m in names}
+
+
+def old_rule_says_better(scores, reference="os"):
+    """The round-two rule: an uncorrected paired 95% t-interval above zero."""
+    for m in scores:
+        if m != reference:
+            pd = paired_difference(scores[m], scores[reference])
+            if pd.lo > 0:
+                return True
+    return False
+
+
+def test_thirty_equal_methods_are_called_better_at_most_five_percent_of_the_time():
+    rng = np.random.default_rng(0)
+    false_better = old_false = 0
+    for _ in range(FAMILIES):
+        scores = simulate(rng, k=30, seeds=5)
+        d = decide(scores, "os")
+        false_better += bool(d.named("better"))
+        old_false += old_rule_says_better(scores)
+    rate, old_rate = false_better / FAMILIES, old_false / FAMILIES
+    mc = math.sqrt(0.05 * 0.95 / FAMILIES)
+    assert rate <= 0.05 + 2 * mc, f"family-wise false 'better' rate {rate:.3f}"
+    assert old_rate > 0.2, f"the uncorrected rule's rate {old_rate:.3f} (it fails the promise; this one keeps it)"
+
+
+def test_a_planted_better_method_is_found_at_the_stated_power():
+    """+0.05 with 10 seeds among 20 equal methods: found at least as often as the first Holm step's
+    power (statsmodels' TTestPower at alpha / 20; later Holm steps are less strict), within MC error."""
+    rng = np.random.default_rng(1)
+    sd_diff = 0.02 * math.sqrt(2)  # the difference of two methods' own noise
+    power = TTestPower().power(effect_size=0.05 / sd_diff, nobs=10, alpha=0.05 / 20, alternative="two-sided")
+    found = 0
+    for _ in range(FAMILIES):
+        d = decide(simulate(rng, k=20, seeds=10, planted={"m0": 0.05}), "os")
+        found += d.verdict["m0"] == "better"
+    rate, mc = found / FAMILIES, math.sqrt(power * (1 - power) / FAMILIES)
+    assert 0.5 < power < 0.99  # a test that can fail either way
+    assert rate >= power - 3 * mc, f"found in {rate:.3f}, stated power {power:.3f}"
+
+
+def test_the_true_best_stays_in_the_may_be_best_set():
+    rng = np.random.default_rng(2)
+    kept = 0
+    for _ in range(FAMILIES):
+        scores = simulate(rng, k=15, seeds=5, planted={"m3": 0.03})
+        kept += "m3" in may_be_best(scores)
+    assert kept / FAMILIES >= 0.95 - 2 * math.sqrt(0.05 * 0.95 / FAMILIES)
+
+
+def test_equivalence_is_tost_and_matches_statsmodels():
+    x = np.array([0.801, 0.812, 0.795, 0.808, 0.799])
+    y = x + np.array([0.001, -0.002, 0.0015, 0.0, -0.001])  # within ±0.003 of each other
+    pd = paired_difference(dict(enumerate(x)), dict(enumerate(y)))
+    p_sm = ttost_paired(x, y, -0.01, 0.01)[0]
+    assert pd.tost_p(0.01) == pytest.approx(p_sm, rel=1e-9)
+    scores = {"os": dict(enumerate(y)), "m": dict(enumerate(x))}
+    assert decide(scores, "os").verdict == {"m": "equivalent"}
+
+
+def test_a_noisy_null_difference_is_inconclusive_and_says_how_many_seeds_would_decide():
+    x = np.array([0.80, 0.85, 0.76, 0.83, 0.79])
+    y = np.array([0.82, 0.79, 0.81, 0.77, 0.84])
+    d = decide({"os": dict(enumerate(y)), "m": dict(enumerate(x))}, "os")
+    assert d.verdict == {"m": "inconclusive"}
+    sd = float(np.std(x - y, ddof=1))
+    by_hand = TTestPower().solve_power(effect_size=0.02 / sd, alpha=0.05, power=0.8)
+    assert d.seeds_needed["m"] == math.ceil(by_hand) > 5
+
+
+def test_the_printed_p_is_the_t_test_of_the_interval():
+    x = np.array([0.70, 0.74, 0.69, 0.73, 0.75])
+    y = np.array([0.68, 0.70, 0.69, 0.70, 0.71])
+    pd = paired_difference(dict(enumerate(x)), dict(enumerate(y)))
+    assert pd.p == pytest.approx(st.ttest_rel(x, y).pvalue, rel=1e-9)
+    assert (pd.lo > 0) == (pd.p < 0.05)  # interval and p agree (they disagreed under Wilcoxon's p)
+
+
+def test_holm_by_hand():
+    # sorted 0.01, 0.03, 0.04 -> 3 * 0.01, max(0.03, 2 * 0.03), max(0.06, 1 * 0.04)
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_the_test_sets_error_enters_the_interval_paired_by_image():
+    """Two runs on the same four images of one class: correct on [1,1,0,0] and [1,0,1,0]; the per-image
+    differences are [0, 1, -1, 0]: variance 0.5 (population), over 4 images -> 0.125."""
+    y = np.zeros(4, dtype=int)
+    a, b = (y, np.array([0, 0, 1, 1])), (y, np.array([0, 1, 0, 1]))
+    assert paired_test_var([a], [b]) == pytest.approx(0.125)
+    assert paired_test_var([a], [a]) == 0.0  # the same predictions: no test-set error in the difference
+    wide = paired_difference({0: 0.5, 1: 0.6}, {0: 0.4, 1: 0.45}, test_var=0.125)
+    narrow = paired_difference({0: 0.5, 1: 0.6}, {0: 0.4, 1: 0.45})
+    assert wide.hi - wide.lo > narrow.hi - narrow.lo and wide.with_test and not narrow.with_test
+    assert wide.se == pytest.approx(math.sqrt(np.var([0.1, 0.15], ddof=1) / 2 + 0.125))  # seeds + test set
+
+
+def test_validation_ties_keep_the_default():
+    """Every swept value scores the same on validation: the default configuration is kept."""
+    b = Board({"val_per_class": 20}, ["a", "b"])
+    for label in ("fsc", "fsc [fsc.lam=0.3]", "fsc [fsc.lam=3.0]"):
+        b.cells[(label, 0.01)] = Cell(
+            per_class=[Stat([0.5]), Stat([0.5])],
+            balanced_acc=Stat([0.5]),
+            macro_f1=Stat([0.3]),
+            seeds=[0],
+            base="fsc",
+            extra={"val_bal": {0: 0.5}},
+        )
+    assert select_on_validation(b) == {("fsc", 0.01): "fsc"}
+
+
+def test_a_ranking_over_too_few_blocks_is_not_shown():
+    rng = np.random.default_rng(3)
+    methods = [f"m{i}" for i in range(33)]
+    few = rank_methods({f"cell{c}": {m: rng.random() for m in methods} for c in range(3)})
+    nr = NamedRanking("x", "x", few, 5)
+    assert nr.critical_difference > 25 and not nr.informative and nr.min_blocks > 3
+    many = rank_methods({f"cell{c}": {m: rng.random() for m in methods} for c in range(nr.min_blocks)})
+    assert NamedRanking("x", "x", many, 5).informative
