@@ -315,6 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--runs", default="results/runs", help="folder of run records")
     rep.add_argument("--out", default="results", help="where leaderboard.md/.csv and figures/ go")
     rep.add_argument("--reference", help="method the paired differences are taken against (default: os, where it ran)")
+    rep.add_argument(
+        "--margin",
+        type=float,
+        default=0.01,
+        help="equivalence margin in balanced accuracy: two methods are 'equivalent' when two one-sided tests "
+        "put their difference inside ±MARGIN",
+    )
     rep.add_argument("--html", action="store_true", help="also write a static site (OUT/site/index.html)")
     rep.add_argument("--no-figures", action="store_true", help="tables only (the figures take most of the time)")
     return p
@@ -601,7 +608,11 @@ def cmd_report(a) -> int:
     runs = Path(a.runs)
     if not runs.is_dir():
         raise BenchError(f"no run records: {runs} does not exist; run `python -m bench run` first or pass --runs DIR")
-    col = report(runs, Path(a.out), reference=a.reference or "os", figures=not a.no_figures, site=a.html)
+    if not (math.isfinite(a.margin) and 0 < a.margin < 1):
+        raise BenchError(f"--margin is a difference in balanced accuracy in (0, 1), got {a.margin}")
+    col = report(
+        runs, Path(a.out), reference=a.reference or "os", figures=not a.no_figures, site=a.html, margin=a.margin
+    )
     print(
         f"read {len(col.ok)} finished and {len(col.failed)} failed records ({len(col.unreadable)} unreadable) "
         f"from {runs}; wrote {Path(a.out) / 'leaderboard.md'}, leaderboard.csv, latex/ and {len(col.figures)} "

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .. import store
 from ..errors import BenchError
+from ..stats import MARGIN
 from . import tables as T
 from .analysis import Analysis, paired_cell, rankings, select_on_validation
 from .console import print_console
@@ -137,7 +138,13 @@ def paired_figures(boards: list[Board], reference: str, fig_dir: Path) -> list[P
 
 
 def report(
-    runs_dir: Path, out_dir: Path, console=None, reference: str = "os", figures: bool = True, site: bool = False
+    runs_dir: Path,
+    out_dir: Path,
+    console=None,
+    reference: str = "os",
+    figures: bool = True,
+    site: bool = False,
+    margin: float = MARGIN,
 ) -> Collected:
     """Read every record under `runs_dir`, then write leaderboard.md/.csv, latex/ and figures/ (and
     the static site with `site`) into `out_dir`. Raises BenchError, writing nothing, when there is no
@@ -148,7 +155,7 @@ def report(
     col = collect(runs_dir)
     if not col.ok and not col.failed:
         raise BenchError(f"no readable run records in {runs_dir}; run `python -m bench run` first")
-    a = Analysis.of(col.boards, reference)
+    a = Analysis.of(col.boards, reference, margin)
     md, table = markdown(col, a), csv_text(T.csv_rows(col.boards))  # everything computed before writing
     store.prepare_out(out_dir)
     write_atomic(out_dir / "leaderboard.md", md)
