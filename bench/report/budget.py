@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .model import MISSING, Board, Stat, ratio_label
+from .model import MISSING, Board, Stat, numerics_tag, ratio_label
 from .tables import Table
 
 SETTLED = 0.01  # balanced accuracy: a smaller move between the two largest budgets counts as settled
@@ -80,7 +80,9 @@ def budget_studies(boards: list[Board]) -> list[BudgetStudy]:
                 s = first.setting
                 classes = " vs ".join(first.classes) if len(first.classes) <= 3 else f"{len(first.classes)} classes"
                 title = f"{s['dataset']} / {s['task']} ({classes}) {ratio_label(r)}, {s['numerics']}"
-                slug = f"budget_{first.slug}_r{r:g}".replace(".", "p")
+                chosen = "_" + "-".join(first.classes) if s.get("classes") else ""
+                slug = f"budget_{s['dataset']}_{s['preset']}_{numerics_tag(s['numerics'])}_{s['task']}{chosen}_r{r:g}"
+                slug = slug.replace(".", "p").replace("/", "-").replace(" ", "-")
                 studies.append(BudgetStudy(title, slug, r, at))
     return studies
 

@@ -1,0 +1,83 @@
+"""Issue 23: the training budget as an axis: a list of budgets in one grid, a record's convergence,
+the report's budget study, the standard preset and the short-budget mark."""
+
+import matplotlib.image as mpimg
+import pytest
+import torch
+
+from bench.cli import main
+from bench.executors import RunOptions, run_local
+from bench.report import aggregate
+from bench.report.budget import budget_studies, budget_table, unsettled, wall_table
+from bench.report.figures import accuracy_vs_budget
+from bench.spec import PRESETS, short_budget
+
+from .conftest import tiny_specs
+from .test_report import rec
+
+
+def test_a_list_of_budgets_is_one_run_per_budget_each_with_its_own_key():
+    specs = tiny_specs(["ce"], steps=6, budgets=[6, 12])
+    assert sorted(s.steps for s in specs) == [6, 12] and len({s.key for s in specs}) == 2
+
+
+def test_steps_flag_takes_a_list_and_refuses_nonsense(tmp_path, capsys):
+    assert main(["run", "--steps", "12,x", "--out", str(tmp_path)]) == 2
+    assert "--steps takes step counts" in capsys.readouterr().err
+    assert main(["run", "--steps", "0,12", "--out", str(tmp_path)]) == 2
+
+
+def test_a_record_states_its_convergence(tmp_path):
+    [spec] = tiny_specs(["ce"], steps=20)
+    [r] = run_local([spec], tmp_path, torch.device("cpu"), RunOptions(plain=True)).written
+    conv = r["convergence"]
+    losses = [h["loss"] for h in r["history"]]
+    k = len(losses) // 5
+    before, last = sum(losses[-2 * k : -k]) / k, sum(losses[-k:]) / k
+    assert conv["stages"]["train"]["loss_drop_last20"] == pytest.approx((before - last) / before, abs=1e-4)
+    assert conv["loss_flat"] == ((before - last) / before < 0.10)
+    assert 0 <= conv["train_balanced_acc"] <= 1 and len(conv["train_per_class_acc"]) == 2
+
+
+def budget_records():
+    """Two methods at 240, 600 and 1200 steps, seeds 0-1: 'a' settles (+0.005), 'b' still moves (+0.05)."""
+    values = {
+        ("a", 240): (0.70, 0.72),
+        ("a", 600): (0.80, 0.82),
+        ("a", 1200): (0.805, 0.825),
+        ("b", 240): (0.60, 0.62),
+        ("b", 600): (0.70, 0.72),
+        ("b", 1200): (0.75, 0.77),
+    }
+    out = []
+    for (m, steps), mins in values.items():
+        for seed, mino in enumerate(mins):
+            r = rec(m, 0.01, seed, 1.0, 2 * mino - 1.0)  # balanced accuracy = mino
+            r["spec"]["steps"] = steps
+            r["key"] += f"-{steps}"
+            r["wall_s"] = steps / 10
+            r["convergence"] = {"train_balanced_acc": 0.9 + steps / 100000}
+            out.append(r)
+    return out
+
+
+def test_the_budget_study_table_by_hand(tmp_path):
+    [study] = budget_studies(aggregate(budget_records()))
+    assert study.budgets == [240, 600, 1200] and study.methods() == ["a", "b"]
+    t = budget_table(study)
+    assert t.head == ["method", "240 steps", "600 steps", "1200 steps", "600 → 1200", "training fit at 1200"]
+    a, b = t.rows
+    assert a[1:4] == ["0.710±0.014 (n=2)", "0.810±0.014 (n=2)", "0.815±0.014 (n=2)"]
+    assert a[4] == "+0.005" and b[4] == "+0.050 (moving)" and a[5] == "0.912±0.000"
+    assert unsettled(study) == ["b"]
+    assert wall_table(study).rows == [["240", "24 s", "4"], ["600", "60 s", "4"], ["1200", "120 s", "4"]]
+    [png, svg] = accuracy_vs_budget(study, tmp_path)
+    assert png.name == f"{study.slug}.png" and mpimg.imread(png).std() > 0.01 and svg.is_file()
+
+
+def test_short_budgets_are_marked_and_the_standard_preset_is_not():
+    quick, standard = PRESETS["quick"], PRESETS["standard"]
+    assert short_budget(quick) and not short_budget(standard) and not short_budget(PRESETS["paper"])
+    assert standard["width"] == quick["width"] and standard["steps"] > quick["steps"]
+    boards = {b.setting["steps"]: b for b in aggregate(budget_records())}
+    assert "short budget" in boards[240].title and "short budget" not in boards[1200].title
