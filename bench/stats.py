@@ -207,14 +207,14 @@ def seeds_to_detect(sd: float, comparisons: int, alpha: float = ALPHA, delta: fl
     per-seed differences (statsmodels' TTestPower); None when the spread is 0 or unknown."""
     if not (sd > 0 and math.isfinite(sd)):
         return None
-    import warnings
-
     from statsmodels.stats.power import TTestPower
 
+    power, effect, level = TTestPower(), delta / sd, alpha / max(1, comparisons)
+    for n in range(2, 12):  # small designs by direct search (the solver finds no root below its bracket)
+        if power.power(effect_size=effect, nobs=n, alpha=level) >= POWER:
+            return n
     try:
-        with warnings.catch_warnings():  # no root below the solver's bracket: a huge effect; None then
-            warnings.simplefilter("ignore")
-            n = float(TTestPower().solve_power(effect_size=delta / sd, alpha=alpha / max(1, comparisons), power=POWER))
+        n = float(power.solve_power(effect_size=effect, alpha=level, power=POWER))
     except (ValueError, RuntimeError):
         return None
     return int(math.ceil(n)) if math.isfinite(n) else None
