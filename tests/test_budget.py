@@ -79,5 +79,10 @@ def test_short_budgets_are_marked_and_the_standard_preset_is_not():
     quick, standard = PRESETS["quick"], PRESETS["standard"]
     assert short_budget(quick) and not short_budget(standard) and not short_budget(PRESETS["paper"])
     assert standard["width"] == quick["width"] and standard["steps"] > quick["steps"]
-    boards = {b.setting["steps"]: b for b in aggregate(budget_records())}
-    assert "short budget" in boards[240].title and "short budget" not in boards[1200].title
+    recs = []
+    for steps in (quick["steps"], standard["steps"]):
+        r = rec("os", 0.01, 0, 1.0, 0.5)
+        r["spec"]["steps"], r["key"] = steps, f"os-{steps}"
+        recs.append(r)
+    boards = {b.setting["steps"]: b for b in aggregate(recs)}
+    assert "short budget" in boards[quick["steps"]].title and "short budget" not in boards[standard["steps"]].title
