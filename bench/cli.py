@@ -103,16 +103,26 @@ def _weights_digest(weights: str | None) -> str | None:
         raise BenchError(f"--weights {weights}: cannot read it ({e.strerror})") from None
 
 
-def _expand_methods(names: list[str]) -> list[str]:
+def _expand_methods(names: list[str], validation: bool = True) -> list[str]:
     """'all' stands for every registered method, each on its own; 'X+all' for X composed with every
     registered method where the composition is allowed and new (e.g. 'os+all': os+fsc, os+crt, ... but
-    not os+la, which corrects for the prior twice, nor os+cbs, two samplers)."""
+    not os+la, which corrects for the prior twice, nor os+cbs, two samplers). Without a validation split
+    (`validation=False`) 'all' leaves out the methods that choose a value on one (taunorm), saying so;
+    named explicitly, such a method is refused with the fix."""
     from methods import MethodError, parse_method
 
-    out = []
+    out, left_out = [], []
+
+    def wanted(name: str) -> bool:
+        comp = parse_method(name)
+        if not validation and comp.posthoc and comp.posthoc.needs_validation():
+            left_out.append(name)
+            return False
+        return True
+
     for n in names:
         if n == "all":
-            out += sorted(REGISTRY)
+            out += [m for m in sorted(REGISTRY) if wanted(m)]
         elif n.endswith("+all"):
             base = n[: -len("+all")]
             base_name = parse_method(base).name
@@ -121,10 +131,15 @@ def _expand_methods(names: list[str]) -> list[str]:
                     comp = parse_method(f"{base}+{other}")
                 except MethodError:
                     continue
-                if comp.name != base_name:
+                if comp.name != base_name and wanted(comp.name):
                     out.append(comp.name)
         else:
             out.append(n)
+    if left_out:
+        print(
+            f"note: 'all' leaves out {', '.join(sorted(set(left_out)))}: it chooses a value on a validation split "
+            "and this grid holds none (add --val-per-class N to include it)"
+        )
     return list(dict.fromkeys(out))
 
 
@@ -367,7 +382,7 @@ def cmd_run(a) -> int:
     ratios = [check_ratio(x) for x in _csv(a.ratios)] if a.ratios else list(preset["ratios"])
     seeds = list(range(a.seeds)) if a.seeds else list(preset["seeds"])
     classes = tuple(_csv(a.classes)) if a.classes else None
-    methods = _expand_methods(_csv(a.methods))
+    methods = _expand_methods(_csv(a.methods), validation=bool(train["val_per_class"]))
     if not methods:
         raise BenchError("--methods names no method; e.g. --methods ce,os,os+fsc (see `python -m bench list`)")
     sweeps = _sweeps(a.sweep, methods)

@@ -31,7 +31,7 @@ timeout 240 $PY -m bench perf --preset paper --repeats 3 --epochs 10 --concurren
 
 stamp "paper grid slice: every method and os+fsc, both tasks, 1:0.01, 1 seed, 4 runs at a time (wall time = the grid's cost)"
 timeout 200 $PY -m bench run --preset paper --dataset animals --task fine,coarse --methods all,os+fsc \
-  --ratios 0.01 --seeds 1 --executor gpus --workers-per-gpu 4 --out "$OUTDIR/work/runs" --plain 2>&1 \
+  --ratios 0.01 --seeds 1 --val-per-class 5 --executor gpus --workers-per-gpu 4 --out "$OUTDIR/work/runs" --plain 2>&1 \
   | tee "$OUTDIR/grid.log" | tail -25
 $PY -m bench report --runs "$OUTDIR/work/runs" --out "$OUTDIR/work/report" > /dev/null 2>&1
 stamp "done"

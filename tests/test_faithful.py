@@ -232,3 +232,16 @@ def test_the_chip_is_part_of_the_numerics():
     assert numerics("cpu", "auto", 1, "2.14.1", chip="AMD EPYC") == "cpu fp32 threads=1 torch=2.14.1 chip=AMD-EPYC"
     assert numerics("cpu", "auto", 1, "2.14.1", chip="") == "cpu fp32 threads=1 torch=2.14.1"  # old records
     assert "chip" not in numerics("cuda", "auto", None, "2.14.1")
+
+
+def test_all_leaves_out_a_method_that_needs_a_validation_split_and_naming_it_is_refused(tmp_path, capsys):
+    from bench.cli import _expand_methods, main
+
+    assert "taunorm" not in _expand_methods(["all"], validation=False)
+    assert "leaves out taunorm" in capsys.readouterr().out
+    assert "taunorm" in _expand_methods(["all"], validation=True)
+    argv = ["run", "--methods", "taunorm", "--dataset", "synthetic", "--preset", "tiny", "--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--val-per-class" in err and "taunorm.choose=fixed" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()  # refused before anything is written
