@@ -142,6 +142,11 @@ class Decision:
     may_be_best: list[str] = field(default_factory=list)
     best_by_mean: str = ""
     seeds_needed: dict[str, int | None] = field(default_factory=dict)  # inconclusive ones: seeds to decide
+    aliases: dict[str, list[str]] = field(default_factory=dict)  # a method -> those that computed the same
+
+    def name(self, m: str) -> str:
+        """A method with its aliases, e.g. 'ce (= drw, fsc)'."""
+        return f"{m} (= {', '.join(self.aliases[m])})" if m in self.aliases else m
 
     def named(self, verdict: str) -> list[str]:
         return [m for m, v in self.verdict.items() if v == verdict]

@@ -147,3 +147,22 @@ def test_a_ranking_over_too_few_blocks_is_not_shown():
     assert nr.critical_difference > 25 and not nr.informative and nr.min_blocks > 3
     many = rank_methods({f"cell{c}": {m: rng.random() for m in methods} for c in range(nr.min_blocks)})
     assert NamedRanking("x", "x", many, 5).informative
+
+
+def test_methods_that_computed_the_same_numbers_count_once_and_are_named_together():
+    from bench.report import Analysis, aggregate
+    from bench.report import tables as T
+
+    from .test_report import rec
+
+    recs = []
+    for s, (o, c) in enumerate([(0.40, 0.10), (0.42, 0.12), (0.38, 0.09)]):
+        recs += [rec("os", 0.01, s, 0.95, o), rec("ce", 0.01, s, 1.0, c), rec("taunorm", 0.01, s, 1.0, c)]
+        for r in recs[-3:]:
+            r["metrics"]["roc_auc"] = 0.7 + r["metrics"]["per_class_acc"][1]
+            r["key"] += r["spec"]["method"]
+    a = Analysis.of(aggregate(recs))
+    [d] = a.decisions.values()
+    assert d.aliases == {"ce": ["taunorm"]} and set(d.verdict) == {"ce"}  # one comparison in Holm's family
+    row = T.which_method(a).rows[0]
+    assert "ce (= taunorm)" in " ".join(row)

@@ -92,13 +92,45 @@ def candidates(b: Board, r: float, chosen: dict) -> dict[str, object]:
     return cands
 
 
+def fingerprint(c) -> tuple:
+    """What a cell computed, seed by seed: per-class accuracies, ROC-AUC and macro-F1 (and every test
+    prediction where the records keep them). Two methods with one fingerprint are the same computation
+    on this board (taunorm with a fixed tau = 1 on two classes is ce)."""
+    auc, f1 = c.extra.get("roc_auc", {}), c.extra.get("macro_f1", {})
+    return tuple(
+        (s, tuple(round(c.by_seed(i)[s], 12) for i in range(len(c.per_class))), round(auc.get(s, -1.0), 12),
+         round(f1.get(s, -1.0), 12), c.outcomes.get(s, {}).get("predictions"))
+        for s in c.seeds
+    )  # fmt: skip
+
+
+def collapse_aliases(cands: dict, reference: str) -> tuple[dict, dict[str, list[str]]]:
+    """One cell per fingerprint (the reference, else the shortest label, keeps it); {kept: [aliases]}.
+    Aliases would otherwise enter Holm's family twice and be named twice."""
+    groups: dict[tuple, list[str]] = {}
+    for m, c in cands.items():
+        groups.setdefault(fingerprint(c), []).append(m)
+    kept, aliases = {}, {}
+    for members in groups.values():
+        first = reference if reference in members else min(members, key=lambda m: (len(m), m))
+        kept[first] = cands[first]
+        others = sorted(m for m in members if m != first)
+        if others:
+            aliases[first] = others
+    return kept, aliases
+
+
 def decision(b: Board, r: float, reference: str, chosen: dict, margin: float = MARGIN) -> Decision | None:
-    """The decision procedure of bench/stats.py on balanced accuracy at ratio r of board b."""
-    cands = candidates(b, r, chosen)
+    """The decision procedure of bench/stats.py on balanced accuracy at ratio r of board b, over the
+    candidates with identical computations collapsed (`collapse_aliases`)."""
+    cands, aliases = collapse_aliases(candidates(b, r, chosen), reference)
     if reference not in cands:
         return None
     scores = {m: c.metric_by_seed("bal_acc") for m, c in cands.items()}
-    return decide(scores, reference, margin, test_var=lambda x, y: cell_test_var(cands[x], cands[y], "bal_acc"))
+    d = decide(scores, reference, margin, test_var=lambda x, y: cell_test_var(cands[x], cands[y], "bal_acc"))
+    if d:
+        d.aliases = aliases
+    return d
 
 
 @dataclass

@@ -234,7 +234,9 @@ WHICH_NOTE = (  # .format(margin=...)
     "p < 0.05, else 'equivalent' when two one-sided tests put the difference inside ±{margin} (Holm-adjusted "
     "p < 0.05), else 'inconclusive'. 'May be the best': the methods that no other beats in a one-sided "
     "paired test at 0.05 / (k − 1) (multiple comparisons with the best, Bonferroni form): the true best is "
-    "in this set with probability at least 0.95; a set of one is a clear winner. The best by mean is "
+    "in this set with probability at least 0.95; a set of one is a clear winner. Methods that computed the "
+    "same numbers on every seed (e.g. two that both predict only the majority class) count once, named "
+    "together as 'a (= b, c)'. The best by mean is "
     "only a point estimate. Cost: the finished runs of the board at that ratio and their summed wall time."
 )
 
@@ -271,10 +273,13 @@ def which_method(a: Analysis, reference: str | None = None) -> Table | None:
                     ratio_label(r),
                     best,
                     headline,
-                    ", ".join(d.may_be_best) if k <= 8 else f"{k} methods: {', '.join(d.may_be_best[:8])}, ...",
-                    ", ".join(d.named("better")) or "none",
-                    ", ".join(d.named("equivalent")) or "none",
-                    f"{len(d.named('worse'))} worse, {len(d.named('inconclusive'))} inconclusive",
+                    ", ".join(map(d.name, d.may_be_best))
+                    if k <= 8
+                    else f"{k} methods: {', '.join(map(d.name, d.may_be_best[:8]))}, ...",
+                    ", ".join(map(d.name, d.named("better"))) or "none",
+                    ", ".join(map(d.name, d.named("equivalent"))) or "none",
+                    f"worse: {', '.join(map(d.name, d.named('worse'))) or 'none'}; "
+                    f"{len(d.named('inconclusive'))} inconclusive",
                     evidence,
                     cost,
                 ]
