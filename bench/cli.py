@@ -338,6 +338,17 @@ def build_parser() -> argparse.ArgumentParser:
         "put their difference inside ±MARGIN",
     )
     rep.add_argument("--html", action="store_true", help="also write a static site (OUT/site/index.html)")
+    rep.add_argument(
+        "--readme",
+        metavar="FILE",
+        help="also refresh the generated blocks of FILE (<!-- bench:NAME --> ... <!-- /bench:NAME -->) from the "
+        "tables of OUT/summary.md",
+    )
+    rep.add_argument(
+        "--check-readme",
+        metavar="FILE",
+        help="change nothing in FILE; exit 1 naming each generated block whose numbers differ from the records'",
+    )
     rep.add_argument("--no-figures", action="store_true", help="tables only (the figures take most of the time)")
     return p
 
@@ -635,6 +646,29 @@ def cmd_report(a) -> int:
     )
     for p, why in col.unreadable:
         print(f"warning: unreadable record {p}: {why} (skipped)", file=sys.stderr)
+    return _readme_blocks(a.readme, a.check_readme, col.summary_blocks)
+
+
+def _readme_blocks(refresh_path: str | None, check_path: str | None, generated: dict[str, str]) -> int:
+    from .report.readme import refresh, stale
+
+    for path in filter(None, (refresh_path, check_path)):
+        if not Path(path).is_file():
+            raise BenchError(f"{path}: no such file to refresh or check")
+    if refresh_path:
+        text = Path(refresh_path).read_text(encoding="utf-8")
+        Path(refresh_path).write_text(refresh(text, generated), encoding="utf-8")
+        print(f"refreshed the generated blocks of {refresh_path}")
+    if check_path:
+        bad = stale(Path(check_path).read_text(encoding="utf-8"), generated)
+        if bad:
+            print(
+                f"error: {check_path} quotes tables its records no longer give: {', '.join(bad)}; run "
+                f"`python -m bench report --readme {check_path}` and commit it",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{check_path}: every generated block equals what the records give")
     return 0
 
 

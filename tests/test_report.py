@@ -564,3 +564,21 @@ def test_which_method_takes_the_configuration_chosen_on_validation_not_the_best_
     row = T.which_method(Analysis.of(aggregate(recs))).rows[0]
     # lam=1 (0.9 on test) never competes: the configuration validation chose (lam=0.3) does
     assert row[2] == "os" and "fsc [fsc.lam=1.0]" not in row[4] and "fsc [fsc.lam=1.0]" not in " ".join(row)
+
+
+def test_the_readme_quotes_generated_tables_and_a_stale_quote_fails_the_check(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    for r in [_timed(m, s, v) for m, vals in WHICH_MIN.items() for s, v in enumerate(vals)]:
+        store.write_record(runs, r)
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- bench:which-method -->\n| old | numbers |\n<!-- /bench:which-method -->\nend\n")
+    out = tmp_path / "out"
+    assert main(["report", "--runs", str(runs), "--out", str(out), "--no-figures", "--check-readme", str(readme)]) == 1
+    assert "quotes tables its records no longer give: which-method" in capsys.readouterr().err
+    assert main(["report", "--runs", str(runs), "--out", str(out), "--no-figures", "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "| old | numbers |" not in text and text.endswith("<!-- /bench:which-method -->\nend\n")
+    generated = (out / "summary.md").read_text()
+    body = text.split("<!-- bench:which-method -->\n")[1].split("<!-- /bench:which-method -->")[0]
+    assert body and body in generated
+    assert main(["report", "--runs", str(runs), "--out", str(out), "--no-figures", "--check-readme", str(readme)]) == 0

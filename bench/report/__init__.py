@@ -23,7 +23,7 @@ from . import tables as T
 from .analysis import Analysis, paired_cell, rankings, select_on_validation
 from .console import print_console
 from .latex import board_latex
-from .markdown import markdown
+from .markdown import markdown, summary_blocks, summary_md
 from .model import METRIC_TITLES, Board, aggregate, method_label, ratio_label
 from .records import Collected, collect
 
@@ -157,9 +157,12 @@ def report(
         raise BenchError(f"no readable run records in {runs_dir}; run `python -m bench run` first")
     a = Analysis.of(col.boards, reference, margin)
     md, table = markdown(col, a), csv_text(T.csv_rows(col.boards))  # everything computed before writing
+    summary = summary_md(a)
+    col.summary_blocks = summary_blocks(a)
     store.prepare_out(out_dir)
     write_atomic(out_dir / "leaderboard.md", md)
     write_atomic(out_dir / "leaderboard.csv", table)
+    write_atomic(out_dir / "summary.md", summary)
     for b in col.boards:
         write_atomic(out_dir / "latex" / f"{b.slug}.tex", board_latex(b))
     figs: list[Path] = []

@@ -37,6 +37,7 @@ class Collected:
     failed: list[dict]
     unreadable: list[tuple[Path, str]]  # (file, why)
     figures: list[Path] = field(default_factory=list)
+    summary_blocks: dict[str, str] = field(default_factory=dict)  # the README's generated tables, by name
 
 
 def _get(rec: dict, dotted: str):

@@ -321,3 +321,18 @@ def seed_planning(a: Analysis) -> Table | None:
         return None
     head = ["board", "ratio", "method", "vs the reference", "sd of differences", "seeds to decide 0.02"]
     return Table(head, rows, numeric_from=3)
+
+
+def which_summary(a: Analysis) -> Table | None:
+    """The which-method answer in short, one row per board and ratio (the full table: `which_method`)."""
+    full = which_method(a)
+    if not full:
+        return None
+    keep = [0, 1, 2, 4, 5, 6, 8]  # board, ratio, best by mean, may be the best, better, equivalent, evidence
+    rows = []
+    for row in full.rows:
+        short = [row[i] for i in keep]
+        may = short[3]
+        short[3] = may if len(may) <= 60 else may.split(":")[0]  # 'k methods'
+        rows.append(short)
+    return Table([full.head[i] for i in keep], rows, numeric_from=3)
