@@ -211,8 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         default="quick",
         choices=sorted(PRESETS),
-        help="training settings: quick = a fast first look (short budget); standard = trained to the budget the "
-        "budget study found converged (the which-method answer); paper = full width for a GPU; see `list`",
+        help="training settings: quick = a fast first look (a short budget); standard = the quick model trained 10x "
+        "longer, for the which-method answer (provisional: the budget study is in progress, see the README); "
+        "paper = full width for a GPU; see `list`",
     )
     r.add_argument("--model", default="resnet18", choices=["resnet18"], help="backbone")
     r.add_argument("--width", type=float, help="channel width multiplier of ResNet-18 (1 = full)")
