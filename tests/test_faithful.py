@@ -174,22 +174,29 @@ def test_pb_reaches_class_balanced_sampling_in_its_last_epoch():
 # ---- method revisions, sources and the search spaces -----------------------------------------------------
 
 
-@M.register
 class _RevisedCE(M.Criterion):
-    name = "_revised_ce"
+    name = "revised_ce"
     revision = 2
 
     def class_losses(self, logits):
         return -torch.log_softmax(logits, dim=1)
 
 
-def test_a_revision_enters_the_key_and_revision_zero_leaves_keys_alone():
+@pytest.fixture
+def revised():
+    """A method at revision 2, registered for one test only (the registry is shared by every test)."""
+    M.register(_RevisedCE)
+    yield "revised_ce"
+    M.unregister("revised_ce")
+
+
+def test_a_revision_enters_the_key_and_revision_zero_leaves_keys_alone(revised):
     [plain] = tiny_specs(["ce"])
     assert plain.revisions is None and "revisions" not in json.loads(plain.canonical())
-    [revised] = tiny_specs(["_revised_ce"])
-    assert revised.revisions == {"_revised_ce": 2}
-    older = dataclasses.replace(revised, revisions={"_revised_ce": 1})
-    assert older.key != revised.key
+    [spec] = tiny_specs([revised])
+    assert spec.revisions == {"revised_ce": 2}
+    older = dataclasses.replace(spec, revisions={"revised_ce": 1})
+    assert older.key != spec.key
 
 
 def test_a_report_never_averages_two_revisions_of_a_method():
