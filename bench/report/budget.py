@@ -33,19 +33,22 @@ class BudgetStudy:
         return sorted(self.boards)
 
     def methods(self) -> list[str]:
-        """Methods that ran at two budgets or more, best at the largest budget first."""
+        """Methods that ran at two budgets or more, best first at the largest budget every one of them
+        has (a study still running is not ordered by the few methods that reached its largest budget)."""
         seen: dict[str, int] = {}
         for b in self.boards.values():
             for m in b.methods:
                 if (m, self.ratio) in b.cells:
                     seen[m] = seen.get(m, 0) + 1
-        largest = self.boards[self.budgets[-1]]
+        listed = [m for m, n in seen.items() if n >= 2]
+        shared = [s for s in self.budgets if all((m, self.ratio) in self.boards[s].cells for m in listed)]
+        board = self.boards[shared[-1] if shared else self.budgets[-1]]
 
         def score(m):
-            c = largest.cells.get((m, self.ratio))
+            c = board.cells.get((m, self.ratio))
             return -c.balanced_acc.mean if c else float("inf")
 
-        return sorted((m for m, n in seen.items() if n >= 2), key=lambda m: (score(m), m))
+        return sorted(listed, key=lambda m: (score(m), m))
 
     def stat(self, method: str, steps: int, metric: str = "bal_acc") -> Stat | None:
         c = self.boards[steps].cells.get((method, self.ratio))
