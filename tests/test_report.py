@@ -582,3 +582,16 @@ def test_the_readme_quotes_generated_tables_and_a_stale_quote_fails_the_check(tm
     body = text.split("<!-- bench:which-method -->\n")[1].split("<!-- /bench:which-method -->")[0]
     assert body and body in generated
     assert main(["report", "--runs", str(runs), "--out", str(out), "--no-figures", "--check-readme", str(readme)]) == 0
+
+
+def test_a_record_with_a_non_finite_accuracy_is_named_and_not_averaged(tmp_path):
+    d = tmp_path / "runs"
+    store.write_record(d, rec("os", 0.01, 0, 0.9, 0.5))
+    bad = rec("os", 0.01, 1, 0.9, float("nan"))  # written as null
+    bad["metrics"]["balanced_acc"], bad["metrics"]["macro_f1"] = 0.7, 0.6  # finite beside it: it used to be averaged in
+    store.write_record(d, bad)
+    col = collect(d)
+    assert len(col.ok) == 1 and [why for _, why in col.unreadable] == [
+        "finished record with a non-finite accuracy (NaN is stored as null): redo it with --force"
+    ]
+    assert col.boards[0].cells[("os", 0.01)].seeds == [0]

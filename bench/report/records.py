@@ -8,6 +8,7 @@ names both files.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +58,9 @@ def record_problem(rec: dict) -> str | None:
             return f"finished record whose {dotted} is not a {getattr(tp, '__name__', 'number')}"
     if len(rec["metrics"]["per_class_acc"]) != len(rec["counts"]["classes"]):
         return "finished record whose per-class accuracies do not match its classes"
+    values = [*rec["metrics"]["per_class_acc"], rec["metrics"].get("balanced_acc", 0.0)]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        return "finished record with a non-finite accuracy (NaN is stored as null): redo it with --force"
     return None
 
 
