@@ -124,11 +124,15 @@ def input_statistics(task: TaskData, cfg: dict, channels: int) -> tuple[list[flo
 
 
 def split_budget(total: int, shares: list[float]) -> list[int]:
-    """Steps per stage: round(share * total) each, the last stage taking what is left, every stage >= 1."""
-    steps = [max(1, round(s * total)) for s in shares[:-1]]
-    steps.append(total - sum(steps))
-    if steps[-1] < 1:
+    """Steps per stage: round(share * total) each, the last stage taking what is left, every stage >= 1
+    (a last stage that rounding left empty takes its step from the largest stage: Weight Balancing's
+    3% share of a 12-step tiny budget)."""
+    if total < len(shares):
         raise ValueError(f"a budget of {total} steps is too small for {len(shares)} stages; raise --steps")
+    steps = [max(1, round(s * total)) for s in shares[:-1]]
+    while total - sum(steps) < 1:
+        steps[steps.index(max(steps))] -= 1
+    steps.append(total - sum(steps))
     return steps
 
 
@@ -198,7 +202,8 @@ def train_and_evaluate(
         for p in model.parameters():
             p.requires_grad_(id(p) in wanted)
         params = trainable + stage.parameters()
-        opt = torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, nesterov=True, weight_decay=spec.weight_decay)
+        decay = spec.weight_decay if stage.weight_decay is None else stage.weight_decay
+        opt = torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, nesterov=True, weight_decay=decay)
         # Warm-up in proportion to the stage's share of the budget, then cosine decay to zero (a method
         # may replace the factor, e.g. DRW's step levels); set before every step as LambdaLR would.
         warmup = round(spec.warmup_steps * n_steps / total)
@@ -221,8 +226,10 @@ def train_and_evaluate(
             idx = order[pos : pos + b]
             pos += b
             xb_u8, yb = x_train[idx], y_train[idx]
-            aug = stage.augment or (lambda x, g: augment(x, pad, g))
-            views = [norm(aug(xb_u8, gen)) for _ in range(stage.views)]  # two for contrastive stages
+            views = [  # two or three for contrastive stages
+                norm(aug(xb_u8, gen) if (aug := stage.view_augment(v)) else augment(xb_u8, pad, gen))
+                for v in range(stage.views)
+            ]
             xb = views[0] if len(views) == 1 else torch.cat(views)
             yb = yb.repeat(len(views))
             targets = yb
@@ -237,6 +244,9 @@ def train_and_evaluate(
             for group in opt.param_groups:
                 group["lr"] = rate
             opt.step()
+            if stage.project is not None:
+                with torch.no_grad():
+                    stage.project(model)
             step += 1
             for key, v in (("loss", loss), *parts.items()):
                 sums[key] = sums.get(key, 0) + v.detach().float()
@@ -250,6 +260,8 @@ def train_and_evaluate(
                 sums, n_sum = {}, 0
                 if on_progress:
                     on_progress(step, total, means["loss"])
+        if stage.on_end:
+            stage.on_end(model)
         stage_log.append({"name": stage.name, "steps": n_steps, "train_images": n_steps * b * stage.views})
     for p in model.parameters():
         p.requires_grad_(True)

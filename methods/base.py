@@ -311,10 +311,24 @@ class Stage:
     # True by default, as Kang et al.'s code keeps model.train() and freezes through requires_grad only.
     train_bn: bool | None = None
     on_start: Callable[[nn.Module], None] | None = None  # e.g. re-initialise or wrap the classifier
+    on_end: Callable[[nn.Module], None] | None = None  # after the stage's last step (e.g. join two classifiers)
     views: int = 1  # augmented views of each image in a batch (two for contrastive pre-training)
     # Replaces the harness's augmentation (random crop with padding, flip) in this stage:
-    # (uint8 batch (B, C, H, W), torch.Generator) -> float batch on the 0-255 scale.
-    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
+    # (uint8 batch (B, C, H, W), torch.Generator) -> float batch on the 0-255 scale. One function for
+    # every view, or a tuple with one per view (None there: the harness's own; BCL's first view).
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | tuple | None = None
+    # The criterion sees the logits of the first `criterion_views` views only (None: every view); the
+    # auxiliaries always see every view (BCL: CE on the plain view, contrast on the two strong ones).
+    criterion_views: int | None = None
+    # The weight decay of this stage's optimiser (None: the run's); Weight Balancing tunes it per stage.
+    weight_decay: float | None = None
+    # Called on the model under torch.no_grad() after every optimiser step of this stage: a projection
+    # onto a constraint set (Weight Balancing's MaxNorm), so the step is projected gradient descent.
+    project: Callable[[nn.Module], None] | None = None
+
+    def view_augment(self, view: int):
+        """The augmentation of view `view` (None: the harness's own)."""
+        return self.augment[view] if isinstance(self.augment, tuple) else self.augment
 
     @property
     def bn_training(self) -> bool:
@@ -341,6 +355,9 @@ class Stage:
         """Total loss and its named parts (tensors; the caller converts them only when it logs)."""
         parts = {}
         if self.criterion is not None:
+            if self.criterion_views is not None:  # the views are stacked view by view: keep the first ones
+                keep = len(labels) // self.views * self.criterion_views
+                logits, targets = logits[:keep], targets[:keep]
             weight, reduction = self.reweighting.weights(state) if self.reweighting else (None, None)
             parts[self.criterion.name] = self.criterion(logits, targets, weight=weight, reduction=reduction)
         for a in self.auxiliaries:

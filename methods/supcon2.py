@@ -71,16 +71,17 @@ class SupCon2(Stages):
         ]
 
 
-def strong_augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def strong_augment(x: torch.Tensor, gen: torch.Generator, min_scale: float = 0.2) -> torch.Tensor:
     """Khosla et al.'s view augmentation for a whole uint8 batch (B, C, H, W), each image with its own
-    random draws from `gen`; returns floats on the 0-255 scale (see the module docstring)."""
+    random draws from `gen`; returns floats on the 0-255 scale (see the module docstring). `min_scale`:
+    the smallest crop area (torchvision's RandomResizedCrop default 0.08 is BCL's)."""
     b, c, h, w = x.shape
     dev = x.device
     u = lambda *shape: torch.rand(*shape, device=dev, generator=gen)  # noqa: E731
     x = x.float()
-    # Random resized crop: area fraction s in [0.2, 1], log-uniform aspect r in [3/4, 4/3]; the crop's
-    # sides (as fractions of the image) are sqrt(s r) and sqrt(s / r), clipped to the image.
-    s = 0.2 + 0.8 * u(b)
+    # Random resized crop: area fraction s in [min_scale, 1], log-uniform aspect r in [3/4, 4/3]; the
+    # crop's sides (as fractions of the image) are sqrt(s r) and sqrt(s / r), clipped to the image.
+    s = min_scale + (1 - min_scale) * u(b)
     r = torch.exp(math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * u(b))
     cw, ch = (s * r).sqrt().clamp(max=1), (s / r).sqrt().clamp(max=1)
     cx, cy = (2 * u(b) - 1) * (1 - cw), (2 * u(b) - 1) * (1 - ch)  # centre, in [-1, 1] coordinates

@@ -126,7 +126,7 @@ def test_composition_is_order_free_and_canonical():
 @pytest.mark.parametrize(
     "spec, overrides, message",
     [
-        ("dropout", {}, "unknown method 'dropout'; registered: cb, cbs, ce"),
+        ("dropout", {}, "unknown method 'dropout'; registered: bcl, cb, cbs"),
         ("os+os", {}, "names a method twice"),
         ("focal+cb", {}, "two methods of role criterion"),
         ("fsc", {"fsc": {"lamda": "1"}}, "valid for fsc: lam, layers, centre"),

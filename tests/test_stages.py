@@ -19,6 +19,8 @@ def test_budget_is_split_by_share_and_sums_to_the_spec():
     assert split_budget(240, [0.9, 0.1]) == [216, 24]
     assert split_budget(12, [0.9, 0.1]) == [11, 1]
     assert split_budget(7, [1 / 3, 1 / 3, 1 / 3]) == [2, 2, 3]
+    assert split_budget(12, [0.97, 0.03]) == [11, 1]  # rounding would leave the last stage empty
+    assert split_budget(2, [0.99, 0.01]) == [1, 1]
     with pytest.raises(ValueError, match="too small"):
         split_budget(1, [0.5, 0.5])
 
