@@ -664,7 +664,7 @@ def _readme_blocks(refresh_path: str | None, check_path: str | None, generated: 
         bad = stale(Path(check_path).read_text(encoding="utf-8"), generated)
         if bad:
             print(
-                f"error: {check_path} quotes tables its records no longer give: {', '.join(bad)}; run "
+                f"error: {check_path} quotes tables or values its records no longer give: {', '.join(bad)}; run "
                 f"`python -m bench report --readme {check_path}` and commit it",
                 file=sys.stderr,
             )

@@ -574,7 +574,7 @@ def test_the_readme_quotes_generated_tables_and_a_stale_quote_fails_the_check(tm
     readme.write_text("# x\n\n<!-- bench:which-method -->\n| old | numbers |\n<!-- /bench:which-method -->\nend\n")
     out = tmp_path / "out"
     assert main(["report", "--runs", str(runs), "--out", str(out), "--no-figures", "--check-readme", str(readme)]) == 1
-    assert "quotes tables its records no longer give: which-method" in capsys.readouterr().err
+    assert "quotes tables or values its records no longer give: which-method" in capsys.readouterr().err
     assert main(["report", "--runs", str(runs), "--out", str(out), "--no-figures", "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert "| old | numbers |" not in text and text.endswith("<!-- /bench:which-method -->\nend\n")
@@ -582,6 +582,31 @@ def test_the_readme_quotes_generated_tables_and_a_stale_quote_fails_the_check(tm
     body = text.split("<!-- bench:which-method -->\n")[1].split("<!-- /bench:which-method -->")[0]
     assert body and body in generated
     assert main(["report", "--runs", str(runs), "--out", str(out), "--no-figures", "--check-readme", str(readme)]) == 0
+
+
+def test_a_number_quoted_in_the_readme_prose_is_checked_against_the_records(tmp_path, capsys):
+    """Issue 24: every number the README quotes equals what the records give; one in the prose is marked
+    `<!--v:KEY-->...<!--/v-->` and checked (and refreshed) like a table."""
+    from bench.report.markdown import value_key
+
+    runs = tmp_path / "runs"
+    for r in [_timed(m, s, v) for m, vals in WHICH_MIN.items() for s, v in enumerate(vals)]:
+        store.write_record(runs, r)
+    board = collect(runs).boards[0]
+    key = value_key(board.slug, "os", "0.01")
+    os_bal = [r["metrics"]["balanced_acc"] for r in collect(runs).ok if r["spec"]["method"] == "os"]
+    expected = f"{np.mean(os_bal):.3f}±{np.std(os_bal, ddof=1):.3f}"
+    readme = tmp_path / "README.md"
+    readme.write_text(f"`os` reaches <!--v:{key}-->0.999<!--/v--> over <!--v:{key}:n-->9<!--/v--> seeds.\n")
+    out = tmp_path / "out"
+    args = ["report", "--runs", str(runs), "--out", str(out), "--no-figures"]
+    assert main([*args, "--check-readme", str(readme)]) == 1
+    assert f"v:{key}" in capsys.readouterr().err
+    assert main([*args, "--readme", str(readme)]) == 0
+    assert readme.read_text() == f"`os` reaches <!--v:{key}-->{expected}<!--/v--> over <!--v:{key}:n-->{len(os_bal)}<!--/v--> seeds.\n"
+    assert main([*args, "--check-readme", str(readme)]) == 0
+    readme.write_text("<!--v:no-such-board:os:0.01-->0.5<!--/v-->\n")  # a value the records do not give
+    assert main([*args, "--check-readme", str(readme)]) == 1
 
 
 def test_a_record_with_a_non_finite_accuracy_is_named_and_not_averaged(tmp_path):

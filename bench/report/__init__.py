@@ -23,7 +23,7 @@ from . import tables as T
 from .analysis import Analysis, paired_cell, rankings, select_on_validation
 from .console import print_console
 from .latex import board_latex
-from .markdown import markdown, summary_blocks, summary_md
+from .markdown import markdown, summary_blocks, summary_md, summary_values
 from .model import METRIC_TITLES, Board, aggregate, method_label, ratio_label
 from .records import Collected, collect
 
@@ -158,7 +158,7 @@ def report(
     a = Analysis.of(col.boards, reference, margin)
     md, table = markdown(col, a), csv_text(T.csv_rows(col.boards))  # everything computed before writing
     summary = summary_md(a)
-    col.summary_blocks = summary_blocks(a)
+    col.summary_blocks = summary_blocks(a) | summary_values(a)
     store.prepare_out(out_dir)
     write_atomic(out_dir / "leaderboard.md", md)
     write_atomic(out_dir / "leaderboard.csv", table)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 from tabulate import tabulate
 
@@ -175,6 +176,35 @@ def summary_blocks(a: Analysis) -> dict[str, str]:
     for study in budget_studies(a.boards):
         blocks[study.slug] = table_md(budget_table(study)) + "\n" + table_md(wall_table(study))
     return blocks
+
+
+def value_key(*parts) -> str:
+    """A README value's key: the parts joined by ':', each character outside [word . - + =] as '_'."""
+    return ":".join(re.sub(r"[^\w.\-+=]", "_", str(p)) for p in parts)
+
+
+def summary_values(a: Analysis) -> dict[str, str]:
+    """The numbers the README's prose may quote (`<!--v:KEY-->...<!--/v-->`), under "v:KEY": balanced
+    accuracy of every board cell (`BOARD:METHOD:RATIO`) and budget-study cell (`STUDY:METHOD:STEPS`),
+    as the tables print it (mean±sd, or the mean of one seed), with `:mean` (the mean alone) and `:n`
+    (the seeds) beside it."""
+    values = {}
+
+    def put(key, stat):
+        if stat is None or not stat.values:
+            return
+        values["v:" + key] = stat.fmt()
+        values["v:" + key + ":mean"] = f"{stat.mean:.3f}"
+        values["v:" + key + ":n"] = str(stat.n)
+
+    for board in a.boards:
+        for (method, ratio), cell in board.cells.items():
+            put(value_key(board.slug, method, f"{ratio:g}"), cell.stat("bal_acc"))
+    for study in budget_studies(a.boards):
+        for method in study.methods():
+            for steps in study.budgets:
+                put(value_key(study.slug, method, steps), study.stat(method, steps))
+    return values
 
 
 def summary_md(a: Analysis) -> str:

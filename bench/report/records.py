@@ -38,7 +38,7 @@ class Collected:
     failed: list[dict]
     unreadable: list[tuple[Path, str]]  # (file, why)
     figures: list[Path] = field(default_factory=list)
-    summary_blocks: dict[str, str] = field(default_factory=dict)  # the README's generated tables, by name
+    summary_blocks: dict[str, str] = field(default_factory=dict)  # the README's generated tables and "v:" values, by name
 
 
 def _get(rec: dict, dotted: str):
