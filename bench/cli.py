@@ -167,8 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="MODULE",
-        help="import MODULE first, so the methods it registers can be used (also in worker processes); "
-        "installed packages can instead declare an entry point in the group 'bench.methods'",
+        help="import MODULE (a module name importable from here: its folder on PYTHONPATH; or the path of a "
+        ".py file) first, so the methods it registers can be used (also in worker processes); installed "
+        "packages can instead declare an entry point in the group 'bench.methods'",
     )
 
     r = sub.add_parser(

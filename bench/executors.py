@@ -25,6 +25,7 @@ from .errors import BenchError
 from .progress import PROGRESS_EVERY_S, make_progress
 from .runner import DataCache, pending, plain_output, run_one
 from .spec import RunSpec
+from .worker_boot import boot
 
 
 @dataclass
@@ -68,10 +69,19 @@ def execute(
     if not force and store.is_done(Path(out), spec.key):  # another launch finished it meanwhile
         store.release(held)
         return None
+    renewed = [time.monotonic()]
+
+    def progress(step, total, loss):  # renews the claim's lease as training goes on
+        if time.monotonic() - renewed[0] >= store.RENEW_S:
+            renewed[0] = time.monotonic()
+            store.renew(held)
+        if on_progress:
+            on_progress(step, total, loss)
+
     try:
         src, data = cache.get(spec.dataset)
         features = Path(out) / "features" / f"{spec.key}.npz" if opts.save_features else None
-        rec = run_one(spec, src, data, device, opts.eval_batch_size, on_progress, opts.compile, opts.command, features)
+        rec = run_one(spec, src, data, device, opts.eval_batch_size, progress, opts.compile, opts.command, features)
         store.write_record(Path(out), rec)
     finally:
         store.release(held)
@@ -145,27 +155,19 @@ def run_specs(spec_dicts: list[dict], out: str, device: str, opts: dict) -> list
 # ---- a pool of worker processes over the visible devices ------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """Linux: the kernel sends SIGTERM to this worker when its parent dies (kill -9 included), so no
-    worker outlives the grid; elsewhere a worker notices at its next run."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def _pool_worker(
     wid: int, device: str, threads: int, tasks, results, out: str, opts: dict, parent: int, force: bool
 ) -> None:
-    _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops the workers
-    torch.set_num_threads(threads)
-    o = RunOptions(**opts)
-    load_plugins(o.plugins)
-    cache = DataCache(o.data_root, o.image_size, o.skip_unreadable)
-    dev = torch.device(device)
+    try:  # start-up: a failure here would fail every run alike, so it is reported once, not retried forever
+        torch.set_num_threads(threads)
+        o = RunOptions(**opts)
+        load_plugins(o.plugins)
+        cache = DataCache(o.data_root, o.image_size, o.skip_unreadable)
+        dev = torch.device(device)
+    except Exception as e:
+        results.put(("startup_failed", wid, f"{type(e).__name__}: {e}"))
+        return
     while os.getppid() == parent:
         item = tasks.get()
         if item is None:
@@ -228,7 +230,7 @@ def run_pool(
 
     def start(wid: int):
         p = ctx.Process(
-            target=_pool_worker,
+            target=boot,
             args=(
                 wid,
                 devices[wid % len(devices)],
@@ -247,8 +249,20 @@ def run_pool(
 
     procs = {wid: start(wid) for wid in range(n_workers)}
     running: dict[int, str] = {}  # worker -> key of the run it holds
+    started: set[int] = set()  # workers that reached a run (past start-up)
+    startup_failures = 0  # a worker that fails before its first run is replaced once, then the grid stops
     finished: set[str] = set()
-    fatal = None
+    fatal = None  # (exception class, message): ends the grid
+
+    def failed_at_startup(wid: int, why: str):
+        nonlocal startup_failures, fatal
+        startup_failures += 1
+        if startup_failures > 1:
+            fatal = (BenchError, f"pool workers fail at start-up ({why}); no run was trained by them; fix that and run "
+                     "the same command again (finished records are kept)")
+        elif len(finished) < len(todo):
+            new = max([*procs, wid, *running]) + 1
+            procs[new] = start(new)  # one retry
     print(f"pool: {n_workers} worker processes on {', '.join(sorted(set(devices)))}, {threads} CPU threads each")
     plain = plain_output() if opts.plain is None else opts.plain
     try:
@@ -261,6 +275,9 @@ def run_pool(
                         if p.is_alive() or p.exitcode == 0:
                             continue
                         del procs[wid]  # a worker died: record the run it was in, start another
+                        if wid not in started:
+                            failed_at_startup(wid, f"a worker died before its first run: {_signal_name(p.exitcode)}")
+                            continue
                         key = running.pop(wid, None)
                         if key and key not in finished and not store.is_done(out, key):
                             rec = died_record(by_key[key], _signal_name(p.exitcode), opts.command)
@@ -272,11 +289,15 @@ def run_pool(
                         if len(finished) < len(todo):
                             next_id = max([*procs, wid, *running]) + 1
                             procs[next_id] = start(next_id)  # takes the stop marker the dead worker left
-                    if not any(p.is_alive() for p in procs.values()):
+                    if fatal is None and not any(p.is_alive() for p in procs.values()):
                         break
                     continue
                 kind, wid = msg[0], msg[1]
-                if kind == "started":
+                if kind == "startup_failed":
+                    procs.pop(wid, None)
+                    failed_at_startup(wid, msg[2])
+                elif kind == "started":
+                    started.add(wid)
                     running[wid] = msg[2]
                     prog.start_run(by_key[msg[2]].label(), by_key[msg[2]].steps)
                 elif kind == "progress":
@@ -293,7 +314,7 @@ def run_pool(
                     result.claimed.append(msg[2])
                     prog.skip(by_key[msg[2]].label(), "run or finished by another process")
                 elif kind == "fatal":
-                    fatal = msg[2]
+                    fatal = (store.RecordWriteError, msg[2])
     finally:
         for p in procs.values():
             if p.is_alive():
@@ -301,7 +322,7 @@ def run_pool(
         for p in procs.values():
             p.join(timeout=10)
     if fatal:
-        raise store.RecordWriteError(fatal)
+        raise fatal[0](fatal[1])
     result.lost = [s.key for s in todo if s.key not in finished]
     return result
 

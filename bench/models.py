@@ -149,10 +149,11 @@ def load_state(model: nn.Module, state: dict, weights: str) -> dict:
     adapted = []
     state = dict(state)
     w = state.get("conv1.weight")
-    if w is not None and "conv1.weight" in own and w.shape[1] == 3 and own["conv1.weight"].shape[1] == 1:
+    convolution = isinstance(w, torch.Tensor) and w.dim() == 4  # anything else is skipped below, by shape
+    if convolution and "conv1.weight" in own and w.shape[1] == 3 and own["conv1.weight"].shape[1] == 1:
         state["conv1.weight"] = w.sum(dim=1, keepdim=True)
         adapted.append("conv1.weight: 3 input channels summed for 1-channel images")
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    usable = {k: v for k, v in state.items() if k in own and isinstance(v, torch.Tensor) and own[k].shape == v.shape}
     if not usable:
         raise BenchError(f"--weights {weights}: no tensor matches this model's names and shapes")
     model.load_state_dict(usable, strict=False)

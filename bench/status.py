@@ -35,6 +35,7 @@ def write_manifest(out: Path, keys: list[str], labels: list[str], command: str) 
     text = json.dumps(
         {"command": command, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "keys": keys, "labels": labels}, indent=1
     )
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{digest}.", suffix=".tmp")
@@ -43,6 +44,8 @@ def write_manifest(out: Path, keys: list[str], labels: list[str], command: str) 
         os.chmod(tmp, 0o666 & ~store.umask())
         os.replace(tmp, path)
     except OSError as e:
+        if tmp is not None:  # a full disk: no half-written manifest left behind
+            Path(tmp).unlink(missing_ok=True)
         raise store.write_failure(path, e) from None
     return path
 
@@ -62,8 +65,34 @@ def read_manifest(path: Path) -> dict | None:
     return None
 
 
-def _states(out: Path) -> dict[str, str]:
-    return {r["key"]: r.get("status", "?") for _, r in store.iter_records(out) if r}
+def _states(out: Path) -> tuple[dict[str, str], dict[str, int], list[tuple[Path, str]]]:
+    """{key: status} of the usable records, {key: earlier failed attempts kept in its record}, and
+    (path, why) of the files that cannot be used."""
+    states, attempts, unusable = {}, {}, []
+    for path in store.record_files(out):
+        rec, why = store.load_record(path)
+        if rec is None:
+            unusable.append((path, why))
+            continue
+        states[rec["key"]] = rec.get("status", "?")
+        if rec.get("failed_attempts"):
+            attempts[rec["key"]] = len(rec["failed_attempts"])
+    return states, attempts, unusable
+
+
+def claims_lines(out: Path) -> list[str]:
+    """One line per claim file: who holds it, or why the next launch takes it over."""
+    lines = []
+    for key, holder, stale in store.held_claims(out):
+        who = f"pid {holder['pid']} on {holder['host']}" if holder else "no readable holder"
+        if stale:
+            lines.append(f"claim {key}: stale ({stale}); the next `bench run` of its grid takes it over")
+        else:
+            lines.append(
+                f"claim {key}: held by {who}; if that process is gone for good (another host: the claim lapses "
+                f"{store.LEASE_S:.0f} s after its last renewal), release it with: rm {store.claims_dir(out) / key}"
+            )
+    return lines
 
 
 def squeue_states(job_ids: list[str]) -> Counter:
@@ -84,7 +113,7 @@ def status(out: Path) -> int:
     if not Path(out).is_dir():
         print(f"error: {out} does not exist; pass the --out folder of a `bench run`", file=sys.stderr)
         return 2
-    states = _states(out)
+    states, attempts, unusable = _states(out)
     rows = []
     for path in sorted(manifest_dir(out).glob("*.json")):
         m = read_manifest(path)
@@ -104,7 +133,11 @@ def status(out: Path) -> int:
     if rows:
         print(tabulate(rows, headers=["grid started", "runs", "done", "failed", "pending", "command"]))
     all_c = Counter(states.values())
-    print(f"\nrecords in {out}: {all_c.get('ok', 0)} done, {all_c.get('failed', 0)} failed")
+    print(
+        f"\nrecords in {out}: {all_c.get('ok', 0)} done, {all_c.get('failed', 0)} failed"
+        + (f"; {sum(attempts.values())} earlier failed attempt(s) of {len(attempts)} run(s) kept in their "
+           "records (`failed_attempts`)" if attempts else "")
+    )
     jobs = store_jobs(out)
     for sub in jobs:
         pending_keys = [k for k in sub["keys"] if states.get(k) != "ok"]
@@ -114,6 +147,10 @@ def status(out: Path) -> int:
             f"slurm array {sub['job_ids'][0].split('_')[0]} ({sub['submitted']}): {len(sub['keys'])} runs, "
             f"{len(sub['keys']) - len(pending_keys)} recorded done; tasks: {queue}"
         )
+    for path, why in unusable:
+        print(f"unusable record file {path}: {why} (skipped by run, report and status; remove or redo it)")
+    for line in claims_lines(out):
+        print(line)
     if not rows and not jobs:
         print("(no grid manifests here: grids run before manifests existed show only as records)")
     return 0

@@ -7,7 +7,9 @@ import json
 import math
 import os
 import socket
+import stat
 import tempfile
+import time
 from pathlib import Path
 
 DEFAULT_OUT = Path("results/runs")
@@ -66,12 +68,26 @@ def prepare_out(out: Path) -> Path:
     return out
 
 
+def with_failed_attempts(out: Path, record: dict) -> dict:
+    """`record` with the failed attempts of its run that the record it replaces holds or is (date, error,
+    command of each), so a failure that a later attempt replaced still leaves a trace."""
+    previous = read_record(record_path(out, record["key"]))
+    if previous is None:
+        return record
+    attempts = list(previous.get("failed_attempts", []))
+    if previous.get("status") != "ok":
+        attempts.append({k: previous.get(k) for k in ("date", "error", "command")})
+    return record | {"failed_attempts": attempts} if attempts else record
+
+
 def write_record(out: Path, record: dict) -> Path:
     """Write to a temporary file in the same folder, then rename: a reader never sees half a record
     and a failed write (a full disk) leaves no partial file. Records get the permissions of the
-    user's umask (shared folders: colleagues can read them), as every other file does."""
+    user's umask (shared folders: colleagues can read them), as every other file does. Failed attempts
+    of the run that the file held are carried into the new record (`failed_attempts`)."""
     out = Path(out)
     path = record_path(out, record["key"])
+    record = with_failed_attempts(out, record)
     try:
         out.mkdir(parents=True, exist_ok=True)
         if path.exists() and not path.is_file():
@@ -102,7 +118,19 @@ def claims_dir(out: Path) -> Path:
     return Path(out) / ".claims"
 
 
+# A claim is held while its process lives: on this host that is checked (the pid is alive and started
+# before the claim was written, so a pid reused by an unrelated process does not hold it); from another
+# host it cannot be, so such a claim is a lease that its holder renews while it trains (`renew`, at
+# most every RENEW_S) and that lapses LEASE_S after the last renewal. A claim file that cannot be parsed
+# (a launch killed or a disk filled between creating and writing it) is stale after WRITE_GRACE_S.
+LEASE_S = 3600.0
+RENEW_S = 60.0
+WRITE_GRACE_S = 10.0
+
+
 def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -112,23 +140,64 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def process_start(pid: int) -> float | None:
+    """When process `pid` started (Unix time), from /proc; None where /proc does not say (not Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[19])  # field 22 of stat: start time in clock ticks after boot
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def read_claim(path: Path) -> dict | None:
+    """The claim's holder {pid, host} (JSON, or the 'pid host' lines of older claims), or None."""
+    try:
+        text = path.read_text()
+        holder = json.loads(text) if text.lstrip().startswith("{") else dict(zip(("pid", "host"), text.split()[:2]))
+        return {"pid": int(holder["pid"]), "host": str(holder["host"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def claim_state(path: Path, now: float | None = None) -> tuple[dict | None, str | None]:
+    """(holder or None, why the claim is stale, or None while it is held)."""
+    now = time.time() if now is None else now
+    try:
+        written = path.stat().st_mtime
+    except OSError:
+        return None, "gone"
+    holder = read_claim(path)
+    if holder is None:
+        return None, "empty or unreadable" if now - written > WRITE_GRACE_S else None
+    if holder["host"] != socket.gethostname():
+        return holder, f"its lease lapsed (not renewed for {LEASE_S:.0f} s)" if now - written > LEASE_S else None
+    if not _alive(holder["pid"]):
+        return holder, f"process {holder['pid']} is gone"
+    started = process_start(holder["pid"])
+    if started is not None and started > written + 1:  # the pid was reused after the claim was written
+        return holder, f"pid {holder['pid']} now belongs to a process started after the claim"
+    return holder, None
+
+
 def claim(out: Path, key: str) -> Path | None:
-    """Take the run `key` for this process: an exclusive lock file OUT/.claims/<key> (pid and host).
-    None when another live process holds it, so concurrent launches of one grid, local or on SLURM,
-    never train a run twice. A claim left by a dead process on this host is taken over."""
+    """Take the run `key` for this process: an exclusive lock file OUT/.claims/<key> naming the pid and
+    host. None when another process holds it (see above), so concurrent launches of one grid, local or on
+    SLURM, never train a run twice; a stale claim is taken over. A claim that cannot be written (a full
+    disk) is removed and raises RecordWriteError."""
     d = claims_dir(out)
-    d.mkdir(parents=True, exist_ok=True)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_failure(d, e) from None
     path = d / key
-    me = f"{os.getpid()} {socket.gethostname()}\n"
+    me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}) + "\n"
     for _ in range(3):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~umask())
         except FileExistsError:
-            try:
-                pid, host = path.read_text().split()[:2]
-            except (OSError, ValueError):
-                pid, host = "0", socket.gethostname()  # half written or vanished: look again
-            if host != socket.gethostname() or _alive(int(pid)):
+            if claim_state(path)[1] is None:
                 return None
             stale = path.with_name(f"{key}.stale.{os.getpid()}")
             try:
@@ -137,10 +206,35 @@ def claim(out: Path, key: str) -> Path | None:
             except FileNotFoundError:
                 pass
             continue
-        with os.fdopen(fd, "w") as f:
-            f.write(me)
+        except OSError as e:
+            raise write_failure(path, e) from None
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(me)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            path.unlink(missing_ok=True)
+            raise write_failure(path, e) from None
         return path
     return None
+
+
+def renew(path: Path | None) -> None:
+    """Renew the lease of a claim this process holds (its mtime); a failure to do so is not fatal."""
+    if path is not None:
+        try:
+            os.utime(path)
+        except OSError:
+            pass
+
+
+def held_claims(out: Path) -> list[tuple[str, dict | None, str | None]]:
+    """(key, holder, why stale or None) of every claim file under OUT/.claims."""
+    d = claims_dir(out)
+    if not d.is_dir():
+        return []
+    return [(p.name, *claim_state(p)) for p in sorted(d.iterdir()) if p.is_file() and ".stale." not in p.name]
 
 
 def release(path: Path | None) -> None:
@@ -148,10 +242,51 @@ def release(path: Path | None) -> None:
         path.unlink(missing_ok=True)
 
 
+# What a finished record must hold to be read as one (run, report and status read records alike).
+REQUIRED = (
+    ("spec.dataset", str),
+    ("spec.task", str),
+    ("spec.method", str),
+    ("spec.ratio", (int, float)),
+    ("spec.seed", int),
+    ("spec.hparams", dict),
+    ("counts.classes", list),
+    ("metrics.per_class_acc", list),
+    ("metrics.balanced_acc", (int, float)),
+    ("metrics.macro_f1", (int, float)),
+)
+
+
+def _get(rec: dict, dotted: str):
+    for part in dotted.split("."):
+        rec = rec[part]
+    return rec
+
+
+def record_problem(rec: dict) -> str | None:
+    """Why a finished record cannot go on a board, or None."""
+    for dotted, tp in REQUIRED:
+        try:
+            value = _get(rec, dotted)
+        except (KeyError, TypeError):
+            return f"finished record without {dotted}"
+        if not isinstance(value, tp) or isinstance(value, bool):
+            return f"finished record whose {dotted} is not a {getattr(tp, '__name__', 'number')}"
+    if len(rec["metrics"]["per_class_acc"]) != len(rec["counts"]["classes"]):
+        return "finished record whose per-class accuracies do not match its classes"
+    values = [*rec["metrics"]["per_class_acc"], rec["metrics"].get("balanced_acc", 0.0)]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        return "finished record with a non-finite accuracy (NaN is stored as null): the same `bench run` trains it again"
+    return None
+
+
 def load_record(path: Path) -> tuple[dict | None, str | None]:
     """(record, None) or (None, why it cannot be used): missing, a directory, not UTF-8, not JSON,
-    or JSON that is not a record. Never raises for a bad file."""
+    JSON that is not a record, or a finished record without the numbers a board needs. Never raises
+    for a bad file."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe would block the reader for good
+            return None, "a directory, not a record file" if path.is_dir() else "not a regular file (a pipe, socket or device)"
         with open(path, encoding="utf-8") as f:
             rec = json.load(f)
     except IsADirectoryError:
@@ -164,6 +299,10 @@ def load_record(path: Path) -> tuple[dict | None, str | None]:
         return None, f"not valid JSON ({str(e).splitlines()[0][:80]})"
     if not isinstance(rec, dict) or not isinstance(rec.get("spec"), dict) or not isinstance(rec.get("key"), str):
         return None, "JSON without a run key and spec"
+    if rec.get("status") == "ok":
+        problem = record_problem(rec)
+        if problem:
+            return None, problem
     return rec, None
 
 

@@ -5,8 +5,9 @@
 square RGB of `image_size` pixels and cached as one tensor file.
 
 What a real photo folder holds, handled on purpose:
-- symbolic links to folders are not followed (a link back to a parent would read photos twice and
-  leak test images into training); they are listed in the data notes;
+- symbolic links to folders are not followed, at the top (a class folder `wolf -> dog` would put the
+  same photos under two labels) or below (a link back to a parent would read photos twice and leak test
+  images into training); they are listed in the data notes;
 - a dangling link, a link loop, a file that is not an image, or a decompression bomb (a PNG of
   20000 x 20000 pixels) stops loading with one line naming the file, unless `skip_unreadable`
   (`--skip-unreadable`), which leaves such files out and lists them in every run record;
@@ -42,10 +43,13 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[str, int]], list[str]]:
     Folders are walked without following symbolic links."""
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist; pass --data-root DIR with one sub-folder per class")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    entries = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    # a link to a folder is not followed at the top either: `wolf -> dog` would put dog photos under two labels
+    notes = [f"not followed: folder link {d}" for d in entries if d.is_symlink()]
+    classes = [d.name for d in entries if not d.is_symlink()]
     if len(classes) < 2:
         raise DataError(f"{root} has {len(classes)} class folder(s); it needs at least two (DIR/<class>/image.jpg)")
-    samples, notes = [], []
+    samples = []
     for label, cls in enumerate(classes):
         found = 0
         for dirpath, dirnames, filenames in os.walk(root / cls, followlinks=False):

@@ -10,7 +10,10 @@ The names below are bound before the modules are imported, so a module of this f
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
+import sys
+from pathlib import Path
 from importlib.metadata import entry_points
 
 from .base import (
@@ -81,11 +84,34 @@ def load_plugins(modules: list[str] | tuple[str, ...] = ()) -> list[str]:
         loaded.append(ep.value)
     for name in modules:
         try:
-            importlib.import_module(name)
+            _import_plugin(name)
+        except MethodError as e:  # it imported, but what it registers is refused
+            raise MethodError(f"--plugin {name}: {e}") from None
         except Exception as e:
             raise MethodError(
-                f"--plugin {name}: cannot import it ({type(e).__name__}: {e}); pass an importable module name "
-                "(on PYTHONPATH or installed)"
+                f"--plugin {name}: cannot import it ({type(e).__name__}: {e}); pass a module name importable from "
+                "here (its folder on PYTHONPATH, or installed) or the path of a .py file"
             ) from None
         loaded.append(name)
     return loaded
+
+
+def _import_plugin(name: str):
+    """A module name, or the path of a .py file (imported under its file name, once)."""
+    if not name.endswith(".py"):
+        return importlib.import_module(name)
+    path = Path(name).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file {path}")
+    module_name = f"bench_plugin_{path.stem}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module

@@ -408,16 +408,27 @@ ROLE_BASES = {
 REGISTRY: dict[str, type[Method]] = {}
 
 
-def register(cls: type[Method]) -> type[Method]:
+def register(cls: type[Method] | None = None, *, override: bool = False):
     """Class decorator: make `cls` (a subclass of one role's base) selectable by name. It becomes a
-    dataclass if it is not one; a hyper-parameter whose type `--set` cannot parse is refused here."""
+    dataclass if it is not one; a hyper-parameter whose type `--set` cannot parse is refused here. A name
+    another class holds (a built-in's, say `ce`) is refused in one line, since records would be written
+    under the other method's key, unless the class asks for it: `@register(override=True)`."""
+    if cls is None:
+        return lambda c: register(c, override=override)
     if getattr(cls, "role", None) not in ROLES:
         raise TypeError(f"{cls.__name__} must subclass one of {', '.join(b.__name__ for b in ROLE_BASES.values())}")
     if not dataclasses.is_dataclass(cls) or "__dataclass_fields__" not in cls.__dict__:
         cls = dataclass(cls)
     name = getattr(cls, "name", "")
-    if not name or "+" in name or name == "all" or name in REGISTRY and REGISTRY[name].__qualname__ != cls.__qualname__:
-        raise TypeError(f"method name {name!r} is empty, contains '+', is 'all', or is registered twice")
+    if not name or "+" in name or name == "all":
+        raise TypeError(f"method name {name!r} is empty, contains '+' or is 'all'; choose another name")
+    holder = REGISTRY.get(name)
+    same = holder is not None and (holder.__module__, holder.__qualname__) == (cls.__module__, cls.__qualname__)
+    if holder is not None and not same and not override:
+        raise MethodError(
+            f"method name {name!r} is already registered by {holder.__module__}.{holder.__qualname__}; give "
+            f"{cls.__module__}.{cls.__qualname__} another name, or replace it on purpose with @register(override=True)"
+        )
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         try:

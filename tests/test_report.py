@@ -149,7 +149,7 @@ def test_report_on_missing_or_empty_directory_is_one_line(tmp_path, capsys):
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     (tmp_path / "empty").mkdir()
     assert main(["report", "--runs", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
-    assert "no readable run records" in capsys.readouterr().err
+    assert "no finished run records" in capsys.readouterr().err
 
 
 def test_records_are_written_atomically_and_nan_becomes_null(tmp_path):
@@ -455,7 +455,9 @@ def test_bad_record_files_are_named_and_skipped_by_report_run_and_status(runs, t
     assert "latin1.json: not UTF-8 text" in err and "nocounts.json: finished record without counts.classes" in err
     assert "adir.json: a directory" in err
     assert main(["status", "--out", str(runs)]) == 0  # status reads the same folder without a traceback
-    assert "10 done, 1 failed" in capsys.readouterr().out
+    said = capsys.readouterr().out  # and names the same files (the record without counts is not done)
+    assert "9 done, 1 failed" in said and "nocounts.json: finished record without counts.classes" in said
+    assert "latin1.json: not UTF-8 text" in said and "adir.json: a directory" in said
 
 
 def test_a_failing_report_leaves_the_previous_leaderboard_intact(runs, tmp_path, capsys):
@@ -617,6 +619,6 @@ def test_a_record_with_a_non_finite_accuracy_is_named_and_not_averaged(tmp_path)
     store.write_record(d, bad)
     col = collect(d)
     assert len(col.ok) == 1 and [why for _, why in col.unreadable] == [
-        "finished record with a non-finite accuracy (NaN is stored as null): redo it with --force"
+        "finished record with a non-finite accuracy (NaN is stored as null): the same `bench run` trains it again"
     ]
     assert col.boards[0].cells[("os", 0.01)].seeds == [0]

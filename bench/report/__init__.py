@@ -148,13 +148,14 @@ def report(
 ) -> Collected:
     """Read every record under `runs_dir`, then write leaderboard.md/.csv, latex/ and figures/ (and
     the static site with `site`) into `out_dir`. Raises BenchError, writing nothing, when there is no
-    readable record."""
+    finished record."""
     from .budget import budget_studies
     from .figures import accuracy_vs_budget, accuracy_vs_frequency, accuracy_vs_ratio, critical_difference
 
     col = collect(runs_dir)
-    if not col.ok and not col.failed:
-        raise BenchError(f"no readable run records in {runs_dir}; run `python -m bench run` first")
+    if not col.ok:  # nothing to put on a board: leave the last report as it was
+        failed = f" ({len(col.failed)} failed: `python -m bench status --out {runs_dir}` names them)" if col.failed else ""
+        raise BenchError(f"no finished run records in {runs_dir}{failed}; nothing written; run `python -m bench run` first")
     a = Analysis.of(col.boards, reference, margin)
     md, table = markdown(col, a), csv_text(T.csv_rows(col.boards))  # everything computed before writing
     summary = summary_md(a)
