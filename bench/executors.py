@@ -258,11 +258,15 @@ def run_pool(
         nonlocal startup_failures, fatal
         startup_failures += 1
         if startup_failures > 1:
-            fatal = (BenchError, f"pool workers fail at start-up ({why}); no run was trained by them; fix that and run "
-                     "the same command again (finished records are kept)")
+            fatal = (
+                BenchError,
+                f"pool workers fail at start-up ({why}); no run was trained by them; fix that and run "
+                "the same command again (finished records are kept)",
+            )
         elif len(finished) < len(todo):
             new = max([*procs, wid, *running]) + 1
             procs[new] = start(new)  # one retry
+
     print(f"pool: {n_workers} worker processes on {', '.join(sorted(set(devices)))}, {threads} CPU threads each")
     plain = plain_output() if opts.plain is None else opts.plain
     try:

@@ -135,8 +135,12 @@ def status(out: Path) -> int:
     all_c = Counter(states.values())
     print(
         f"\nrecords in {out}: {all_c.get('ok', 0)} done, {all_c.get('failed', 0)} failed"
-        + (f"; {sum(attempts.values())} earlier failed attempt(s) of {len(attempts)} run(s) kept in their "
-           "records (`failed_attempts`)" if attempts else "")
+        + (
+            f"; {sum(attempts.values())} earlier failed attempt(s) of {len(attempts)} run(s) kept in their "
+            "records (`failed_attempts`)"
+            if attempts
+            else ""
+        )
     )
     jobs = store_jobs(out)
     for sub in jobs:

@@ -145,7 +145,9 @@ def process_start(pid: int) -> float | None:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         ticks = int(fields[19])  # field 22 of stat: start time in clock ticks after boot
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime"))
+        boot = next(
+            float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
+        )
         return boot + ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, StopIteration):
         return None
@@ -276,7 +278,9 @@ def record_problem(rec: dict) -> str | None:
         return "finished record whose per-class accuracies do not match its classes"
     values = [*rec["metrics"]["per_class_acc"], rec["metrics"].get("balanced_acc", 0.0)]
     if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values):
-        return "finished record with a non-finite accuracy (NaN is stored as null): the same `bench run` trains it again"
+        return (
+            "finished record with a non-finite accuracy (NaN is stored as null): the same `bench run` trains it again"
+        )
     return None
 
 
@@ -286,7 +290,10 @@ def load_record(path: Path) -> tuple[dict | None, str | None]:
     for a bad file."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe would block the reader for good
-            return None, "a directory, not a record file" if path.is_dir() else "not a regular file (a pipe, socket or device)"
+            return (
+                None,
+                "a directory, not a record file" if path.is_dir() else "not a regular file (a pipe, socket or device)",
+            )
         with open(path, encoding="utf-8") as f:
             rec = json.load(f)
     except IsADirectoryError:

@@ -13,8 +13,8 @@ import importlib
 import importlib.util
 import pkgutil
 import sys
-from pathlib import Path
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from .base import (
     REGISTRY,

@@ -72,7 +72,10 @@ def _join(model: nn.Module) -> None:
 class SquareRootSamplingBranch(Stages):
     name = "ssb"
     summary = "square-root sampling branch: a second classifier trained on frozen features with sqrt sampling"
-    paper = "Cunha et al., Bag of tricks for long-tail visual recognition of animal species in camera-trap images, Ecological Informatics 2023"
+    paper = (
+        "Cunha et al., Bag of tricks for long-tail visual recognition of animal species in camera-trap images, "
+        "Ecological Informatics 2023"
+    )
     changes_classifier = True
     rebalances_classifier = True
     search_space = {"share": (0.1, AUTHORS_SHARE, 0.5)}

@@ -2,8 +2,8 @@
 
 The authors' files are read from snapshots of their repositories (not vendored: nothing of theirs
 enters the suite) and imported from a temporary folder; each check prints the largest absolute
-difference of the value and of the gradient, in float64 (float32 where their code casts to it). The markdown it prints is committed as
-results/reference_checks.md.
+difference of the value and of the gradient, in float64 (float32 where their code casts to it). The
+markdown it prints is committed as results/reference_checks.md.
 
     python scripts/compare_authors.py --wb DIR --bcl DIR [--bags DIR] > results/reference_checks.md
 
@@ -30,9 +30,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.envinfo import cpu_name  # noqa: E402
+from methods.base import TrainContext  # noqa: E402
 from methods.bcl import balanced_contrastive_loss  # noqa: E402
 from methods.la import LogitAdjusted  # noqa: E402
-from methods.base import TrainContext  # noqa: E402
 from methods.wb import MaxNorm, SoftmaxBCEClassBalanced  # noqa: E402
 
 
@@ -75,14 +75,26 @@ def check_wb(repo: Path, tmp: Path) -> list[tuple]:
         mine = ours(z, y)
         mine.backward()
         worst_v, worst_g = max(worst_v, diff(mine, ref)), max(worst_g, diff(z.grad, zt.grad))
-    rows.append(("wb", "stage-two loss: CB_loss(..., 'softmax', beta 0.9999)", "20 batches of 64, 4 classes (float32)", worst_v, worst_g))
+    rows.append(
+        (
+            "wb",
+            "stage-two loss: CB_loss(..., 'softmax', beta 0.9999)",
+            "20 batches of 64, 4 classes (float32)",
+            worst_v,
+            worst_g,
+        )
+    )
 
     worst = 0.0
-    for trial in range(20):
+    for _ in range(20):
         theirs_model = types.SimpleNamespace(encoder=types.SimpleNamespace(fc=nn.Linear(16, c).double()))
         ours_model = types.SimpleNamespace(fc=nn.Linear(16, c).double())
         with torch.no_grad():
-            w0 = torch.randn(c, 16, generator=g, dtype=torch.float64) * torch.rand(c, 1, generator=g, dtype=torch.float64) * 3
+            w0 = (
+                torch.randn(c, 16, generator=g, dtype=torch.float64)
+                * torch.rand(c, 1, generator=g, dtype=torch.float64)
+                * 3
+            )
             theirs_model.encoder.fc.weight.copy_(w0)
             ours_model.fc.weight.copy_(w0)
             pgd = reg.MaxNorm_via_PGD(thresh=0.1)
@@ -96,7 +108,9 @@ def check_wb(repo: Path, tmp: Path) -> list[tuple]:
                 pgd.PGD(theirs_model)
                 mine(ours_model)
                 worst = max(worst, diff(ours_model.fc.weight, theirs_model.encoder.fc.weight))
-    rows.append(("wb", "MaxNorm projection (MaxNorm_via_PGD, thresh 0.1) after 5 steps", "20 classifiers 4 x 16", worst, None))
+    rows.append(
+        ("wb", "MaxNorm projection (MaxNorm_via_PGD, thresh 0.1) after 5 steps", "20 classifiers 4 x 16", worst, None)
+    )
     return rows
 
 
@@ -127,7 +141,9 @@ def check_bcl(repo: Path, tmp: Path) -> list[tuple]:
         mine.backward()
         worst_v = max(worst_v, diff(mine, ref))
         worst_g = max(worst_g, diff(z1.grad, z2.grad), diff(p1.grad, p2.grad))
-    rows.append(("bcl", "BalSCL(temperature 0.07) on 2 views + prototypes", "20 batches, 2-5 classes", worst_v, worst_g))
+    rows.append(
+        ("bcl", "BalSCL(temperature 0.07) on 2 views + prototypes", "20 batches, 2-5 classes", worst_v, worst_g)
+    )
 
     worst_v = worst_g = 0.0
     for trial in range(10):
@@ -147,7 +163,9 @@ def check_bcl(repo: Path, tmp: Path) -> list[tuple]:
         mine.backward()
         ref.backward()
         worst_v, worst_g = max(worst_v, diff(mine, ref)), max(worst_g, diff(z1.grad, z2.grad))
-    rows.append(("bcl", "classification loss: LogitAdjust(tau 1) = the suite's la", "10 batches of 32", worst_v, worst_g))
+    rows.append(
+        ("bcl", "classification loss: LogitAdjust(tau 1) = the suite's la", "10 batches of 32", worst_v, worst_g)
+    )
     return rows
 
 
@@ -162,15 +180,23 @@ def main() -> None:
     print("# The new baselines against their authors' code\n")
     print(
         f"Made by `python scripts/compare_authors.py` on {datetime.date.today()}, {cpu_name()}, "
-        f"Python {platform.python_version()}, torch {torch.__version__}; float64 unless a row says otherwise, random inputs (fixed seeds).\n"
+        f"Python {platform.python_version()}, torch {torch.__version__}; float64 unless a row says otherwise, "
+        "random inputs (fixed seeds).\n"
     )
     print("| repository | commit read |\n|---|---|")
-    for name, repo in (("ShadeAlsha/LTR-weight-balancing", args.wb), ("FlamieZhu/Balanced-Contrastive-Learning", args.bcl)):
+    for name, repo in (
+        ("ShadeAlsha/LTR-weight-balancing", args.wb),
+        ("FlamieZhu/Balanced-Contrastive-Learning", args.bcl),
+    ):
         print(f"| {name} | {git(repo, 'rev-parse', 'HEAD').strip()} |")
     if args.bags:
-        print(f"| alcunha/bagoftricks4cameratraps (TensorFlow; by formula, tests/test_new_baselines.py) | "
-              f"{git(args.bags, 'rev-parse', 'HEAD').strip()} |")
-    print("\n| method | what | inputs | max abs difference, value | max abs difference, gradient |\n|---|---|---|---|---|")
+        print(
+            f"| alcunha/bagoftricks4cameratraps (TensorFlow; by formula, tests/test_new_baselines.py) | "
+            f"{git(args.bags, 'rev-parse', 'HEAD').strip()} |"
+        )
+    print(
+        "\n| method | what | inputs | max abs difference, value | max abs difference, gradient |\n|---|---|---|---|---|"
+    )
     for method, what, inputs, v, gr in rows:
         print(f"| {method} | {what} | {inputs} | {v:.1e} | {'-' if gr is None else f'{gr:.1e}'} |")
 

@@ -16,7 +16,6 @@ from methods.ssb import SquareRootBranchClassifier, ssb_probabilities
 from methods.wb import MaxNorm
 
 from .conftest import tiny_specs
-from .test_baselines import criterion
 
 
 def run_one(tmp_path, method, steps=24, **kw):
@@ -167,7 +166,9 @@ def test_wb_stage_two_loss_is_the_authors_class_balanced_bce_on_softmax_in_value
         hi, lo = z.copy(), z.copy()
         hi[i, j] += eps
         lo[i, j] -= eps
-        numeric[i, j] = (wb_loss_reference(hi, y, counts, 0.9999) - wb_loss_reference(lo, y, counts, 0.9999)) / (2 * eps)
+        numeric[i, j] = (wb_loss_reference(hi, y, counts, 0.9999) - wb_loss_reference(lo, y, counts, 0.9999)) / (
+            2 * eps
+        )
     assert np.allclose(zt.grad.numpy(), numeric, rtol=1e-5, atol=1e-8)
 
 

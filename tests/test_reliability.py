@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -200,7 +199,9 @@ def test_workers_killed_while_starting_do_not_outlive_their_parent(tmp_path):
     p = _bench(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     workers, t0 = [], time.monotonic()
     while time.monotonic() - t0 < 60 and len(workers) < 2:
-        workers = [k for k in _children(p.pid) if "spawn_main" in Path(f"/proc/{k}/cmdline").read_text(errors="replace")]
+        workers = [
+            k for k in _children(p.pid) if "spawn_main" in Path(f"/proc/{k}/cmdline").read_text(errors="replace")
+        ]
         time.sleep(0.02)
     assert workers, "the pool started no worker"
     os.kill(p.pid, signal.SIGKILL)  # while they are still importing torch
@@ -233,7 +234,10 @@ def test_a_named_pipe_among_the_records_is_skipped_with_a_line(tmp_path):
     out = tmp_path / "r"
     assert main([*GRID, "--out", str(out)]) == 0
     os.mkfifo(out / "x.json")
-    for args in (["status", "--out", str(out)], ["report", "--runs", str(out), "--out", str(tmp_path / "rep"), "--no-figures"]):
+    for args in (
+        ["status", "--out", str(out)],
+        ["report", "--runs", str(out), "--out", str(tmp_path / "rep"), "--no-figures"],
+    ):
         p = _bench(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         said, err = p.communicate(timeout=120)  # it used to block on the pipe for good
         assert p.returncode == 0 and "x.json" in said + err and "not a regular file" in said + err

@@ -605,9 +605,14 @@ def test_a_number_quoted_in_the_readme_prose_is_checked_against_the_records(tmp_
     assert main([*args, "--check-readme", str(readme)]) == 1
     assert f"v:{key}" in capsys.readouterr().err
     assert main([*args, "--readme", str(readme)]) == 0
-    assert readme.read_text() == f"`os` reaches <!--v:{key}-->{expected}<!--/v--> over <!--v:{key}:n-->{len(os_bal)}<!--/v--> seeds.\n"
+    assert (
+        readme.read_text()
+        == f"`os` reaches <!--v:{key}-->{expected}<!--/v--> over <!--v:{key}:n-->{len(os_bal)}<!--/v--> seeds.\n"
+    )
     assert main([*args, "--check-readme", str(readme)]) == 0
     readme.write_text("<!--v:no-such-board:os:0.01-->0.5<!--/v-->\n")  # a value the records do not give
+    assert main([*args, "--check-readme", str(readme)]) == 1
+    readme.write_text(f"<!--v:{key}-->{expected}\n<!--/v-->\n")  # a marker that is not closed on its line
     assert main([*args, "--check-readme", str(readme)]) == 1
 
 

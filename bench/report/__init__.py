@@ -154,8 +154,12 @@ def report(
 
     col = collect(runs_dir)
     if not col.ok:  # nothing to put on a board: leave the last report as it was
-        failed = f" ({len(col.failed)} failed: `python -m bench status --out {runs_dir}` names them)" if col.failed else ""
-        raise BenchError(f"no finished run records in {runs_dir}{failed}; nothing written; run `python -m bench run` first")
+        failed = (
+            f" ({len(col.failed)} failed: `python -m bench status --out {runs_dir}` names them)" if col.failed else ""
+        )
+        raise BenchError(
+            f"no finished run records in {runs_dir}{failed}; nothing written; run `python -m bench run` first"
+        )
     a = Analysis.of(col.boards, reference, margin)
     md, table = markdown(col, a), csv_text(T.csv_rows(col.boards))  # everything computed before writing
     summary = summary_md(a)

@@ -15,12 +15,17 @@ from __future__ import annotations
 import re
 
 BLOCK = re.compile(r"(<!-- bench:(?P<name>[\w.\-]+) -->\n)(?P<body>.*?)(<!-- /bench:(?P=name) -->)", re.S)
-VALUE = re.compile(r"(<!--v:(?P<key>[\w.:\-+]+)-->)(?P<body>[^<\n]*)(<!--/v-->)")
+VALUE = re.compile(r"(<!--v:(?P<key>[\w.:\-+=]+)-->)(?P<body>[^<\n]*)(<!--/v-->)")
+VALUE_OPENING = re.compile(r"<!--v:([^>]*)-->")
 
 
 def blocks(text: str) -> dict[str, str]:
     """{block name: body} and {"v:" + value key: quoted number} of `text`."""
     found = {m["name"]: m["body"] for m in BLOCK.finditer(text)}
+    well_formed = {m["key"] for m in VALUE.finditer(text)}
+    for key in VALUE_OPENING.findall(text):  # a marker with a bad key or no closing `<!--/v-->` on its line
+        if key not in well_formed:
+            found["v:" + key] = None
     for m in VALUE.finditer(text):
         found.setdefault("v:" + m["key"], m["body"])
         if found["v:" + m["key"]] != m["body"]:  # one value quoted twice with two numbers

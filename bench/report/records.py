@@ -15,6 +15,7 @@ from .. import store
 from ..errors import BenchError
 from .model import Board, aggregate
 
+
 # What a finished record must hold for a board: (dotted path, expected type).
 @dataclass
 class Collected:
@@ -23,7 +24,9 @@ class Collected:
     failed: list[dict]
     unreadable: list[tuple[Path, str]]  # (file, why)
     figures: list[Path] = field(default_factory=list)
-    summary_blocks: dict[str, str] = field(default_factory=dict)  # the README's generated tables and "v:" values, by name
+    summary_blocks: dict[str, str] = field(
+        default_factory=dict
+    )  # the README's generated tables and "v:" values, by name
 
 
 def collect(runs_dir: Path) -> Collected:
