@@ -646,6 +646,13 @@ def cmd_report(a) -> int:
         f"from {runs}; wrote {Path(a.out) / 'leaderboard.md'}, leaderboard.csv, latex/ and {len(col.figures)} "
         "figure files" + (f", and the site {Path(a.out) / 'site' / 'index.html'}" if a.html else "")
     )
+    if not col.figures and not a.no_figures:
+        print(
+            "no figure: each figure needs more than these records give: accuracy against ratio two ratios or more "
+            "on a two-class board; accuracy against class frequency a long-tailed board; paired differences "
+            f"the reference method ({a.reference or 'os'}) and another with two seeds in common; a budget study two "
+            "--steps budgets; embeddings --save-features"
+        )
     for p, why in col.unreadable:
         print(f"warning: unreadable record {p}: {why} (skipped)", file=sys.stderr)
     return _readme_blocks(a.readme, a.check_readme, col.summary_blocks)

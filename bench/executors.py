@@ -22,7 +22,7 @@ from methods import load_plugins
 from . import store
 from .envinfo import now
 from .errors import BenchError
-from .progress import PROGRESS_EVERY_S, make_progress
+from .progress import PROGRESS_EVERY_S, TERMINAL_EVERY_S, make_progress
 from .runner import DataCache, pending, plain_output, run_one
 from .spec import RunSpec
 from .worker_boot import boot
@@ -175,9 +175,10 @@ def _pool_worker(
         spec = RunSpec.from_dict(item)
         results.put(("started", wid, spec.key))
         last = [time.monotonic()]
+        every = PROGRESS_EVERY_S if o.plain is not False else TERMINAL_EVERY_S  # bars on a terminal move often
 
-        def progress(step, total, loss, key=spec.key, last=last):
-            if time.monotonic() - last[0] >= PROGRESS_EVERY_S:
+        def progress(step, total, loss, key=spec.key, last=last, every=every):
+            if time.monotonic() - last[0] >= every:
                 last[0] = time.monotonic()
                 results.put(("progress", wid, key, step, total, loss))
 
@@ -219,6 +220,7 @@ def run_pool(
         print(f"grid: nothing to do, {len(specs)} already done")
         return result
     ctx = mp.get_context("spawn")
+    plain = plain_output() if opts.plain is None else opts.plain
     tasks, results = ctx.Queue(), ctx.Queue()
     n_workers = max(1, min(len(todo), len(devices) * workers_per_device))
     threads = opts.threads or max(1, (os.cpu_count() or 1) // n_workers)
@@ -238,7 +240,7 @@ def run_pool(
                 tasks,
                 results,
                 str(out),
-                asdict(opts),
+                asdict(opts) | {"plain": plain},  # resolved here: a worker's stdout is not a terminal
                 os.getpid(),
                 force,
             ),
@@ -268,7 +270,6 @@ def run_pool(
             procs[new] = start(new)  # one retry
 
     print(f"pool: {n_workers} worker processes on {', '.join(sorted(set(devices)))}, {threads} CPU threads each")
-    plain = plain_output() if opts.plain is None else opts.plain
     try:
         with make_progress(len(todo), done_before, plain) as prog:
             while len(finished) < len(todo) and fatal is None:

@@ -15,8 +15,10 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Column
 
 PROGRESS_EVERY_S = 20.0  # a progress line at least this often inside a run, outside a terminal
+TERMINAL_EVERY_S = 0.5  # a pool worker's progress to a terminal's bars
 
 
 def run_label(rec: dict) -> str:
@@ -67,11 +69,17 @@ class PlainProgress:
 
 
 class RichProgress:
-    def __init__(self, total: int, skipped: int):
-        self.console = Console()
+    """A bar for the grid and one per run in progress (one per pool worker), each moving with the steps;
+    the labels are cut to fit the terminal so that counts and times always show (80 columns included)."""
+
+    def __init__(self, total: int, skipped: int, console: Console | None = None):
+        self.console = console or Console()
+        label_width = max(16, self.console.width - 50)
         self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
+            TextColumn(
+                "{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis", max_width=label_width)
+            ),
+            BarColumn(bar_width=12),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TextColumn("eta"),
@@ -79,7 +87,8 @@ class RichProgress:
             console=self.console,
         )
         self.grid = self.progress.add_task(f"grid ({skipped} already done)", total=total)
-        self.run = self.progress.add_task("run", total=1, visible=False)
+        self.runs: dict[str, list[int]] = {}  # label -> its bars (two budgets of one run may share a label)
+        self.label = ""
 
     def __enter__(self):
         self.progress.__enter__()
@@ -90,21 +99,27 @@ class RichProgress:
 
     def start_run(self, label: str, steps: int):
         self.label = label
-        self.progress.reset(self.run, total=steps, description=f"  {label}", visible=True)
+        self.runs.setdefault(label, []).append(self.progress.add_task(f"  {label}", total=steps))
 
     def step(self, done: int, total: int, loss: float):
-        self.progress.update(self.run, completed=done, description=f"  {self.label} loss {loss:.4f}")
+        self.worker_step(self.label, done, total, loss)
 
     def worker_step(self, label: str, done: int, total: int, loss: float):
-        self.progress.update(self.run, description=f"  {label}: step {done}/{total}, loss {loss:.4f}")
+        for task in self.runs.get(label, [])[-1:]:
+            self.progress.update(task, completed=done, total=total, description=f"  {label} loss {loss:.4f}")
+
+    def _finish(self, label: str):
+        if self.runs.get(label):
+            self.progress.remove_task(self.runs[label].pop(0))
+        self.progress.advance(self.grid)
 
     def skip(self, label: str, why: str):
-        self.progress.console.print(f"{label}: skipped, {why}")
-        self.progress.advance(self.grid)
+        self.progress.console.print(escape(f"{label}: skipped, {why}"))
+        self._finish(label)
 
     def end_run(self, rec: dict):
         self.progress.console.print(escape(f"{run_label(rec)}: {summary_line(rec)}"))
-        self.progress.advance(self.grid)
+        self._finish(run_label(rec))
 
 
 def make_progress(total: int, skipped: int, plain: bool):

@@ -112,10 +112,11 @@ def expand(req: GridRequest, cache: DataCache) -> list[RunSpec]:
             classes = list(req.classes) if req.classes else None
             resolve_classes(ds, data, src.pairs, task, classes)
             for ratio in req.ratios:  # counts, hold-out and majority cap, checked before any run
-                build_task(
+                t = build_task(
                     data, ds, src.pairs, task, ratio, 0, n_major=req.n_major, classes=classes,
                     val_per_class=req.train.get("val_per_class", 0),
                 )  # fmt: skip
+                print(f"{ds}/{task} 1:{ratio:g}: training images per class after the ratio: {count_line(t)}")
     if req.train.get("weights"):
         check_weights(req.train["weights"], cache, req)
     # Seeds outermost: a grid cut short still covers every cell with the seeds it finished; within a
@@ -241,6 +242,13 @@ def changed_sources(done: list[tuple[RunSpec, dict]]) -> dict[str, int]:
             if current[spec.method].get(part, digest) != digest:
                 changed[part] = changed.get(part, 0) + 1
     return changed
+
+
+def count_line(task) -> str:
+    """'horse 800, dog 8' (or the counts alone beyond four classes): what a run of the task trains on."""
+    if len(task.classes) <= 4:
+        return ", ".join(f"{c} {n}" for c, n in zip(task.classes, task.train_counts))
+    return ", ".join(map(str, task.train_counts)) + f" ({len(task.classes)} classes)"
 
 
 def pending(specs: list[RunSpec], out: Path, force: bool) -> list[RunSpec]:

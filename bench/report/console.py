@@ -15,15 +15,16 @@ def print_console(boards: list[Board], n_failed: int = 0, console=None) -> None:
 
     console = console or Console()
     for b in boards:
-        t = T.leaderboard(b)
+        t = T.console_rows(b)
         if console.is_terminal:
-            table = Table(title=escape(b.title), show_lines=False)
+            table = Table(title=escape(b.title), caption=escape(T.console_order(b)), show_lines=False)
             for h in t.head:
                 table.add_column(escape(h))
             for r in t.rows:  # labels such as 'os+fsc [fsc.lam=0.1]' are text, not rich markup
                 table.add_row(*(escape(x) for x in r))
             console.print(table)
-        else:  # a log: one line per method, never wrapped into a narrow column
-            print(f"\n{b.title}\n" + tabulate(t.rows, headers=t.head, tablefmt="simple", disable_numparse=True))
+        else:  # a log: one line per method and ratio, never wrapped into a narrow column
+            table = tabulate(t.rows, headers=t.head, tablefmt="simple", disable_numparse=True)
+            print(f"\n{b.title}\n{T.console_order(b)}\n{table}")
     if n_failed:
         console.print(f"[red]{n_failed} failed run(s)[/red], not averaged: see the report's failed list")

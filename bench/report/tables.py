@@ -46,6 +46,29 @@ def leaderboard(b: Board) -> Table:
     )
 
 
+def console_rows(b: Board) -> Table:
+    """The console's table: one short row per method and ratio, methods in the board's order (best
+    first by the headline metric at the most extreme ratio), ratios from balanced to most imbalanced."""
+    binary = not b.multiclass
+    head = ["method", "ratio"] + (["minority", "majority"] if binary else ["top-1", "tail class"]) + ["seeds"]
+    rows, cells = [], []
+    for m in b.ranked_methods():
+        for r in b.ratios:
+            c = b.cells.get((m, r))
+            if c is None:
+                continue
+            first = c.per_class[-1].fmt() if binary else c.balanced_acc.fmt()
+            second = c.per_class[0].fmt() if binary else c.per_class[-1].fmt()
+            rows.append([m, ratio_label(r), first, second, str(len(c.seeds))])
+            cells.append([c])
+    return Table(head, rows, cells)
+
+
+def console_order(b: Board) -> str:
+    what = "minority-class accuracy" if not b.multiclass else "top-1 accuracy"
+    return f"methods ordered by mean {what} at {ratio_label(min(b.ratios))}, best first; mean±sd over seeds"
+
+
 def summary(b: Board) -> Table:
     return _method_by_ratio(b, "{} bal.acc / macro-F1", lambda c: f"{c.balanced_acc.fmt()} / {c.macro_f1.fmt()}")
 

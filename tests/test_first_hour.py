@@ -1,0 +1,68 @@
+"""Issue 29 (a user's first hour): progress bars that move and fit 80 columns, the training counts a
+run will see, and a console table a newcomer reads without a legend."""
+
+import io
+import re
+
+from rich.console import Console
+
+from bench.cli import main
+from bench.progress import RichProgress
+
+from .test_hardening import TINY, _folder_args, _photos
+
+
+def _render(progress: RichProgress) -> str:
+    out = Console(file=io.StringIO(), force_terminal=True, width=80, color_system=None)
+    out.print(progress.progress.get_renderable())
+    return out.file.getvalue()
+
+
+def test_run_bars_move_with_the_steps_of_every_worker_and_fit_80_columns():
+    p = RichProgress(4, 0, console=Console(file=io.StringIO(), force_terminal=True, width=80))
+    p.start_run("animals/fine r=0.01 os+fsc [fsc.lam=0.3] seed=0", 240)
+    p.start_run("animals/fine r=0.01 ce seed=1", 240)  # a second pool worker's run
+    p.worker_step("animals/fine r=0.01 os+fsc [fsc.lam=0.3] seed=0", 120, 240, 0.25)
+    p.worker_step("animals/fine r=0.01 ce seed=1", 228, 240, 0.01)
+    [grid, first, second] = p.progress.tasks
+    assert (first.completed, second.completed) == (120, 228)  # they used to stay at 0/240
+    text = _render(p)
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert all(len(line) <= 80 for line in lines)
+    assert "120/240" in text and "228/240" in text and len(re.findall(r"\d:\d\d:\d\d", text)) >= 3  # times not cut
+    p.end_run({"spec": {"dataset": "animals", "task": "fine", "ratio": 0.01, "method": "ce", "seed": 1},
+               "status": "failed", "error": "x"})  # fmt: skip
+    assert [t.completed for t in p.progress.tasks] == [1, 120]  # its bar is gone, the grid advanced
+
+
+def test_a_run_says_how_many_training_images_each_class_keeps_after_the_ratio(tmp_path, capsys):
+    _photos(tmp_path / "p", {"cat": 40, "dog": 40}, size=20)
+    args = _folder_args(tmp_path / "p", tmp_path / "r")
+    args[args.index("--ratios") + 1] = "0.25"
+    assert main(args) == 0
+    said = capsys.readouterr().out
+    assert "folder/fine 1:0.25: training images per class after the ratio: cat 32, dog 8" in said
+
+
+def test_the_console_table_has_a_short_row_per_method_and_ratio_in_words(tmp_path, capsys):
+    out = tmp_path / "r"
+    args = [*TINY, "--methods", "ce,os", "--ratios", "1,0.1", "--seeds", "1", "--executor", "local"]
+    assert main([*args, "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "methods ordered by mean minority-class accuracy at 1:0.1, best first; mean±sd over seeds" in said
+    header = next(line for line in said.splitlines() if line.startswith("method "))
+    assert header.split() == ["method", "ratio", "minority", "majority", "seeds"]
+    rows = [line for line in said.splitlines() if line.startswith(("ce ", "os "))]
+    assert len(rows) == 4 and all(len(line) < 80 for line in rows)
+
+
+def test_a_report_without_figures_says_why(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert (
+        main([*TINY, "--methods", "ce", "--ratios", "0.1", "--seeds", "1", "--executor", "local", "--out", str(out)])
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["report", "--runs", str(out), "--out", str(tmp_path / "rep")]) == 0
+    said = capsys.readouterr().out
+    assert "0 figure files" in said and "no figure: each figure needs" in said and "two ratios or more" in said
