@@ -343,13 +343,18 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "--readme",
         metavar="FILE",
-        help="also refresh the generated blocks of FILE (<!-- bench:NAME --> ... <!-- /bench:NAME -->) from the "
-        "tables of OUT/summary.md",
+        action="append",
+        default=[],
+        help="also refresh the generated blocks of FILE (<!-- bench:NAME --> ... <!-- /bench:NAME -->) and its "
+        "quoted values (<!--v:KEY-->...<!--/v-->) from the records (repeat for several files)",
     )
     rep.add_argument(
         "--check-readme",
         metavar="FILE",
-        help="change nothing in FILE; exit 1 naming each generated block whose numbers differ from the records'",
+        action="append",
+        default=[],
+        help="change nothing in FILE; exit 1 naming each generated block or value whose numbers differ from the "
+        "records' (repeat for several files)",
     )
     rep.add_argument("--no-figures", action="store_true", help="tables only (the figures take most of the time)")
     return p
@@ -658,27 +663,29 @@ def cmd_report(a) -> int:
     return _readme_blocks(a.readme, a.check_readme, col.summary_blocks)
 
 
-def _readme_blocks(refresh_path: str | None, check_path: str | None, generated: dict[str, str]) -> int:
+def _readme_blocks(refresh_paths: list[str], check_paths: list[str], generated: dict[str, str]) -> int:
     from .report.readme import refresh, stale
 
-    for path in filter(None, (refresh_path, check_path)):
+    for path in [*refresh_paths, *check_paths]:
         if not Path(path).is_file():
             raise BenchError(f"{path}: no such file to refresh or check")
-    if refresh_path:
-        text = Path(refresh_path).read_text(encoding="utf-8")
-        Path(refresh_path).write_text(refresh(text, generated), encoding="utf-8")
-        print(f"refreshed the generated blocks of {refresh_path}")
-    if check_path:
-        bad = stale(Path(check_path).read_text(encoding="utf-8"), generated)
+    for path in refresh_paths:
+        text = Path(path).read_text(encoding="utf-8")
+        Path(path).write_text(refresh(text, generated), encoding="utf-8")
+        print(f"refreshed the generated blocks and values of {path}")
+    status = 0
+    for path in check_paths:
+        bad = stale(Path(path).read_text(encoding="utf-8"), generated)
         if bad:
             print(
-                f"error: {check_path} quotes tables or values its records no longer give: {', '.join(bad)}; run "
-                f"`python -m bench report --readme {check_path}` and commit it",
+                f"error: {path} quotes tables or values its records no longer give: {', '.join(bad)}; run "
+                f"`python -m bench report --readme {path}` and commit it",
                 file=sys.stderr,
             )
-            return 1
-        print(f"{check_path}: every generated block equals what the records give")
-    return 0
+            status = 1
+        else:
+            print(f"{path}: every generated block and value equals what the records give")
+    return status
 
 
 def cmd_status(a) -> int:

@@ -12,7 +12,7 @@ msg=${1:?a commit message}; shift
 snap=$(mktemp -d)
 mkdir -p "$snap/runs"
 find results/runs -maxdepth 1 -name '*.json' -exec cp {} "$snap/runs/" \;
-python -m bench report --runs "$snap/runs" --out results --readme README.md "$@" > /dev/null
+python -m bench report --runs "$snap/runs" --out results --readme README.md --readme results/README.md "$@" > /dev/null
 if command -v chromium > /dev/null; then  # the README's picture of the site, from the same records
   python -m bench report --runs "$snap/runs" --out "$snap/report" --html --no-figures > /dev/null
   timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \
@@ -20,7 +20,7 @@ if command -v chromium > /dev/null; then  # the README's picture of the site, fr
     --screenshot="$PWD/results/site.png" "file://$snap/report/site/index.html" 2> /dev/null || true
   git add results/site.png
 fi
-git add results/leaderboard.md results/leaderboard.csv results/summary.md results/latex results/figures README.md
+git add results/leaderboard.md results/leaderboard.csv results/summary.md results/latex results/figures README.md results/README.md
 (cd "$snap/runs" && ls) | sed 's#^#results/runs/#' | xargs git add
 git commit -q -m "$msg"
 echo "committed $(ls "$snap/runs" | wc -l) records"

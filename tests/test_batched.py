@@ -50,6 +50,7 @@ def test_grouping_and_ungrouping_keeps_every_model():
         assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), c.state_dict().values()))
 
 
+@pytest.mark.slow
 def test_k_runs_as_one_grouped_model_equal_k_separate_runs_in_float64(float64):
     """In float64 the grouped model's arithmetic differs from the separate models' only in summation
     order, far below what 12 SGD steps amplify: the records are the same (losses to the 6 decimals a
@@ -69,6 +70,7 @@ def test_k_runs_as_one_grouped_model_equal_k_separate_runs_in_float64(float64):
         assert b["timings"]["batched_with"] == len(specs)
 
 
+@pytest.mark.slow
 def test_in_float32_the_first_steps_agree_to_rounding():
     specs, tasks = _runs(["ce", "os+fsc"], steps=3)
     alone = [

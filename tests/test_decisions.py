@@ -36,6 +36,7 @@ def old_rule_says_better(scores, reference="os"):
     return False
 
 
+@pytest.mark.slow
 def test_thirty_equal_methods_are_called_better_at_most_five_percent_of_the_time():
     rng = np.random.default_rng(0)
     false_better = old_false = 0
@@ -65,6 +66,7 @@ def test_a_planted_better_method_is_found_at_the_stated_power():
     assert rate >= power - 3 * mc, f"found in {rate:.3f}, stated power {power:.3f}"
 
 
+@pytest.mark.slow
 def test_the_true_best_stays_in_the_may_be_best_set():
     rng = np.random.default_rng(2)
     kept = 0

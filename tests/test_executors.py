@@ -35,6 +35,7 @@ def local_reference(specs, tmp_path):
     return {r["key"]: r for r in recs}
 
 
+@pytest.mark.slow
 def test_pool_of_cpu_workers_matches_a_local_run(tmp_path):
     specs = tiny_specs(["ce", "os+fsc"], ratios=[1.0, 0.25])
     written = run_pool(
@@ -53,6 +54,7 @@ def _workers_of(pid: int) -> list[int]:
     return [k for k in kids if "spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes().decode(errors="replace")]
 
 
+@pytest.mark.slow
 def test_killing_a_worker_loses_no_record_and_a_rerun_completes_the_grid(tmp_path):
     out = tmp_path / "runs"
     args = [
@@ -120,6 +122,7 @@ def cluster(tmp_path_factory):
     c.stop()
 
 
+@pytest.mark.slow
 def test_slurm_executor_runs_a_grid_through_the_real_scheduler(cluster, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SLURM_CONF", str(cluster.conf))
     monkeypatch.setenv("PYTHONPATH", str(REPO))  # the array tasks import bench from this checkout

@@ -39,6 +39,7 @@ def _bench(args, env_extra=None, **kw):
 # ---- 1. native crashes --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_tiny_preset_on_60px_photos_trains(tmp_path):
     """torch 2.14.1's oneDNN crashed ('free(): invalid next size') on channels_last at 1/8 width from
     56 px on this CPU; such inputs now train in the default memory format."""
@@ -50,6 +51,7 @@ def test_the_tiny_preset_on_60px_photos_trains(tmp_path):
     assert rec["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_a_native_crash_in_a_run_is_a_failed_record_and_the_grid_goes_on(tmp_path):
     (tmp_path / "abort_plugin.py").write_text(
         textwrap.dedent(
@@ -99,6 +101,7 @@ def _grid_started(out: Path, timeout=120):
     assert list(out.glob("*.json")), "the grid did not start"
 
 
+@pytest.mark.slow
 def test_workers_die_with_a_killed_parent(tmp_path):
     out = tmp_path / "runs"
     args = [*TINY, "--steps", "400", "--ratios", "1,0.25", "--methods", "ce,os,fsc", "--out", str(out)]
@@ -117,6 +120,7 @@ def test_workers_die_with_a_killed_parent(tmp_path):
     assert not alive, f"orphaned workers still running: {alive}"
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_grid_in_one_line(tmp_path):
     out = tmp_path / "runs"
     args = [*TINY, "--steps", "400", "--ratios", "1,0.25", "--methods", "ce,os,fsc", "--out", str(out)]
@@ -154,6 +158,7 @@ def test_bad_files_in_the_runs_folder_are_named_and_the_grid_goes_on(tmp_path, c
     assert main(["status", "--out", str(out)]) == 0
 
 
+@pytest.mark.slow
 def test_two_launches_of_one_grid_train_each_run_once(tmp_path):
     out = tmp_path / "runs"
     args = [*TINY, "--steps", "30", "--ratios", "1,0.25", "--methods", "ce,os,fsc", "--out", str(out)]

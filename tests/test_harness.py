@@ -198,6 +198,7 @@ def test_bad_perf_input_is_one_line_and_exit_2(argv, message, capsys):
     assert message in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_weights_file_is_loaded(tmp_path):
     from bench.models import load_weights
 
@@ -222,6 +223,7 @@ def test_weights_file_is_loaded(tmp_path):
     assert w["loaded"] > 50 and w["skipped"] == [] and rec["spec"]["weights_sha256"]
 
 
+@pytest.mark.slow
 def test_pretrained_config_sets_stem_and_normalisation_and_the_key(tmp_path):
     """A weights file with a pretrained config (as timm's pretrained_cfg) gets the stem and input
     statistics it was trained with, and an ImageNet-style 3-channel conv1 is adapted for grey images."""

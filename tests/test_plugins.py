@@ -87,6 +87,7 @@ def _run(cmd, env_extra, cwd):
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
 
 
+@pytest.mark.slow
 def test_a_new_file_in_methods_using_the_readme_snippet_is_picked_up(tmp_path):
     """A copy of the package with one more file, written as the README shows: it is registered
     without being listed anywhere, and importing it causes no circular import."""
@@ -128,6 +129,7 @@ def _plugin_module(where: Path, name: str, method: str) -> None:
     )
 
 
+@pytest.mark.slow
 def test_an_entry_point_plugin_is_listed_and_runs(tmp_path):
     _plugin_module(tmp_path, "shrink_plugin", "shrink")
     dist = tmp_path / "shrink_plugin-0.1.dist-info"
@@ -146,6 +148,7 @@ def test_an_entry_point_plugin_is_listed_and_runs(tmp_path):
     assert rec["status"] == "ok" and rec["spec"]["method"] == "os+shrink" and "shrink" in rec["history"][0]
 
 
+@pytest.mark.slow
 def test_plugin_flag_loads_a_module_in_pool_workers_too(tmp_path, monkeypatch):
     _plugin_module(tmp_path, "grow_plugin", "test_grow")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -167,15 +170,16 @@ def test_a_plugin_that_cannot_be_imported_is_one_line(capsys):
 
 
 def test_every_example_in_the_readme_section_on_adding_methods_trains(tmp_path):
-    """The README's examples, one per role and a two-stage one, registered and trained as written."""
+    """The examples of docs/methods.md (the README links it), one per role and a two-stage one, registered
+    and trained as written."""
     import torch
 
     from bench.executors import RunOptions, run_local
 
     from .conftest import tiny_specs
 
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("### Adding a method", 1)[1].split("\n### ", 1)[0]
+    readme = (REPO / "docs" / "methods.md").read_text()  # the README's first example, then one per role
+    section = readme.split("## Adding a method", 1)[1].split("\n## ", 1)[0]
     blocks = [b.split("```", 1)[0] for b in section.split("```python\n")[1:]]
     assert len(blocks) >= 3
     before = set(M.REGISTRY)

@@ -152,6 +152,7 @@ def test_a_plugin_can_be_given_as_a_file_path(tmp_path):
         M.unregister("my_ce_by_path")
 
 
+@pytest.mark.slow
 def test_a_plugin_that_fails_in_the_workers_ends_the_grid_after_one_retry(tmp_path):
     (tmp_path / "parent_only.py").write_text(
         textwrap.dedent(
@@ -192,6 +193,7 @@ def _gone(pid: int) -> bool:
     return state == "Z"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to find the workers")
 def test_workers_killed_while_starting_do_not_outlive_their_parent(tmp_path):
     args = [*TINY, "--methods", "ce,os", "--ratios", "0.1", "--seeds", "2", "--executor", "pool",
@@ -230,6 +232,7 @@ def test_a_finished_record_without_metrics_is_named_by_run_status_and_report_and
     assert f"unreadable record {path}" in capsys.readouterr().err and store.is_done(out, rec["key"])
 
 
+@pytest.mark.slow
 def test_a_named_pipe_among_the_records_is_skipped_with_a_line(tmp_path):
     out = tmp_path / "r"
     assert main([*GRID, "--out", str(out)]) == 0

@@ -42,6 +42,7 @@ def site(tmp_path_factory):
     return d / "out" / "site"
 
 
+@pytest.mark.slow
 def test_site_files_are_self_contained(site):
     index = (site / "index.html").read_text()
     assert "http://" not in index and "https://" not in index  # nothing fetched from a network
@@ -53,6 +54,7 @@ def test_site_files_are_self_contained(site):
     assert "Paired against os" in board.read_text()
 
 
+@pytest.mark.slow
 @needs_browser
 def test_site_in_a_headless_browser_sorts_and_links_to_runs(site, tmp_path):
     from selenium import webdriver
