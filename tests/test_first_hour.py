@@ -66,3 +66,22 @@ def test_a_report_without_figures_says_why(tmp_path, capsys):
     assert main(["report", "--runs", str(out), "--out", str(tmp_path / "rep")]) == 0
     said = capsys.readouterr().out
     assert "0 figure files" in said and "no figure: each figure needs" in said and "two ratios or more" in said
+
+
+def test_a_figure_draws_at_most_eight_methods_and_never_joins_points_of_different_seed_counts():
+    import matplotlib.pyplot as plt
+
+    from bench.report.figures import method_style, plot_by_seed_count, shown_methods
+    from bench.report.model import Stat
+
+    ranked = [f"m{i}" for i in range(20)] + ["os+fsc", "fsc", "os", "ce"]  # the paper's four ranked last
+    shown = shown_methods(ranked)
+    assert len(shown) == 8 and {"ce", "os", "fsc", "os+fsc"} <= set(shown) and shown[:4] == ["m0", "m1", "m2", "m3"]
+    assert method_style("bcl")["color"] != method_style("wb")["color"] != method_style("ssb")["color"]
+    fig, ax = plt.subplots()
+    points = [(0.001, Stat([0.1])), (0.01, Stat([0.2, 0.3, 0.4])), (0.1, Stat([0.5, 0.6, 0.7])), (1, Stat([0.9]))]
+    plot_by_seed_count(ax, points, method_style("os"), "os")
+    segments = [line.get_xdata().tolist() for line in ax.get_lines()]
+    assert segments == [[0.001], [0.01, 0.1], [1]]  # 1 seed | 3 seeds | 1 seed: only the 3-seed pair is joined
+    assert [line.get_label() for line in ax.get_lines()][0] == "os"
+    plt.close(fig)

@@ -86,6 +86,24 @@ def test_site_in_a_headless_browser_sorts_and_links_to_runs(site, tmp_path):
         head[column].click()  # the other direction
         assert head[column].get_attribute("aria-sort") == ("descending" if ascending else "ascending")
         assert values() == sorted(first, reverse=ascending)
+        # the which-method table comes first, fits the window without a sideways scroll, and its ratio
+        # column sorts by the ratio's value (it used to sort every '1:r' as 1, only reversing the rows)
+        which = driver.find_element(By.ID, "which-method")
+        assert driver.find_element(By.TAG_NAME, "h1").text == "Which method should I use?"
+        box = which.find_element(By.XPATH, "..")
+        assert which.size["width"] <= box.size["width"] + 1 and box.get_property("scrollWidth") <= box.size["width"] + 1
+        which_head = which.find_elements(By.CSS_SELECTOR, "thead th")
+        ratio_col = [h.text for h in which_head].index("ratio")
+        ratios = lambda: [  # noqa: E731
+            float(r.find_elements(By.TAG_NAME, "td")[ratio_col].get_attribute("data-sort"))
+            for r in which.find_elements(By.CSS_SELECTOR, "tbody tr")
+        ]
+        assert sorted(ratios()) == [0.25, 1.0]
+        which_head[ratio_col].click()
+        up = which_head[ratio_col].get_attribute("aria-sort") == "ascending"
+        assert ratios() == sorted(ratios(), reverse=not up)
+        which_head[ratio_col].click()
+        assert ratios() == sorted(ratios(), reverse=up)
         driver.save_screenshot(str(tmp_path / "index.png"))
         assert (tmp_path / "index.png").stat().st_size > 10_000
         link = table.find_element(By.CSS_SELECTOR, "td.runs a")

@@ -23,7 +23,7 @@ from matplotlib.ticker import MaxNLocator, NullFormatter  # noqa: E402
 # The methods of this suite in a fixed order, each with its own colour (tab20, then tab20b).
 KNOWN = (
     "ce", "os", "fsc", "focal", "cb", "supcon", "la", "ldam", "ldam+drw", "drw", "cbs", "sqrt", "pb",
-    "smote", "mixup", "remix", "opl", "crt", "lws", "taunorm", "pla", "supcon2",
+    "smote", "mixup", "remix", "opl", "crt", "lws", "taunorm", "pla", "supcon2", "wb", "bcl", "ssb",
 )  # fmt: skip
 # tab20's strong colours first, then its light ones, then tab20b: neighbours in KNOWN differ clearly.
 _COLOURS = [plt.cm.tab20(i) for i in (*range(0, 20, 2), *range(1, 20, 2))] + [plt.cm.tab20b(i) for i in range(20)]
@@ -48,6 +48,42 @@ def method_style(label: str) -> dict:
     towards = np.ones(3) if shade > 0 else np.zeros(3)
     rgb = np.array(matplotlib.colors.to_rgb(colour)) * (1 - abs(shade)) + towards * abs(shade)
     return {"color": tuple(rgb), "linestyle": linestyle, "marker": "osD^vPX*"[(h // 7) % 8]}
+
+
+PAPER_METHODS = ("ce", "os", "fsc", "os+fsc")  # the paper's comparison
+FIGURE_METHODS = 8  # at most this many lines in a figure: more cannot be told apart
+
+
+def shown_methods(ranked: list[str], reference: str = "os", limit: int = FIGURE_METHODS) -> list[str]:
+    """The methods a figure draws, in `ranked` order: the paper's four and the reference where they ran,
+    then the best of the rest, `limit` in all (every method is in the tables)."""
+    keep = [m for m in ranked if m in PAPER_METHODS or m == reference]
+    keep += [m for m in ranked if m not in keep][: max(0, limit - len(keep))]
+    return [m for m in ranked if m in keep]
+
+
+def shown_phrase(shown: list[str], ranked: list[str]) -> str:
+    if len(shown) == len(ranked):
+        return ""
+    return f"; {len(shown)} of {len(ranked)} methods: the paper's, the reference and the best (all in the tables)"
+
+
+def plot_by_seed_count(ax, points, style: dict, label: str, band_alpha: float = 0.12) -> None:
+    """`points` = [(x, Stat)]: markers at every point, one line per run of points with the same number of
+    seeds (a 1-seed point is never joined to a 5-seed one), a ±1 sd band where there are two seeds or more."""
+    runs, current = [], []
+    for x, st in points:
+        if current and current[-1][1].n != st.n:
+            runs.append(current)
+            current = []
+        current.append((x, st))
+    runs.append(current)
+    for i, run in enumerate(r for r in runs if r):
+        x = np.array([p for p, _ in run])
+        mean = np.array([st.mean for _, st in run])
+        std = np.array([st.std if st.n > 1 else 0 for _, st in run])
+        ax.plot(x, mean, ms=4, lw=1.5, label=label if i == 0 else None, **style)
+        ax.fill_between(x, mean - std, mean + std, alpha=band_alpha, color=style["color"], lw=0)
 
 
 def save_png_svg(fig, path_stem: Path) -> list[Path]:
@@ -87,17 +123,16 @@ def accuracy_vs_ratio(boards, fig_dir: Path) -> list[Path]:
     for (slug, title), bs in sorted(by_fig.items()):
         bs = sorted(bs, key=lambda b: b.setting["task"], reverse=True)  # fine first
         fig, axes = plt.subplots(len(bs), 2, figsize=(10, 3.6 * len(bs)), squeeze=False, sharey=True)
+        phrase = ""
         for row, b in enumerate(bs):
+            ranked = b.ranked_methods()
+            shown = shown_methods(ranked)
+            phrase = phrase or shown_phrase(shown, ranked)
             for col, (cls_i, role) in enumerate(((len(b.classes) - 1, "minority"), (0, "majority"))):
                 ax = axes[row][col]
-                for m in b.ranked_methods():
-                    pts = [(r, b.cells[(m, r)]) for r in sorted(b.ratios) if (m, r) in b.cells]
-                    x = np.array([r for r, _ in pts])
-                    mean = np.array([c.per_class[cls_i].mean for _, c in pts])
-                    std = np.array([c.per_class[cls_i].std if c.per_class[cls_i].n > 1 else 0 for _, c in pts])
-                    style = method_style(m)
-                    ax.plot(x, mean, ms=4, lw=1.5, label=m, **style)
-                    ax.fill_between(x, mean - std, mean + std, alpha=0.12, color=style["color"], lw=0)
+                for m in shown:
+                    pts = [(r, b.cells[(m, r)].per_class[cls_i]) for r in sorted(b.ratios) if (m, r) in b.cells]
+                    plot_by_seed_count(ax, pts, method_style(m), m)
                 ax.set_xscale("log")
                 ax.set_xticks(sorted(b.ratios), [f"1:{r:g}" for r in sorted(b.ratios)], fontsize=7, rotation=35)
                 ax.xaxis.set_minor_formatter(NullFormatter())
@@ -107,8 +142,8 @@ def accuracy_vs_ratio(boards, fig_dir: Path) -> list[Path]:
                 ax.grid(alpha=0.3, which="both")
                 if col == 0:
                     ax.set_ylabel("test accuracy of the class")
-        _legend_outside(fig, axes[0][0], len(bs[0].methods))
-        fig.suptitle(f"{title}: per-class accuracy vs imbalance ratio ({_seeds_phrase(bs)})", fontsize=11)
+        _legend_outside(fig, axes[0][0], len(shown_methods(bs[0].ranked_methods())))
+        fig.suptitle(f"{title}: per-class accuracy vs imbalance ratio ({_seeds_phrase(bs)}{phrase})", fontsize=11)
         fig.tight_layout()
         written += save_png_svg(fig, fig_dir / f"accuracy_vs_ratio_{slug}")
     return written
@@ -123,8 +158,10 @@ def accuracy_vs_frequency(boards, fig_dir: Path) -> list[Path]:
             continue
         ratios = sorted(b.ratios)
         fig, axes = plt.subplots(1, len(ratios), figsize=(5.5 * len(ratios), 4.2), squeeze=False, sharey=True)
+        ranked = b.ranked_methods()
+        shown = shown_methods(ranked)
         for ax, r in zip(axes[0], ratios):
-            for m in b.ranked_methods():
+            for m in shown:
                 c = b.cells.get((m, r))
                 if not c or not c.train_counts:
                     continue
@@ -145,8 +182,10 @@ def accuracy_vs_frequency(boards, fig_dir: Path) -> list[Path]:
             ax.set_xlabel("training images of the class (log)")
             ax.grid(alpha=0.3, which="both")
         axes[0][0].set_ylabel("test accuracy of the class")
-        _legend_outside(fig, axes[0][0], len(b.methods))
-        fig.suptitle(f"{b.title}: accuracy vs class frequency ({_seeds_phrase([b])})", fontsize=10)
+        _legend_outside(fig, axes[0][0], len(shown))
+        fig.suptitle(
+            f"{b.title}: accuracy vs class frequency ({_seeds_phrase([b])}{shown_phrase(shown, ranked)})", fontsize=10
+        )
         fig.tight_layout()
         written += save_png_svg(fig, fig_dir / f"accuracy_vs_frequency_{b.slug}")
     return written
@@ -279,24 +318,11 @@ def accuracy_vs_budget(study, fig_dir: Path) -> list[Path]:
     """A budget study (bench/report/budget.py): balanced accuracy against the step budget (log x), one
     line per method with a ±1 sd band over seeds; points of different seed counts are not joined."""
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
-    methods = study.methods()
+    ranked = study.methods()
+    methods = shown_methods(ranked)
     for m in methods:
         pts = [(s, st) for s in study.budgets if (st := study.stat(m, s)) and st.n]
-        style = method_style(m)
-        # one line per run of equal seed counts, so a 1-seed point is never joined to a 3-seed one
-        runs, current = [], []
-        for s, st in pts:
-            if current and current[-1][1].n != st.n:
-                runs.append(current)
-                current = []
-            current.append((s, st))
-        runs.append(current)
-        for i, run in enumerate(runs):
-            x = np.array([s for s, _ in run])
-            mean = np.array([st.mean for _, st in run])
-            std = np.array([st.std if st.n > 1 else 0 for _, st in run])
-            ax.plot(x, mean, ms=4, lw=1.5, label=m if i == 0 else None, **style)
-            ax.fill_between(x, mean - std, mean + std, alpha=0.1, color=style["color"], lw=0)
+        plot_by_seed_count(ax, pts, method_style(m), m, band_alpha=0.1)
     ax.set_xscale("log")
     ax.set_xticks(study.budgets, [str(s) for s in study.budgets], fontsize=8)
     ax.xaxis.set_minor_formatter(NullFormatter())
@@ -306,6 +332,6 @@ def accuracy_vs_budget(study, fig_dir: Path) -> list[Path]:
     _legend_outside(fig, ax, len(methods))
     seeds = sorted({st.n for m in methods for s in study.budgets if (st := study.stat(m, s))})
     band = "1 seed, no band" if seeds == [1] else f"mean ± std over {seeds[0]}-{seeds[-1]} seeds"
-    ax.set_title(f"{study.title}\naccuracy vs training budget ({band})", fontsize=9)
+    ax.set_title(f"{study.title}\naccuracy vs training budget ({band}{shown_phrase(methods, ranked)})", fontsize=9)
     fig.tight_layout()
     return save_png_svg(fig, fig_dir / study.slug)

@@ -26,7 +26,11 @@ CURVE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b
 
 
 def sortkey(text: str) -> str:
-    """The number a table cell sorts by: its first number (a mean), else the text; missing sorts last."""
+    """The number a table cell sorts by: a ratio '1:0.01' by its minority share (0.01), else its first
+    number (a mean), else the text; missing sorts last."""
+    ratio = re.match(r"\s*1:(\d*\.?\d+(?:e-?\d+)?)", str(text))
+    if ratio:
+        return ratio.group(1)
     m = re.search(r"[-+]?\d*\.\d+|[-+]?\d+", str(text))
     return m.group(0) if m else "-1e9"
 
