@@ -20,7 +20,7 @@ if command -v chromium > /dev/null; then  # the README's picture of the site, fr
     --screenshot="$PWD/results/site.png" "file://$snap/report/site/index.html" 2> /dev/null || true
   git add results/site.png
 fi
-git add results/leaderboard.md results/leaderboard.csv results/summary.md results/latex results/figures README.md results/README.md
+git add -A results/leaderboard.md results/boards results/leaderboard.csv results/summary.md results/latex results/figures README.md results/README.md
 (cd "$snap/runs" && ls) | sed 's#^#results/runs/#' | xargs git add
 git commit -q -m "$msg"
 echo "committed $(ls "$snap/runs" | wc -l) records"

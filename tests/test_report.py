@@ -339,7 +339,11 @@ def test_selection_uses_validation_only_and_ignores_poisoned_test_numbers(tmp_pa
 
 
 def md_of(col, reference="os"):
-    return markdown(col, Analysis.of(col.boards, reference))
+    """The index and every board's page, as one text."""
+    from bench.report.markdown import board_pages
+
+    a = Analysis.of(col.boards, reference)
+    return markdown(col, a) + "".join(board_pages(a).values())
 
 
 def collect_from(records, tmp_path):

@@ -23,7 +23,7 @@ from . import tables as T
 from .analysis import Analysis, paired_cell, rankings, select_on_validation
 from .console import print_console
 from .latex import board_latex
-from .markdown import markdown, summary_blocks, summary_md, summary_values
+from .markdown import board_pages, markdown, summary_blocks, summary_md, summary_values
 from .model import METRIC_TITLES, Board, aggregate, method_label, ratio_label
 from .records import Collected, collect
 
@@ -162,10 +162,16 @@ def report(
         )
     a = Analysis.of(col.boards, reference, margin)
     md, table = markdown(col, a), csv_text(T.csv_rows(col.boards))  # everything computed before writing
+    pages = board_pages(a)
     summary = summary_md(a)
     col.summary_blocks = summary_blocks(a) | summary_values(a)
     store.prepare_out(out_dir)
     write_atomic(out_dir / "leaderboard.md", md)
+    for slug, page in pages.items():
+        write_atomic(out_dir / "boards" / f"{slug}.md", page)
+    for old in (out_dir / "boards").glob("*.md"):  # a board that no longer exists leaves no page behind
+        if old.stem not in pages:
+            old.unlink()
     write_atomic(out_dir / "leaderboard.csv", table)
     write_atomic(out_dir / "summary.md", summary)
     for b in col.boards:
