@@ -191,6 +191,7 @@ def run_one(
             )
         method = parse_method(spec.method, {m: dict(hp) for m, hp in spec.hparams.items()})
         record["method_source"] = method.sources()
+        record["method_code"] = method.code()
         if (method.revisions() or None) != (spec.revisions or None):
             raise RuntimeError(
                 f"the run's key names method revisions {spec.revisions} but this code has {method.revisions()}; "
@@ -223,23 +224,26 @@ def run_one(
 
 
 def changed_sources(done: list[tuple[RunSpec, dict]]) -> dict[str, int]:
-    """{method part: finished runs} whose record was made by another source file of that part than this
-    code's (an edited method whose key did not change: it is skipped as done, so the user is told)."""
+    """{method part: finished runs} whose record was made by other code of that part than this code (an
+    edited method whose key did not change: it is skipped as done, so the user is told). A record's
+    `method_code` (the code without docstrings and comments) is compared where it has one, so editing a
+    method's documentation warns of nothing; older records compare their source file's digest."""
     changed: dict[str, int] = {}
-    current: dict[str, dict[str, str]] = {}
+    current: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
     for spec, rec in done:
-        made = rec.get("method_source")
-        if not made:
+        made_code, made_file = rec.get("method_code"), rec.get("method_source")
+        if not (made_code or made_file):
             continue  # a record from before sources were recorded: nothing to compare
         if spec.method not in current:
             try:
-                current[spec.method] = parse_method(
-                    spec.method, {m: dict(hp) for m, hp in spec.hparams.items()}
-                ).sources()
+                comp = parse_method(spec.method, {m: dict(hp) for m, hp in spec.hparams.items()})
+                current[spec.method] = (comp.code(), comp.sources())
             except MethodError:
-                current[spec.method] = {}
+                current[spec.method] = ({}, {})
+        code, files = current[spec.method]
+        made, now = (made_code, code) if made_code else (made_file, files)
         for part, digest in made.items():
-            if current[spec.method].get(part, digest) != digest:
+            if now.get(part, digest) != digest:
                 changed[part] = changed.get(part, 0) + 1
     return changed
 

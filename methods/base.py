@@ -538,8 +538,13 @@ class Composite:
         return revs or None
 
     def sources(self) -> dict[str, str]:
-        """{part: digest of the source file that defines it}: a record says which code made it."""
+        """{part: digest of the source file that defines it}: a record says which file made it."""
         return {m.name: source_digest(type(m)) for m in self.parts}
+
+    def code(self) -> dict[str, str]:
+        """{part: digest of its file's code, docstrings, comments and layout left out}: what `bench run`
+        compares, so that an edit of a method's documentation is not taken for a change of its arithmetic."""
+        return {m.name: code_digest(type(m)) for m in self.parts}
 
     def main_stage(self, name: str = "train", share: float = 1.0) -> Stage:
         """The stage the composition trains in when no stages method splits the budget."""
@@ -595,6 +600,38 @@ def _file_digest(path: str) -> str:
     try:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
     except OSError:
+        return "unknown"
+
+
+def code_digest_of_text(text: str) -> str:
+    """The first 12 hex digits of the SHA-256 of the module's code without its docstrings and comments, in
+    Python's canonical layout (`ast.unparse`)."""
+    import ast
+
+    tree = ast.parse(text)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
+                if isinstance(body[0].value.value, str):
+                    node.body = body[1:] or [ast.Pass()]
+    # ast.unparse: the code in one canonical layout, steadier across Python releases than ast.dump
+    return hashlib.sha256(ast.unparse(tree).encode()).hexdigest()[:12]
+
+
+@functools.cache
+def _file_code_digest(path: str) -> str:
+    try:
+        return code_digest_of_text(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return "unknown"
+
+
+def code_digest(cls: type) -> str:
+    """`code_digest_of_text` of the file that defines `cls` ('unknown' if it has none)."""
+    try:
+        return _file_code_digest(inspect.getfile(cls))
+    except TypeError:
         return "unknown"
 
 

@@ -12,6 +12,9 @@ The learning rate: the authors' step schedule cuts the rate 100x at the switch (
 run's peak rate, over the DRW phase in place of the run's cosine schedule; `lr_schedule=run` keeps the
 cosine schedule (0.10x of the peak at 0.8 of the run, 0.036x on average after it): what the suite did
 before the field existed (such records show `drw.lr_schedule=run`).
+
+Compared with: the authors' (kaidic/LDAM-DRW) `per_cls_weights` and step schedule: the same weights, the
+same reduction, the learning-rate levels above (tests/test_baselines.py, tests/test_faithful.py).
 """
 
 from __future__ import annotations

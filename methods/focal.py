@@ -1,4 +1,10 @@
-"""Softmax focal loss (Lin et al., ICCV 2017), multi-class form: -(1 - p_t)^gamma log p_t."""
+"""Softmax focal loss (Lin et al., ICCV 2017), multi-class form: -(1 - p_t)^gamma log p_t.
+
+Compared with: Lin et al.'s formula, worked by hand (tests/test_methods.py: gamma 0 is cross-entropy;
+tests/test_baselines.py: finite gradients below gamma 1). Named deviation: the authors' RetinaNet loss is
+sigmoid-based, for detection; this is the multi-class softmax form image classifiers use (Cui et al.'s
+sigmoid form is `cb base=focal`).
+"""
 
 from __future__ import annotations
 

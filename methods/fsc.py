@@ -11,6 +11,9 @@ paper's definition and the default. Two named variants, off by default:
   excluded) and takes the mean of the two means: in a skewed batch the paper's mean over all B*B entries is
   dominated by majority-majority pairs (at 1:0.01, a batch of 64 holds 0.6 minority images on
   average, so about 98% of its entries are same-class).
+
+Compared with: the paper's formula (the KCC 2025 paper publishes no code): an independent
+computation in tests/test_methods.py and the balanced-pairs variant by hand in tests/test_baselines.py.
 """
 
 from __future__ import annotations

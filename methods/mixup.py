@@ -6,6 +6,10 @@ Mixup's soft target is lam y_i + (1 - lam) y_j. Remix keeps the mixed image but 
 towards the minority: when n_i / n_j >= kappa and lam < tau the target is y_j alone, when
 n_i / n_j <= 1 / kappa and 1 - lam < tau it is y_i alone, otherwise as mixup (kappa = 3, tau = 0.5:
 the paper's values). Auxiliary terms see the labels of the unmixed images i.
+
+Compared with: Zhang et al.'s `mixup_data` (one lam per batch, a random permutation) and Chou et
+al.'s Remix rule, worked by hand in tests/test_baselines.py (both transforms, and remix at its kappa
+boundary in tests/test_faithful.py).
 """
 
 from __future__ import annotations

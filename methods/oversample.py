@@ -1,4 +1,8 @@
-"""Random oversampling (`os`) with imbalanced-learn's RandomOverSampler on sample indices."""
+"""Random oversampling (`os`) with imbalanced-learn's RandomOverSampler on sample indices.
+
+Compared with: it is imbalanced-learn's sampler (its `sample_indices_`), redrawn every epoch with the
+run's generator; tests/test_methods.py checks that an epoch is class-balanced and redrawn.
+"""
 
 from __future__ import annotations
 

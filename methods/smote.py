@@ -5,6 +5,9 @@ each a random point on the segment between a real image and one of its k nearest
 neighbours (in pixel space); epochs then visit the enlarged set in a random order. With fewer than
 k + 1 images in a class, k is lowered to (images - 1); a class of one image cannot be interpolated
 and the run fails with that reason (use `os` there).
+
+Compared with: it is imbalanced-learn's SMOTE on flattened pixels; tests/test_baselines.py checks that
+every synthetic image lies between two images of its class and that k adapts.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ definition, named here because it matters under imbalance: the library returns 0
 pair of different classes, where the paper's loss is positive and pulls the batch together (its minimum
 over a one-class batch is a collapsed batch). At 1:0.01 about half the batches of 64 hold no minority
 image, so about half the steps carry no contrastive gradient (`tests/test_methods.py` pins this).
+
+Compared with: it is pytorch-metric-learning's `SupConLoss` (tests/test_methods.py checks the call);
+the difference from Khosla et al.'s definition is named above.
 """
 
 from __future__ import annotations

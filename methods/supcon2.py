@@ -14,6 +14,10 @@ that fixed order) and with probability 0.2 grey-scale. Named differences: the ji
 is left out, and on one-channel images saturation and grey-scale do nothing. `augment=crop_flip` is
 the harness's own crop with padding and flip: what the suite did before the field existed (such
 records show `supcon2.augment=crop_flip`).
+
+Compared with: Khosla et al.'s SupContrast recipe (two views, SupCon alone, then a linear classifier
+on the frozen encoder); the loss is pytorch-metric-learning's (see `supcon`); the named differences of the
+augmentation are above.
 """
 
 from __future__ import annotations

@@ -211,11 +211,29 @@ def test_a_record_names_its_method_source_and_a_changed_source_is_reported(tmp_p
     assert set(rec["method_source"]) == {"os", "ce"} and len(rec["method_source"]["os"]) == 12  # ce: its criterion
     assert pending([spec], tmp_path, force=False) == [] and "another version" not in capsys.readouterr().err
     path = tmp_path / f"{spec.key}.json"
-    edited = json.loads(path.read_text()) | {"method_source": {"os": "000000000000"}}
-    path.write_text(json.dumps(edited))
+    made = json.loads(path.read_text())
+    assert made["method_code"] == M.parse_method("os").code()
+    # the file changed but not its code (a docstring or a comment was edited): nothing to say
+    path.write_text(json.dumps(made | {"method_source": {"os": "000000000000", "ce": "000000000000"}}))
+    assert pending([spec], tmp_path, force=False) == [] and "another version" not in capsys.readouterr().err
+    # the code changed
+    path.write_text(json.dumps(made | {"method_code": {"os": "000000000000", "ce": made["method_code"]["ce"]}}))
     assert pending([spec], tmp_path, force=False) == []  # kept and skipped ...
     err = capsys.readouterr().err
     assert "1 finished run(s)" in err and "method 'os'" in err and "revision" in err  # ... but said
+    # a record from before `method_code` compares the file's digest, as it did
+    del made["method_code"]
+    path.write_text(json.dumps(made | {"method_source": {"os": "000000000000"}}))
+    assert pending([spec], tmp_path, force=False) == [] and "method 'os'" in capsys.readouterr().err
+
+
+def test_the_code_digest_ignores_docstrings_comments_and_layout_but_not_code():
+    from methods.base import code_digest_of_text
+
+    plain = 'def f(x):\n    return x + 1\n'
+    documented = '"""Module."""\n\n\ndef f(x):  # one\n    """Add one."""\n    return (x +\n            1)\n'
+    assert code_digest_of_text(plain) == code_digest_of_text(documented)
+    assert code_digest_of_text(plain) != code_digest_of_text(plain.replace("+ 1", "+ 2"))
 
 
 def test_sweep_auto_sweeps_what_each_method_declares(tmp_path, capsys):
