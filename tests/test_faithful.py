@@ -230,7 +230,7 @@ def test_a_record_names_its_method_source_and_a_changed_source_is_reported(tmp_p
 def test_the_code_digest_ignores_docstrings_comments_and_layout_but_not_code():
     from methods.base import code_digest_of_text
 
-    plain = 'def f(x):\n    return x + 1\n'
+    plain = "def f(x):\n    return x + 1\n"
     documented = '"""Module."""\n\n\ndef f(x):  # one\n    """Add one."""\n    return (x +\n            1)\n'
     assert code_digest_of_text(plain) == code_digest_of_text(documented)
     assert code_digest_of_text(plain) != code_digest_of_text(plain.replace("+ 1", "+ 2"))

@@ -620,6 +620,22 @@ def test_a_number_quoted_in_the_readme_prose_is_checked_against_the_records(tmp_
     assert main([*args, "--check-readme", str(readme)]) == 1
 
 
+def test_the_which_method_counts_the_readme_quotes_are_the_tables(tmp_path):
+    from bench.report.markdown import summary_values
+
+    runs = tmp_path / "runs"
+    for r in [_timed(m, s, v) for m, vals in WHICH_MIN.items() for s, v in enumerate(vals)]:
+        store.write_record(runs, r)
+    a = Analysis.of(collect(runs).boards, "os")
+    rows = T.which_summary(a).rows
+    values = summary_values(a)
+    assert values["v:which:settings"] == str(len(rows)) == "1"
+    assert values["v:which:better"] == str(sum(r[4] != "none" for r in rows))
+    assert int(values["v:which:reference_may_be_best"]) + int(values["v:which:too_few_seeds"]) + int(
+        values["v:which:reference_beaten"]
+    ) == len(rows)
+
+
 def test_a_record_with_a_non_finite_accuracy_is_named_and_not_averaged(tmp_path):
     d = tmp_path / "runs"
     store.write_record(d, rec("os", 0.01, 0, 0.9, 0.5))

@@ -220,7 +220,7 @@ def summary_values(a: Analysis) -> dict[str, str]:
     """The numbers the README's prose may quote (`<!--v:KEY-->...<!--/v-->`), under "v:KEY": balanced
     accuracy of every board cell (`BOARD:METHOD:RATIO`) and budget-study cell (`STUDY:METHOD:STEPS`),
     as the tables print it (mean±sd, or the mean of one seed), with `:mean` (the mean alone) and `:n`
-    (the seeds) beside it."""
+    (the seeds) beside it; and the which-method table's counts (`which:settings`, `which:better`, ...)."""
     values = {}
 
     def put(key, stat):
@@ -230,6 +230,20 @@ def summary_values(a: Analysis) -> dict[str, str]:
         values["v:" + key + ":mean"] = f"{stat.mean:.3f}"
         values["v:" + key + ":n"] = str(stat.n)
 
+    which = T.which_summary(a)
+    if which:  # the counts the README's answer quotes (columns: ..., better, equivalent, evidence)
+        rows = which.rows
+        values["v:which:settings"] = str(len(rows))
+        values["v:which:better"] = str(sum(r[4] != "none" for r in rows))
+        values["v:which:equivalent"] = str(sum(r[5] != "none" for r in rows))
+        values["v:which:too_few_seeds"] = str(sum(r[6] == "too few seeds to say" for r in rows))
+        only_reference = f"clear: only {a.reference} may be the best"
+        values["v:which:reference_may_be_best"] = str(
+            sum(r[6].startswith(f"{a.reference} may be the best") or r[6] == only_reference for r in rows)
+        )
+        values["v:which:reference_beaten"] = str(
+            sum(" is beaten" in r[6] or (r[6].startswith("clear: only ") and r[6] != only_reference) for r in rows)
+        )
     for board in a.boards:
         for (method, ratio), cell in board.cells.items():
             put(value_key(board.slug, method, f"{ratio:g}"), cell.stat("bal_acc"))
