@@ -333,6 +333,7 @@ def test_selection_uses_validation_only_and_ignores_poisoned_test_numbers(tmp_pa
             "fsc (selected on validation)",
             "min 0.000±0.000 / maj 0.000±0.000 — fsc [fsc.lam=0.3]; "
             "bal. acc. − default -1.000 [-1.000, -1.000] p=0 (n=2)",  # no spread, no test-set error: a t-test p of 0
+            "fsc.lam 0.3|1.0 (given by --sweep)",  # the values tried, and where they came from
         ]
     ]
     assert "selected per ratio by mean validation" in md_of(collect_from(recs, tmp_path))
@@ -562,6 +563,14 @@ def test_which_method_names_ties_evidence_and_cost_by_hand():
     # two seeds are not evidence, whatever the means say
     few = T.which_method(Analysis.of(aggregate([r for r in recs if r["spec"]["seed"] < 2]))).rows[0]
     assert few[8] == "too few seeds to say"
+
+
+def test_the_report_says_whether_the_values_tried_are_the_methods_declared_search_space():
+    recs = [_swept(lam, s, 0.2, 0.7 + lam / 10) for lam in (0.1, 0.3, 1.0) for s in (0, 1)]
+    [b] = aggregate(recs)
+    assert T.searched(b, "fsc") == "fsc.lam 0.1|0.3|1.0 (the declared space)"  # methods/fsc.py's search_space
+    [row] = T.selection(Analysis.of([b]), b).rows
+    assert row[-1] == "fsc.lam 0.1|0.3|1.0 (the declared space)"
 
 
 def test_which_method_takes_the_configuration_chosen_on_validation_not_the_best_on_test():

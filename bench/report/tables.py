@@ -121,6 +121,34 @@ def ablation(b: Board, n_extreme: int = 3) -> Table | None:
     return Table(head, rows, numeric_from=3)
 
 
+def searched(b: Board, base: str) -> str:
+    """The values a board's sweep of `base` tried, per hyper-parameter ('fsc.lam 0.1|0.3|1.0'), and whether
+    they are the method's declared search space (`--sweep auto`) or values given on the command line."""
+    import dataclasses
+    import re
+
+    from methods import REGISTRY
+
+    tried: dict[str, set[str]] = {}
+    for label, _ in b.cells:
+        if b.cells[(label, _)].base != base:
+            continue
+        for key, value in re.findall(r"([\w+]+\.\w+)=([^\s\]]+)", label):
+            tried.setdefault(key, set()).add(value)
+    parts = []
+    for key, values in sorted(tried.items()):
+        part, field_name = key.split(".", 1)
+        cls = REGISTRY.get(part)
+        fields = {f.name: f for f in dataclasses.fields(cls)} if cls else {}
+        if field_name in fields:
+            values = values | {str(fields[field_name].default)}  # the default's label carries no value
+        declared = {str(v) for v in getattr(cls, "search_space", {}).get(field_name, ())}
+        order = sorted(values, key=lambda v: (float(v) if re.fullmatch(r"[-+.\deE]+", v) else float("inf"), v))
+        where = "the declared space" if declared and values == declared else "given by --sweep"
+        parts.append(f"{key} {'|'.join(order)} ({where})")
+    return "; ".join(parts) or "-"
+
+
 def selection(a: Analysis, b: Board) -> Table | None:
     """Test accuracy of the validation-selected configuration, marked as such, with its name and, when it
     is not the default configuration, its paired test difference to the default in balanced accuracy
@@ -143,8 +171,8 @@ def selection(a: Analysis, b: Board) -> Table | None:
             vs_default = paired_cell(b, label, base, r, "bal_acc") if c and label != base else None
             if vs_default:
                 row[-1] += f"; bal. acc. − default {vs_default.fmt()}"
-        rows.append(row)
-    return Table(["method"] + [ratio_label(r) for r in b.ratios], rows)
+        rows.append(row + [searched(b, base)])
+    return Table(["method"] + [ratio_label(r) for r in b.ratios] + ["values tried"], rows)
 
 
 def paired(b: Board, reference: str, metric: str) -> Table | None:
