@@ -25,6 +25,7 @@ from .errors import BenchError
 from .progress import PROGRESS_EVERY_S, TERMINAL_EVERY_S, make_progress
 from .runner import DataCache, pending, plain_output, run_one
 from .spec import RunSpec
+from .status import jobs_file, squeue_states
 from .worker_boot import boot
 
 
@@ -234,6 +235,8 @@ def run_pool(
         p = ctx.Process(
             target=boot,
             args=(
+                f"{__name__}:_pool_worker",
+                os.getpid(),
                 wid,
                 devices[wid % len(devices)],
                 threads,
@@ -349,10 +352,6 @@ class SlurmOptions:
     log_dir: str | None = None
 
 
-def jobs_file(out: Path) -> Path:
-    return Path(out) / ".slurm" / "jobs.json"
-
-
 def run_slurm(specs: list[RunSpec], out: Path, opts: RunOptions, slurm: SlurmOptions, force=False) -> list[str]:
     """Split the pending runs into shards and submit them as one job array; returns the job ids.
     With `wait`, poll until every job has ended, printing progress from the records."""
@@ -416,7 +415,6 @@ def run_slurm(specs: list[RunSpec], out: Path, opts: RunOptions, slurm: SlurmOpt
 
 def wait_for_jobs(jobs, todo: list[RunSpec], out: Path, poll_s: float = 2.0, limit_s: float | None = None) -> None:
     """Poll until every job has ended (bounded by `limit_s`), showing finished records as they land."""
-    from .status import squeue_states
 
     t0 = time.perf_counter()
     seen = 0

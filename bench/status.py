@@ -23,6 +23,11 @@ from tabulate import tabulate
 from . import store
 
 
+def jobs_file(out: Path) -> Path:
+    """Where `--executor slurm` keeps its submitted job arrays (read back by `bench status`)."""
+    return Path(out) / ".slurm" / "jobs.json"
+
+
 def manifest_dir(out: Path) -> Path:
     return Path(out) / ".grids"
 
@@ -161,7 +166,5 @@ def status(out: Path) -> int:
 
 
 def store_jobs(out: Path) -> list[dict]:
-    from .executors import jobs_file
-
     path = jobs_file(out)
     return json.loads(path.read_text()) if path.is_file() else []

@@ -3,7 +3,7 @@
 A spawned worker spends seconds importing torch before it reaches the pool's loop; a parent killed
 in that window (kill -9) used to leave its workers running for 20-30 s. This module imports nothing
 heavy, so the worker asks the kernel for SIGTERM on its parent's death first thing (Linux) and exits
-at once if the parent is already gone; then it imports the pool's loop.
+at once if the parent is already gone; then it imports the pool's loop, named by the pool.
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ def die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
-def boot(*args) -> None:
-    """The pool worker's process target: `_pool_worker(*args)`, once the worker is tied to its parent
-    (args[7] is the parent's pid)."""
-    die_with_parent(args[7])
-    from .executors import _pool_worker
+def boot(target: str, parent: int, *args) -> None:
+    """A pool worker's process target: tie it to `parent`, then import `target` ('module:function', named
+    rather than imported here so this module stays light and imports nothing of the suite) and call it
+    with `args`."""
+    die_with_parent(parent)
+    import importlib
 
-    _pool_worker(*args)
+    module, _, function = target.partition(":")
+    getattr(importlib.import_module(module), function)(*args)
