@@ -9,6 +9,7 @@ set -euo pipefail
 # out of the diff.
 export PYTHONHASHSEED=0
 msg=${1:?a commit message}; shift
+python scripts/add_method_code.py results/runs > /dev/null  # records of a grid started before method_code existed
 snap=$(mktemp -d)
 mkdir -p "$snap/runs"
 find results/runs -maxdepth 1 -name '*.json' -exec cp {} "$snap/runs/" \;
