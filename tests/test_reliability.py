@@ -301,3 +301,9 @@ def test_a_link_to_a_class_folder_at_the_top_is_not_a_class(tmp_path, capsys):
     assert f"not followed: folder link {tmp_path / 'p' / 'wolf'}" in capsys.readouterr().err
     [(_, rec)] = list(store.iter_records(tmp_path / "r"))
     assert rec["counts"]["classes"] == ["cat", "dog"]
+
+
+def test_an_empty_method_list_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main([*TINY, "--methods", ",", "--out", str(tmp_path / "r")]) == 2  # it used to run nothing, exit 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--methods names no method" in err
