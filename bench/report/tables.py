@@ -4,7 +4,11 @@ method of one board, `cells` keeps the Cell behind each value so the site can li
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass, field
+
+from methods import REGISTRY
 
 from .analysis import Analysis, candidates, paired_cell
 from .model import METRIC_TITLES, MISSING, Board, Cell, ratio_label
@@ -124,11 +128,6 @@ def ablation(b: Board, n_extreme: int = 3) -> Table | None:
 def searched(b: Board, base: str) -> str:
     """The values a board's sweep of `base` tried, per hyper-parameter ('fsc.lam 0.1|0.3|1.0'), and whether
     they are the method's declared search space (`--sweep auto`) or values given on the command line."""
-    import dataclasses
-    import re
-
-    from methods import REGISTRY
-
     tried: dict[str, set[str]] = {}
     for label, _ in b.cells:
         if b.cells[(label, _)].base != base:
