@@ -259,6 +259,10 @@ def run_pool(
     finished: set[str] = set()
     fatal = None  # (exception class, message): ends the grid
 
+    def respawn(dead: int):
+        new = max([*procs, dead, *running]) + 1
+        procs[new] = start(new)  # takes the stop marker the dead worker left
+
     def failed_at_startup(wid: int, why: str):
         nonlocal startup_failures, fatal
         startup_failures += 1
@@ -269,8 +273,7 @@ def run_pool(
                 "the same command again (finished records are kept)",
             )
         elif len(finished) < len(todo):
-            new = max([*procs, wid, *running]) + 1
-            procs[new] = start(new)  # one retry
+            respawn(wid)  # one retry
 
     print(f"pool: {n_workers} worker processes on {', '.join(sorted(set(devices)))}, {threads} CPU threads each")
     try:
@@ -295,8 +298,7 @@ def run_pool(
                             finished.add(key)
                             prog.end_run(rec)
                         if len(finished) < len(todo):
-                            next_id = max([*procs, wid, *running]) + 1
-                            procs[next_id] = start(next_id)  # takes the stop marker the dead worker left
+                            respawn(wid)
                     if fatal is None and not any(p.is_alive() for p in procs.values()):
                         break
                     continue

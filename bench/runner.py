@@ -99,6 +99,12 @@ def expand(req: GridRequest, cache: DataCache) -> list[RunSpec]:
     for m in req.methods:
         for overrides in sweep_overrides(m, req.overrides, req.sweeps):
             c = parse_method(m, overrides)
+            try:  # a stages method refuses a composition it cannot train (MethodError) before any run starts
+                c.stages()
+            except MethodError:
+                raise
+            except Exception:  # a plug-in whose stages need its run's setup: checked when the run starts
+                pass
             if c.posthoc and c.posthoc.needs_validation() and not req.train.get("val_per_class"):
                 raise BenchError(
                     f"{m} chooses {c.posthoc.name}.{c.posthoc.choice} on a validation split and this grid holds none: "

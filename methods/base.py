@@ -28,6 +28,7 @@ Methods never import the harness: the harness hands them a `TrainContext` and a 
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import hashlib
@@ -595,19 +596,9 @@ def epoch_indices(sampler: Sampler | None, labels: np.ndarray, epoch: int, rng: 
     return (sampler or _INSTANCE).epoch_indices(labels, epoch, rng)
 
 
-@functools.cache
-def _file_digest(path: str) -> str:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
-    except OSError:
-        return "unknown"
-
-
 def code_digest_of_text(text: str) -> str:
     """The first 12 hex digits of the SHA-256 of the module's code without its docstrings and comments, in
-    Python's canonical layout (`ast.unparse`)."""
-    import ast
-
+    Python's canonical layout (`ast.unparse`, steadier across Python releases than `ast.dump`)."""
     tree = ast.parse(text)
     for node in ast.walk(tree):
         if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
@@ -615,32 +606,38 @@ def code_digest_of_text(text: str) -> str:
             if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
                 if isinstance(body[0].value.value, str):
                     node.body = body[1:] or [ast.Pass()]
-    # ast.unparse: the code in one canonical layout, steadier across Python releases than ast.dump
     return hashlib.sha256(ast.unparse(tree).encode()).hexdigest()[:12]
 
 
 @functools.cache
-def _file_code_digest(path: str) -> str:
+def _file_digests(path: str) -> tuple[str, str]:
+    """(digest of the file's bytes, `code_digest_of_text` of it); 'unknown' for what cannot be read."""
     try:
-        return code_digest_of_text(Path(path).read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, ValueError):
-        return "unknown"
+        data = Path(path).read_bytes()
+    except OSError:
+        return "unknown", "unknown"
+    try:
+        code = code_digest_of_text(data.decode("utf-8"))
+    except (SyntaxError, ValueError):
+        code = "unknown"
+    return hashlib.sha256(data).hexdigest()[:12], code
 
 
-def code_digest(cls: type) -> str:
-    """`code_digest_of_text` of the file that defines `cls` ('unknown' if it has none)."""
+def _digests(cls: type) -> tuple[str, str]:
     try:
-        return _file_code_digest(inspect.getfile(cls))
-    except TypeError:
-        return "unknown"
+        return _file_digests(inspect.getfile(cls))
+    except TypeError:  # a class without a file (defined in a REPL)
+        return "unknown", "unknown"
 
 
 def source_digest(cls: type) -> str:
     """The first 12 hex digits of the SHA-256 of the file that defines `cls` ('unknown' if it has none)."""
-    try:
-        return _file_digest(inspect.getfile(cls))
-    except TypeError:
-        return "unknown"
+    return _digests(cls)[0]
+
+
+def code_digest(cls: type) -> str:
+    """`code_digest_of_text` of the file that defines `cls` ('unknown' if it has none)."""
+    return _digests(cls)[1]
 
 
 def canonical_name(names: list[str]) -> str:

@@ -18,6 +18,19 @@ def fashion_available() -> bool:
     return get_source("fashion").availability().available
 
 
+def numeric_gradient(f, z, eps: float = 1e-6):
+    """Central differences of the scalar function `f` of the numpy array `z` (a reference formula's gradient)."""
+    import numpy as np
+
+    grad = np.zeros_like(z)
+    for idx in np.ndindex(*z.shape):
+        hi, lo = z.copy(), z.copy()
+        hi[idx] += eps
+        lo[idx] -= eps
+        grad[idx] = (f(hi) - f(lo)) / (2 * eps)
+    return grad
+
+
 def tiny_train(**changes) -> dict:
     """The `tiny` preset's training settings as GridRequest.train, with `changes` applied."""
     from bench.spec import PRESETS, TRAIN_FLAGS, numerics

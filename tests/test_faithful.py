@@ -18,7 +18,7 @@ from bench.spec import chip_tag, numerics
 from methods.drw import AUTHORS_LR_LEVELS
 from methods.supcon2 import strong_augment
 
-from .conftest import tiny_specs
+from .conftest import numeric_gradient, tiny_specs
 from .test_baselines import FixedRng, criterion
 
 
@@ -47,15 +47,7 @@ def test_cb_focal_is_cuis_sigmoid_focal_loss_in_value_and_gradient(gamma):
     loss = cb(zt, torch.tensor(y))
     assert loss.item() == pytest.approx(expected, rel=1e-10)
     loss.backward()
-    eps = 1e-6  # central differences of the reference formula
-    numeric = np.zeros_like(z)
-    for i, j in np.ndindex(*z.shape):
-        hi, lo = z.copy(), z.copy()
-        hi[i, j] += eps
-        lo[i, j] -= eps
-        numeric[i, j] = (cui_focal_reference(hi, y, alpha, gamma) - cui_focal_reference(lo, y, alpha, gamma)) / (
-            2 * eps
-        )
+    numeric = numeric_gradient(lambda v: cui_focal_reference(v, y, alpha, gamma), z)  # of the reference formula
     assert np.allclose(zt.grad.numpy(), numeric, atol=1e-7)
 
 

@@ -15,7 +15,7 @@ from methods.bcl import balanced_contrastive_loss
 from methods.ssb import SquareRootBranchClassifier, ssb_probabilities
 from methods.wb import MaxNorm
 
-from .conftest import tiny_specs
+from .conftest import numeric_gradient, tiny_specs
 
 
 def run_one(tmp_path, method, steps=24, **kw):
@@ -60,12 +60,7 @@ def test_bcl_loss_is_the_papers_class_averaged_formula_in_value_and_gradient(cla
     loss = balanced_contrastive_loss(zt, torch.tensor(p), torch.tensor(y), 0.1)
     assert loss.item() == pytest.approx(bcl_reference(z, p, y, 0.1), rel=1e-12)
     loss.backward()
-    eps, numeric = 1e-6, np.zeros_like(z)
-    for i, j in np.ndindex(*z.shape):
-        hi, lo = z.copy(), z.copy()
-        hi[i, j] += eps
-        lo[i, j] -= eps
-        numeric[i, j] = (bcl_reference(hi, p, y, 0.1) - bcl_reference(lo, p, y, 0.1)) / (2 * eps)
+    numeric = numeric_gradient(lambda v: bcl_reference(v, p, y, 0.1), z)
     assert np.allclose(zt.grad.numpy(), numeric, atol=1e-6)
 
 
@@ -129,9 +124,14 @@ def test_bcl_refuses_a_second_prior_correction_or_classifier(spec):
         M.parse_method(spec)
 
 
-def test_bcl_refuses_another_criterion_in_one_line():
+def test_bcl_refuses_another_criterion_in_one_line(tmp_path, capsys):
     with pytest.raises(M.MethodError, match="brings its own loss"):
         M.parse_method("bcl+focal").stages()
+    from bench.cli import main
+
+    args = ["run", "--dataset", "synthetic", "--preset", "tiny", "--methods", "bcl+focal", "--out", str(tmp_path)]
+    assert main(args) == 2  # refused before any run, not as failed records
+    assert "brings its own loss" in capsys.readouterr().err and not list(tmp_path.glob("*.json"))
 
 
 # ---- Weight Balancing ----------------------------------------------------------------------------
@@ -161,14 +161,7 @@ def test_wb_stage_two_loss_is_the_authors_class_balanced_bce_on_softmax_in_value
     loss = loss_fn(zt, torch.tensor(y))
     assert loss.item() == pytest.approx(wb_loss_reference(z, y, counts, 0.9999), rel=1e-6)  # weights: float32
     loss.backward()
-    eps, numeric = 1e-6, np.zeros_like(z)
-    for i, j in np.ndindex(*z.shape):
-        hi, lo = z.copy(), z.copy()
-        hi[i, j] += eps
-        lo[i, j] -= eps
-        numeric[i, j] = (wb_loss_reference(hi, y, counts, 0.9999) - wb_loss_reference(lo, y, counts, 0.9999)) / (
-            2 * eps
-        )
+    numeric = numeric_gradient(lambda v: wb_loss_reference(v, y, counts, 0.9999), z)
     assert np.allclose(zt.grad.numpy(), numeric, rtol=1e-5, atol=1e-8)
 
 
