@@ -267,6 +267,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--compile", action="store_true", help="torch.compile the training forward (worth it on GPUs)")
     r.add_argument(
+        "--stack",
+        type=int,
+        default=1,
+        metavar="K",
+        help="train up to K runs that differ only in their seed as one model (their convolutions grouped; each "
+        "run keeps its own data, method and record); a stacked run's key names K, as K changes its "
+        "arithmetic. For GPUs, whose small kernels it fills; slower on a CPU (results/PERF.md). Default 1",
+    )
+    r.add_argument(
         "--executor",
         default="pool",
         choices=["pool", "local", "slurm", "gpus"],
@@ -364,7 +373,7 @@ def cmd_run(a) -> int:
     import torch
 
     from .executors import Outcome, RunOptions, SlurmOptions, run_local, run_pool, run_slurm, visible_devices
-    from .runner import DataCache, GridRequest, expand, pending
+    from .runner import DataCache, GridRequest, expand, pending, plan_stacks
     from .status import write_manifest
     from .train import pick_device
 
@@ -396,6 +405,10 @@ def cmd_run(a) -> int:
         raise BenchError("--workers-per-gpu must be >= 1")
     if a.seeds is not None and a.seeds < 1:
         raise BenchError(f"--seeds is a count of seeds (>= 1), got {a.seeds}")
+    if a.stack < 1:
+        raise BenchError(f"--stack is a count of runs (>= 1), got {a.stack}")
+    if a.stack > 1 and (a.compile or a.executor == "slurm"):
+        raise BenchError("--stack applies to the pool and local executors without --compile; drop one of them")
     train.update(model=a.model, weights=a.weights, preset=a.preset, weights_sha256=_weights_digest(a.weights))
     ratios = [check_ratio(x) for x in _csv(a.ratios)] if a.ratios else list(preset["ratios"])
     seeds = list(range(a.seeds)) if a.seeds else list(preset["seeds"])
@@ -447,7 +460,8 @@ def cmd_run(a) -> int:
     # Everything that changes the arithmetic goes into the key (see spec.numerics).
     req.train["numerics"] = numerics(kind, req.train["precision"], threads)
     cache = DataCache(a.data_root, a.image_size, a.skip_unreadable)
-    specs = expand(req, cache)
+    stacks = plan_stacks(expand(req, cache), a.stack)
+    specs = [s for stack in stacks for s in stack]
     for name in req.datasets:  # what loading a user's folder found: the split per class, skipped files
         for note in cache.get(name)[1].notes:
             print(
@@ -472,7 +486,9 @@ def cmd_run(a) -> int:
         + ", ".join(f"{k}={v}" for k, v in train.items() if v is not None)
         + (f" (budgets {','.join(map(str, budgets))})" if len(budgets) > 1 else "")
         + f"; ratios {','.join(f'{r:g}' for r in ratios)}; seeds {','.join(map(str, seeds))}; "
-        + f"{len(specs)} runs; executor {executor}"
+        + f"{len(specs)} runs"
+        + (f" in {len(stacks)} stacks of up to {a.stack}" if a.stack > 1 else "")
+        + f"; executor {executor}"
         + (f", device {device}" if executor == "local" else "")
         + f"; numerics {req.train['numerics']}"
     )
@@ -481,9 +497,9 @@ def cmd_run(a) -> int:
     t0 = time.perf_counter()
     try:
         if executor == "local":
-            outcome = run_local(specs, out, device, opts, force=a.force)
+            outcome = run_local(stacks, out, device, opts, force=a.force)
         elif executor == "pool":
-            outcome = run_pool(specs, out, opts, devices, per_device, force=a.force)
+            outcome = run_pool(stacks, out, opts, devices, per_device, force=a.force)
         else:
             slurm = SlurmOptions(
                 partition=a.slurm_partition,

@@ -23,7 +23,7 @@ from . import store
 from .envinfo import now
 from .errors import BenchError
 from .progress import PROGRESS_EVERY_S, TERMINAL_EVERY_S, make_progress
-from .runner import DataCache, pending, plain_output, run_one
+from .runner import DataCache, pending, plain_output, run_stack
 from .spec import RunSpec
 from .status import jobs_file, squeue_states
 from .worker_boot import boot
@@ -60,33 +60,55 @@ class Outcome:
 
 
 def execute(
-    spec: RunSpec, cache: DataCache, device: torch.device, opts: RunOptions, out: Path, on_progress=None, force=False
-) -> dict | None:
-    """Claim the run, train it and write its record: the body every executor shares. None when another
-    process holds the run's claim or finished it since this grid was planned."""
-    held = store.claim(Path(out), spec.key)
-    if held is None:
-        return None
-    if not force and store.is_done(Path(out), spec.key):  # another launch finished it meanwhile
-        store.release(held)
-        return None
+    specs: list[RunSpec], cache: DataCache, device: torch.device, opts: RunOptions, out: Path, on_progress=None,
+    force=False,
+) -> tuple[list[dict], list[str]]:  # fmt: skip
+    """Claim the runs of a stack, train them together and write the records of those claimed: the body
+    every executor shares. Returns (records written, keys another process holds or finished since this
+    grid was planned). A stack trains whole: its members held or finished elsewhere train beside the
+    others (so every member's arithmetic is its key's) and their records are not written here.
+    `on_progress(key, step, total, loss)` follows each claimed run."""
+    held, elsewhere = {}, []
+    for spec in specs:
+        claim = store.claim(Path(out), spec.key)
+        if claim is not None and not force and store.is_done(Path(out), spec.key):  # finished meanwhile
+            store.release(claim)
+            claim = None
+        if claim is None:
+            elsewhere.append(spec.key)
+        else:
+            held[spec.key] = claim
+    if not held:
+        return [], elsewhere
     renewed = [time.monotonic()]
 
-    def progress(step, total, loss):  # renews the claim's lease as training goes on
-        if time.monotonic() - renewed[0] >= store.RENEW_S:
-            renewed[0] = time.monotonic()
-            store.renew(held)
-        if on_progress:
-            on_progress(step, total, loss)
+    def progress(key):
+        def step(done, total, loss):  # renews the claims' leases as training goes on
+            if time.monotonic() - renewed[0] >= store.RENEW_S:
+                renewed[0] = time.monotonic()
+                for claim in held.values():
+                    store.renew(claim)
+            if on_progress and key in held:
+                on_progress(key, done, total, loss)
 
+        return step
+
+    written = []
     try:
-        src, data = cache.get(spec.dataset)
-        features = Path(out) / "features" / f"{spec.key}.npz" if opts.save_features else None
-        rec = run_one(spec, src, data, device, opts.eval_batch_size, progress, opts.compile, opts.command, features)
-        store.write_record(Path(out), rec)
+        src, data = cache.get(specs[0].dataset)
+        features = [Path(out) / "features" / f"{s.key}.npz" if opts.save_features else None for s in specs]
+        records = run_stack(
+            specs, src, data, device, opts.eval_batch_size, [progress(s.key) for s in specs], opts.compile,
+            opts.command, features,
+        )  # fmt: skip
+        for rec in records:
+            if rec["key"] in held:
+                store.write_record(Path(out), rec)
+                written.append(rec)
     finally:
-        store.release(held)
-    return rec
+        for claim in held.values():
+            store.release(claim)
+    return written, elsewhere
 
 
 def died_record(spec: RunSpec, how: str, command: str = "") -> dict:
@@ -103,30 +125,46 @@ def died_record(spec: RunSpec, how: str, command: str = "") -> dict:
     }
 
 
-def _plan(specs, out, force) -> tuple[list[RunSpec], int]:
-    todo = pending(specs, out, force)
-    return todo, len(specs) - len(todo)
+def _plan(stacks: list, out, force) -> tuple[list[list[RunSpec]], int]:
+    """The stacks with a run still to do, and how many runs are done (a plain spec is a stack of one)."""
+    stacks = [stack if isinstance(stack, list) else [stack] for stack in stacks]
+    todo = {s.key for s in pending([s for stack in stacks for s in stack], out, force)}
+    runs = sum(len(stack) for stack in stacks)
+    return [stack for stack in stacks if any(s.key in todo for s in stack)], runs - len(todo)
 
 
-def run_local(specs: list[RunSpec], out: Path, device: torch.device, opts: RunOptions, force=False) -> Outcome:
-    """One run after another in this process (a native crash ends this process: the pool executor
-    turns one into a failed record instead)."""
+def todo_keys(stacks: list[list[RunSpec]], out, force) -> list[str]:
+    """The keys of these stacks still to do (a stack's finished members train again, unwritten)."""
+    return [s.key for stack in stacks for s in stack if force or not store.is_done(Path(out), s.key)]
+
+
+def run_local(stacks: list, out: Path, device: torch.device, opts: RunOptions, force=False) -> Outcome:
+    """One stack (`plan_stacks`; a plain spec is a stack of one) after another in this process (a native crash ends this
+    process: the pool executor turns one into a failed record instead)."""
     if opts.threads:
         torch.set_num_threads(opts.threads)
     cache = DataCache(opts.data_root, opts.image_size, opts.skip_unreadable)
-    todo, done_before = _plan(specs, out, force)
+    todo, done_before = _plan(stacks, out, force)
     result = Outcome(already_done=done_before)
     plain = plain_output() if opts.plain is None else opts.plain
-    with make_progress(len(todo), done_before, plain) as prog:
-        for spec in todo:
-            prog.start_run(spec.label(), spec.steps)
-            rec = execute(spec, cache, device, opts, out, prog.step, force)
-            if rec is None:
-                result.claimed.append(spec.key)
-                prog.skip(spec.label(), "run or finished by another process")
-                continue
-            result.written.append(rec)
-            prog.end_run(rec)
+    labels = {s.key: s.label() for stack in todo for s in stack}
+    with make_progress(len(todo_keys(todo, out, force)), done_before, plain) as prog:
+        for stack in todo:
+            mine = todo_keys([stack], out, force)
+            for key in mine:
+                prog.start_run(labels[key], stack[0].steps)
+
+            def progress(key, step, total, loss):
+                prog.step(step, total, loss, labels[key])
+
+            written, elsewhere = execute(stack, cache, device, opts, out, progress, force)
+            for key in elsewhere:
+                if key in mine:
+                    result.claimed.append(key)
+                    prog.skip(labels[key], "run or finished by another process")
+            for rec in written:
+                result.written.append(rec)
+                prog.end_run(rec)
     return result
 
 
@@ -146,8 +184,8 @@ def run_specs(spec_dicts: list[dict], out: str, device: str, opts: dict) -> list
         if store.is_done(Path(out), spec.key):
             done.append((spec.key, "skipped"))
             continue
-        rec = execute(spec, cache, dev, o, Path(out))
-        status = rec["status"] if rec else "claimed elsewhere"
+        written, _ = execute([spec], cache, dev, o, Path(out))
+        status = written[0]["status"] if written else "claimed elsewhere"
         done.append((spec.key, status))
         print(f"{spec.label()}: {status}", flush=True)
     return done
@@ -173,22 +211,25 @@ def _pool_worker(
         item = tasks.get()
         if item is None:
             return
-        spec = RunSpec.from_dict(item)
-        results.put(("started", wid, spec.key))
-        last = [time.monotonic()]
+        stack = [RunSpec.from_dict(d) for d in item]
+        results.put(("started", wid, [s.key for s in stack if force or not store.is_done(Path(out), s.key)]))
+        last: dict[str, float] = {}
         every = PROGRESS_EVERY_S if o.plain is not False else TERMINAL_EVERY_S  # bars on a terminal move often
 
-        def progress(step, total, loss, key=spec.key, last=last, every=every):
-            if time.monotonic() - last[0] >= every:
-                last[0] = time.monotonic()
+        def progress(key, step, total, loss, last=last, every=every):
+            if time.monotonic() - last.setdefault(key, time.monotonic()) >= every:
+                last[key] = time.monotonic()
                 results.put(("progress", wid, key, step, total, loss))
 
         try:
-            rec = execute(spec, cache, dev, o, Path(out), progress, force)
+            written, elsewhere = execute(stack, cache, dev, o, Path(out), progress, force)
         except store.RecordWriteError as e:  # a full disk, a read-only folder: the grid cannot go on
             results.put(("fatal", wid, str(e)))
             return
-        results.put(("claimed", wid, spec.key) if rec is None else ("done", wid, rec))
+        for key in elsewhere:
+            results.put(("claimed", wid, key))
+        for rec in written:
+            results.put(("done", wid, rec))
 
 
 def visible_devices() -> list[str]:
@@ -208,26 +249,33 @@ def _signal_name(exitcode: int | None) -> str:
 
 
 def run_pool(
-    specs: list[RunSpec], out: Path, opts: RunOptions, devices: list[str], workers_per_device: int = 1, force=False
+    stacks: list,
+    out: Path,
+    opts: RunOptions,
+    devices: list[str],
+    workers_per_device: int = 1,
+    force=False,
 ) -> Outcome:
-    """`workers_per_device` processes per device pull runs from one queue (several small runs can
-    share a GPU; on a machine without GPUs, CPU worker processes stand in for devices). A worker
-    that dies in a run (a native crash) leaves a failed record with its reason and is replaced."""
+    """`workers_per_device` processes per device pull stacks (runs, unless --stack) from one queue
+    (several small runs can share a GPU; on a machine without GPUs, CPU worker processes stand in for
+    devices). A worker that dies in a stack (a native crash) leaves a failed record for each of its runs
+    with its reason and is replaced."""
     import multiprocessing as mp
 
-    todo, done_before = _plan(specs, out, force)
+    stacks, done_before = _plan(stacks, out, force)
     result = Outcome(already_done=done_before)
+    todo = set(todo_keys(stacks, out, force))
     if not todo:
-        print(f"grid: nothing to do, {len(specs)} already done")
+        print(f"grid: nothing to do, {done_before} already done")
         return result
     ctx = mp.get_context("spawn")
     plain = plain_output() if opts.plain is None else opts.plain
     tasks, results = ctx.Queue(), ctx.Queue()
-    n_workers = max(1, min(len(todo), len(devices) * workers_per_device))
+    n_workers = max(1, min(len(stacks), len(devices) * workers_per_device))
     threads = opts.threads or max(1, (os.cpu_count() or 1) // n_workers)
-    by_key = {s.key: s for s in todo}
-    for spec in todo:
-        tasks.put(asdict(spec))
+    by_key = {s.key: s for stack in stacks for s in stack}
+    for stack in stacks:
+        tasks.put([asdict(s) for s in stack])
     for _ in range(n_workers):
         tasks.put(None)
 
@@ -253,7 +301,7 @@ def run_pool(
         return p
 
     procs = {wid: start(wid) for wid in range(n_workers)}
-    running: dict[int, str] = {}  # worker -> key of the run it holds
+    running: dict[int, list[str]] = {}  # worker -> keys of the runs it holds
     started: set[int] = set()  # workers that reached a run (past start-up)
     startup_failures = 0  # a worker that fails before its first run is replaced once, then the grid stops
     finished: set[str] = set()
@@ -289,14 +337,14 @@ def run_pool(
                         if wid not in started:
                             failed_at_startup(wid, f"a worker died before its first run: {_signal_name(p.exitcode)}")
                             continue
-                        key = running.pop(wid, None)
-                        if key and key not in finished and not store.is_done(out, key):
-                            rec = died_record(by_key[key], _signal_name(p.exitcode), opts.command)
-                            store.write_record(out, rec)
-                            store.release(store.claims_dir(out) / key)
-                            result.written.append(rec)
-                            finished.add(key)
-                            prog.end_run(rec)
+                        for key in running.pop(wid, []):
+                            if key not in finished and not store.is_done(out, key):
+                                rec = died_record(by_key[key], _signal_name(p.exitcode), opts.command)
+                                store.write_record(out, rec)
+                                store.release(store.claims_dir(out) / key)
+                                result.written.append(rec)
+                                finished.add(key)
+                                prog.end_run(rec)
                         if len(finished) < len(todo):
                             respawn(wid)
                     if fatal is None and not any(p.is_alive() for p in procs.values()):
@@ -308,18 +356,19 @@ def run_pool(
                     failed_at_startup(wid, msg[2])
                 elif kind == "started":
                     started.add(wid)
-                    running[wid] = msg[2]
-                    prog.start_run(by_key[msg[2]].label(), by_key[msg[2]].steps)
+                    running[wid] = [k for k in msg[2] if k in todo and k not in finished]
+                    for key in running[wid]:
+                        prog.start_run(by_key[key].label(), by_key[key].steps)
                 elif kind == "progress":
                     prog.worker_step(by_key[msg[2]].label(), *msg[3:])
-                elif kind == "done":
+                elif kind == "done" and msg[2]["key"] in todo and msg[2]["key"] not in finished:
                     rec = msg[2]
-                    running.pop(wid, None)
+                    running[wid] = [k for k in running.get(wid, []) if k != rec["key"]]
                     finished.add(rec["key"])
                     result.written.append(rec)
                     prog.end_run(rec)
-                elif kind == "claimed":
-                    running.pop(wid, None)
+                elif kind == "claimed" and msg[2] in todo and msg[2] not in finished:
+                    running[wid] = [k for k in running.get(wid, []) if k != msg[2]]
                     finished.add(msg[2])
                     result.claimed.append(msg[2])
                     prog.skip(by_key[msg[2]].label(), "run or finished by another process")
@@ -333,7 +382,7 @@ def run_pool(
             p.join(timeout=10)
     if fatal:
         raise fatal[0](fatal[1])
-    result.lost = [s.key for s in todo if s.key not in finished]
+    result.lost = sorted(todo - finished)
     return result
 
 

@@ -156,9 +156,9 @@ def concurrency(dataset, task_name, spec, device, levels=(1, 2, 4)) -> list[dict
 
 
 def batched_speed(task: TaskData, spec: RunSpec, device: torch.device, k: int, repeats: int) -> dict:
-    """K runs of `ce` (seeds 0..K-1) one after another against the same K as one grouped model
-    (bench/batched.py), alternating; training images per second of the K runs together."""
-    from .batched import train_batched
+    """K runs of `ce` (seeds 0..K-1) one after another against the same K as one stack
+    (bench/stacking.py), alternating; training images per second of the K runs together."""
+    from .train import train_stack
 
     specs = [replace(spec, seed=i, data_seed=i, method="ce", hparams={}) for i in range(k)]
     images = k * spec.steps * spec.batch_size
@@ -167,7 +167,7 @@ def batched_speed(task: TaskData, spec: RunSpec, device: torch.device, k: int, r
         alone.append(
             images / sum(train_and_evaluate(s, task, parse_method("ce"), device)["timings"]["train_s"] for s in specs)
         )
-        parts = train_batched(specs, [task] * k, [parse_method("ce") for _ in specs], device)
+        parts = train_stack(specs, [task] * k, [parse_method("ce") for _ in specs], device)
         together.append(images / sum(p["timings"]["train_s"] for p in parts))
     a, t = statistics.median(alone), statistics.median(together)
     return {

@@ -46,13 +46,15 @@ class PlainProgress:
         return False
 
     def start_run(self, label: str, steps: int):
-        self.label, self.last = label, time.perf_counter()
+        self.label, self.last = label, {**getattr(self, "last", {}), label: time.perf_counter()}
 
-    def step(self, done: int, total: int, loss: float):
-        """A line every PROGRESS_EVERY_S inside a run, so a log never goes silent for a whole run."""
-        if time.perf_counter() - self.last >= PROGRESS_EVERY_S:
-            self.last = time.perf_counter()
-            self.worker_step(self.label, done, total, loss)
+    def step(self, done: int, total: int, loss: float, label: str | None = None):
+        """A line every PROGRESS_EVERY_S inside a run (`label`: one of a stack's), so a log never goes
+        silent for a whole run."""
+        label = label or self.label
+        if time.perf_counter() - self.last.get(label, 0.0) >= PROGRESS_EVERY_S:
+            self.last[label] = time.perf_counter()
+            self.worker_step(label, done, total, loss)
 
     def worker_step(self, label: str, done: int, total: int, loss: float):
         print(f"  ... {label}: step {done}/{total}, loss {loss:.4f}", flush=True)
@@ -101,8 +103,8 @@ class RichProgress:
         self.label = label
         self.runs.setdefault(label, []).append(self.progress.add_task(f"  {label}", total=steps))
 
-    def step(self, done: int, total: int, loss: float):
-        self.worker_step(self.label, done, total, loss)
+    def step(self, done: int, total: int, loss: float, label: str | None = None):
+        self.worker_step(label or self.label, done, total, loss)
 
     def worker_step(self, label: str, done: int, total: int, loss: float):
         for task in self.runs.get(label, [])[-1:]:

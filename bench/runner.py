@@ -13,7 +13,7 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -25,8 +25,8 @@ from methods import MethodError, parse_method
 from . import store
 from .envinfo import environment, now
 from .errors import BenchError
-from .spec import RunSpec, numerics, numerics_threads
-from .train import train_and_evaluate
+from .spec import RunSpec, numerics, numerics_threads, with_stack
+from .train import train_stack
 
 
 @dataclass
@@ -155,78 +155,124 @@ def expand(req: GridRequest, cache: DataCache) -> list[RunSpec]:
     return list(unique.values())
 
 
-def run_one(
-    spec: RunSpec,
+def plan_stacks(specs: list[RunSpec], k: int) -> list[list[RunSpec]]:
+    """The grid's runs in stacks of up to `k` (bench/stacking.py): runs that share everything but the
+    seed, in seed order. Each member's numerics names its stack's size (a stack of one is a run alone,
+    with a plain run's key), so the same key always means the same arithmetic. A stack always trains
+    whole: a resumed stack trains its finished members again beside the rest, without rewriting them."""
+    if k <= 1:
+        return [[s] for s in specs]
+    groups: dict[str, list[RunSpec]] = {}
+    for s in specs:
+        groups.setdefault(replace(s, seed=0, data_seed=0).key, []).append(s)
+    stacks = []
+    for members in groups.values():
+        members = sorted(members, key=lambda s: s.seed)
+        for i in range(0, len(members), k):
+            chunk = members[i : i + k]
+            stacks.append([replace(s, numerics=with_stack(s.numerics or "", len(chunk))) for s in chunk])
+    return stacks
+
+
+def _prepare(spec: RunSpec, src, data: SourceData, device: torch.device, record: dict, stack: int):
+    """The run's task and method, after the checks that its key still describes this code and data."""
+    task = build_task(
+        data,
+        spec.dataset,
+        src.pairs,
+        spec.task,
+        spec.ratio,
+        spec.data_seed,
+        n_major=spec.n_major,
+        classes=list(spec.classes) if spec.classes else None,
+        val_per_class=spec.val_per_class,
+    )
+    record["counts"] = task.counts_record()
+    record["data"] = {"origin": data.origin, "mean": task.mean, "std": task.std} | (
+        {"notes": data.notes} if data.notes else {}
+    )
+    if spec.data_digest and data.digest != spec.data_digest:
+        raise RuntimeError(
+            f"the data changed since the grid was planned (digest {data.digest}, key says {spec.data_digest})"
+        )
+    method = parse_method(spec.method, {m: dict(hp) for m, hp in spec.hparams.items()})
+    record["method_source"] = method.sources()
+    record["method_code"] = method.code()
+    if (method.revisions() or None) != (spec.revisions or None):
+        raise RuntimeError(
+            f"the run's key names method revisions {spec.revisions} but this code has {method.revisions()}; "
+            "plan the grid again with this code"
+        )
+    if spec.numerics:
+        threads = numerics_threads(spec.numerics)
+        if device.type == "cpu" and threads and threads != torch.get_num_threads():
+            torch.set_num_threads(threads)  # the key says how many threads the arithmetic used
+        here = numerics(device.type, spec.precision, torch.get_num_threads(), stack=stack)
+        if here != spec.numerics:
+            raise RuntimeError(
+                f"this process computes with '{here}' but the run's key says '{spec.numerics}'; "
+                "run it with the matching --device, --threads and --stack"
+            )
+    return task, method
+
+
+def _failed(record: dict, e: BaseException, device: torch.device) -> None:
+    if isinstance(e, torch.OutOfMemoryError) and device.type == "cuda":
+        torch.cuda.empty_cache()
+    record["status"] = "failed"
+    record["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+    record["traceback"] = "".join(traceback.format_exception(e, limit=6))
+
+
+def run_stack(
+    specs: list[RunSpec],
     src,
     data: SourceData,
     device: torch.device,
     eval_batch_size: int,
-    on_progress=None,
+    on_progress: list | None = None,
     compile=False,
     command: str = "",
-    features_path=None,
-) -> dict:
-    """Train and evaluate one spec; always returns a record (status 'ok' or 'failed')."""
-    record = {
-        "key": spec.key,
-        "spec": asdict(spec),
-        "date": now(),
-        "env": environment(device),
-        "command": command,
-    }
+    features_paths: list | None = None,
+) -> list[dict]:
+    """Train and evaluate a stack of runs (one run: a stack of one); always one record per run (status
+    'ok' or 'failed'). A run that fails in training fails alone; one that cannot start fails its stack,
+    whose runs only train together."""
+    records, tasks, methods = [], [], []
     t0 = time.perf_counter()
+    for spec in specs:
+        record = {"key": spec.key, "spec": asdict(spec), "date": now(), "env": environment(device), "command": command}
+        try:
+            task, method = _prepare(spec, src, data, device, record, len(specs))
+            tasks.append(task)
+            methods.append(method)
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # any failure becomes a failed record; the grid goes on
+            _failed(record, e, device)
+        records.append(record)
+    unable = next((r for r in records if r.get("status") == "failed"), None)
     try:
-        task = build_task(
-            data,
-            spec.dataset,
-            src.pairs,
-            spec.task,
-            spec.ratio,
-            spec.data_seed,
-            n_major=spec.n_major,
-            classes=list(spec.classes) if spec.classes else None,
-            val_per_class=spec.val_per_class,
-        )
-        record["counts"] = task.counts_record()
-        record["data"] = {"origin": data.origin, "mean": task.mean, "std": task.std} | (
-            {"notes": data.notes} if data.notes else {}
-        )
-        if spec.data_digest and data.digest != spec.data_digest:
+        if unable:
             raise RuntimeError(
-                f"the data changed since the grid was planned (digest {data.digest}, key says {spec.data_digest})"
+                f"{unable['key']} of its stack could not start ({unable['error']}); a stack trains whole"
             )
-        method = parse_method(spec.method, {m: dict(hp) for m, hp in spec.hparams.items()})
-        record["method_source"] = method.sources()
-        record["method_code"] = method.code()
-        if (method.revisions() or None) != (spec.revisions or None):
-            raise RuntimeError(
-                f"the run's key names method revisions {spec.revisions} but this code has {method.revisions()}; "
-                "plan the grid again with this code"
-            )
-        if spec.numerics:
-            threads = numerics_threads(spec.numerics)
-            if device.type == "cpu" and threads and threads != torch.get_num_threads():
-                torch.set_num_threads(threads)  # the key says how many threads the arithmetic used
-            here = numerics(device.type, spec.precision, torch.get_num_threads())
-            if here != spec.numerics:
-                raise RuntimeError(
-                    f"this process computes with '{here}' but the run's key says '{spec.numerics}'; "
-                    "run it with the matching --device and --threads"
-                )
-        record.update(
-            train_and_evaluate(spec, task, method, device, eval_batch_size, on_progress, compile, features_path)
-        )
-        record["status"] = "ok"
+        results = train_stack(specs, tasks, methods, device, eval_batch_size, on_progress, compile, features_paths)
+        for record, result in zip(records, results):
+            if isinstance(result, BaseException):
+                _failed(record, result, device)
+            else:
+                record.update(result)
+                record["status"] = "ok"
     except KeyboardInterrupt:
         raise
-    except Exception as e:  # any failure becomes a failed record; the grid goes on
-        if isinstance(e, torch.OutOfMemoryError) and device.type == "cuda":
-            torch.cuda.empty_cache()
-        record["status"] = "failed"
-        record["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-        record["traceback"] = traceback.format_exc(limit=6)
-    record["wall_s"] = round(time.perf_counter() - t0, 3)
-    return record
+    except Exception as e:
+        for record in records:
+            if record.get("status") != "failed":
+                _failed(record, e, device)
+    for record in records:
+        record["wall_s"] = round((time.perf_counter() - t0) / len(specs), 3)
+    return records
 
 
 def changed_sources(done: list[tuple[RunSpec, dict]]) -> dict[str, int]:

@@ -143,19 +143,39 @@ def chip_tag(name: str | None = None) -> str:
 
 
 def numerics(
-    device_type: str, precision: str, threads: int | None, torch_version: str | None = None, chip: str | None = None
+    device_type: str,
+    precision: str,
+    threads: int | None,
+    torch_version: str | None = None,
+    chip: str | None = None,
+    stack: int = 1,
 ) -> str:
     """The arithmetic a run is computed with, beyond its spec: e.g. 'cpu fp32 threads=1 torch=2.14.1
     chip=AMD-EPYC'. The CPU thread count changes the order of floating-point sums (a 1-thread and a
     2-thread run of one spec differ), and so does the CPU model (see `chip_tag`); a GPU's threads do not
-    matter. `chip=""` leaves the chip out (the form of records made before it was part of the key)."""
+    matter. `chip=""` leaves the chip out (the form of records made before it was part of the key). A run
+    trained in a stack of K (bench/stacking.py) adds 'stack=K': K decides the grouped kernels' shapes."""
     parts = [device_type, resolved_precision(precision, device_type)]
     if device_type == "cpu":
         parts.append(f"threads={threads}")
     parts.append(f"torch={torch_release(torch_version)}")
     if device_type == "cpu" and chip != "":
         parts.append(f"chip={chip_tag(chip)}")
-    return " ".join(parts)
+    return with_stack(" ".join(parts), stack)
+
+
+def with_stack(value: str, stack: int) -> str:
+    """A numerics string with its stack size set to `stack` (1: no stack part, a run alone)."""
+    parts = [p for p in value.split() if not p.startswith("stack=")]
+    return " ".join(parts + ([f"stack={stack}"] if stack > 1 else []))
+
+
+def numerics_stack(value: str | None) -> int:
+    """The stack size a numerics string names ('... stack=4' -> 4); 1 for a run alone."""
+    for part in (value or "").split():
+        if part.startswith("stack="):
+            return int(part.partition("=")[2])
+    return 1
 
 
 def numerics_threads(value: str) -> int | None:

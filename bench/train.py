@@ -9,7 +9,6 @@ runs the method's composed loss. The loop knows methods only through the Composi
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import time
 from collections.abc import Callable
@@ -19,12 +18,14 @@ import numpy as np
 import torch
 
 from datasets import TaskData
-from methods import Composite, Posthoc, Stage, TrainContext, TrainState
+from methods import Composite, TrainContext, TrainState
 from methods.base import epoch_indices
 
-from .metrics import encode_labels, evaluate, separation
-from .models import LAYERS, build_model
+from .evaluation import balanced_bn_metrics, convergence, evaluate_model, predict
+from .metrics import evaluate
+from .models import build_model
 from .spec import RunSpec, resolved_precision
+from .stacking import stacked_forward, trunk_problem
 
 
 class NonFiniteLoss(RuntimeError):
@@ -98,22 +99,6 @@ def set_determinism(seed: int) -> None:
     torch.backends.cudnn.benchmark = True  # CUDA runs are fast, not bitwise reproducible
 
 
-@torch.no_grad()
-def predict(model, x: torch.Tensor, norm: Normaliser, batch_size: int, autocast, taps=()):
-    """Logits (float32, CPU numpy) and, if asked, pooled features of `x` (uint8, any device), in large batches."""
-    model.eval()
-    logits, feats = [], {t: [] for t in taps}
-    device = norm.mean.device
-    for i in range(0, len(x), batch_size):
-        with autocast():
-            out, f = model(norm(x[i : i + batch_size].to(device)), taps)
-        logits.append(out.float())
-        for t in taps:
-            feats[t].append(f[t].float())
-    result = torch.cat(logits).cpu().numpy()
-    return result, {t: torch.cat(v).cpu().numpy() for t, v in feats.items()}
-
-
 def input_statistics(task: TaskData, cfg: dict, channels: int) -> tuple[list[float], list[float]]:
     """The normalisation of the inputs: the pretrained weights' own (their config's mean and std; one
     channel takes the mean of three), else the task's training images'."""
@@ -136,13 +121,162 @@ def split_budget(total: int, shares: list[float]) -> list[int]:
     return steps
 
 
-def _batch_source(stage: Stage, task: TaskData, device, rng):
-    """The training images and labels this stage samples from, on the device (a sampler may resample
-    them once, e.g. SMOTE), and their labels as numpy for the sampler."""
-    x, y = task.train_x, task.train_y
-    if stage.sampler is not None:
-        x, y = stage.sampler.prepare(x, y, rng)
-    return x.to(device), y.to(device), y.numpy()
+class _Run:
+    """One run's own part of the loop: its model, method, data, generators, log and failure. In a stack
+    each run's work is done inside `own_rng()`, so torch's global generator (classifier re-initialisation,
+    a method's random draws) gives each run the stream it would have alone."""
+
+    def __init__(self, spec: RunSpec, task: TaskData, method: Composite, device, nhwc: bool, on_progress, stacked):
+        self.spec, self.task, self.method, self.on_progress = spec, task, method, on_progress
+        self.stacked, self.device, self.error = stacked, device, None
+        self._rng_state = None
+        with self.own_rng():
+            set_determinism(spec.seed)
+            channels, size = task.train_x.shape[1], task.train_x.shape[2]
+            self.model = build_model(len(task.classes), channels, size, spec.width, spec.weights)
+            method.adapt_model(self.model)
+            self.model = self.model.to(device, memory_format=torch.channels_last if nhwc else torch.contiguous_format)
+            self.bs = min(spec.batch_size, len(task.train_y))
+            ctx = TrainContext(
+                class_counts=task.train_counts,
+                feature_dims=self.model.feature_dims,
+                device=device,
+                seed=spec.seed,
+                total_steps=spec.steps,
+                batch_size=self.bs,
+                batch_prior=method.batch_prior(task.train_counts),
+            )
+            method.setup(ctx)
+            self.stages = method.stages()
+            self.budgets = split_budget(spec.steps, [s.share for s in self.stages])
+            self.mean, self.std = input_statistics(task, self.model.pretrained_cfg, channels)
+            self.norm = Normaliser(self.mean, self.std, device, channels_last=nhwc)
+            self.pad = augment_pad(size)
+            self.gen = torch.Generator(device=device).manual_seed(spec.seed)
+            self.rng = np.random.default_rng(spec.seed)
+        self.history, self.stage_log, self.epoch = [], [], 0
+
+    @contextlib.contextmanager
+    def own_rng(self):
+        """torch's global generator set to this run's stream for the block (alone: left as it is)."""
+        if not self.stacked:
+            yield
+            return
+        cuda = self.device.type == "cuda"
+        outer = (torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if cuda else None)
+        if self._rng_state is not None:
+            torch.set_rng_state(self._rng_state[0])
+            if cuda:
+                torch.cuda.set_rng_state(self._rng_state[1], self.device)
+        try:
+            yield
+        finally:
+            self._rng_state = (torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if cuda else None)
+            torch.set_rng_state(outer[0])
+            if cuda:
+                torch.cuda.set_rng_state(outer[1], self.device)
+
+    def fail(self, error: Exception) -> None:
+        """Alone, a failure ends the run (the exception goes up); in a stack it ends this run only."""
+        if not self.stacked:
+            raise error
+        self.error = self.error or error
+
+    def begin_stage(self, index: int, n_steps: int) -> None:
+        """The stage's hooks, trainable parameters, BatchNorm mode and batch source."""
+        self.stage, self.n_steps = self.stages[index], n_steps
+        stage, model = self.stage, self.model
+        if stage.on_start:
+            stage.on_start(model)
+        trainable = stage.trainable(model) if stage.trainable else list(model.parameters())
+        wanted = {id(p) for p in trainable}
+        for p in model.parameters():
+            p.requires_grad_(id(p) in wanted)
+        decay = self.spec.weight_decay if stage.weight_decay is None else stage.weight_decay
+        self.param_group = {"params": trainable + stage.parameters(), "weight_decay": decay}
+        # Warm-up in proportion to the stage's share of the budget, then cosine decay to zero (a method
+        # may replace the factor, e.g. DRW's step levels).
+        self.warmup = round(self.spec.warmup_steps * n_steps / self.spec.steps)
+        model.train(stage.bn_training)
+        x, y = self.task.train_x, self.task.train_y
+        if stage.sampler is not None:  # a sampler may resample the training set once (SMOTE)
+            x, y = stage.sampler.prepare(x, y, self.rng)
+        self.x_train, self.y_train, self.labels = x.to(self.device), y.to(self.device), y.numpy()
+        self.b = min(self.bs, len(self.labels))
+        self.log_every = max(1, n_steps // 20)
+        self.order = torch.empty(0, dtype=torch.int64, device=self.device)
+        self.pos, self.sums, self.n_sum, self.stage_epochs = 0, {}, 0, 0
+
+    def next_batch(self, state: TrainState) -> None:
+        """The step's hooks, then its batch: sampled, augmented (one or more views), transformed."""
+        stage = self.stage
+        for part in stage.parts:
+            part.on_step(state)
+        if self.pos + self.b > len(self.order):  # the sampler's next epoch (drop-last: batches are always full)
+            idx_np = np.asarray(epoch_indices(stage.sampler, self.labels, self.stage_epochs, self.rng), dtype=np.int64)
+            self.order = torch.from_numpy(idx_np).to(self.device)
+            self.epoch, self.stage_epochs, self.pos = self.epoch + 1, self.stage_epochs + 1, 0
+            if len(self.order) < self.b:
+                raise RuntimeError(f"sampler returned {len(self.order)} indices, fewer than a batch of {self.b}")
+        idx = self.order[self.pos : self.pos + self.b]
+        self.pos += self.b
+        xb_u8, yb = self.x_train[idx], self.y_train[idx]
+        views = [  # two or three for contrastive stages
+            self.norm(aug(xb_u8, self.gen) if (aug := stage.view_augment(v)) else augment(xb_u8, self.pad, self.gen))
+            for v in range(stage.views)
+        ]
+        xb = views[0] if len(views) == 1 else torch.cat(views)
+        yb = yb.repeat(len(views))
+        targets = yb
+        if stage.transform is not None:
+            xb, targets = stage.transform(xb, yb)
+        self.xb, self.yb, self.targets = xb, yb, targets
+
+    def after_step(self, k: int, step: int, loss: torch.Tensor, parts: dict) -> None:
+        """Accumulate the logged losses; every 1/20 of the stage, log their means and check them."""
+        for key, v in (("loss", loss), *parts.items()):
+            self.sums[key] = self.sums.get(key, 0) + v.detach().float()
+        self.n_sum += 1
+        if (k + 1) % self.log_every and k + 1 != self.n_steps:
+            return
+        means = {key: float(v) / self.n_sum for key, v in self.sums.items()}  # the only device sync of the loop
+        if not math.isfinite(means["loss"]):
+            self.fail(NonFiniteLoss(f"loss became {means['loss']} by step {step}; lower --lr or check the method"))
+            return
+        entry = {"step": step, "epoch": self.epoch, **{key: round(v, 6) for key, v in means.items()}}
+        self.history.append(entry | ({"stage": self.stage.name} if len(self.stages) > 1 else {}))
+        self.sums, self.n_sum = {}, 0
+        if self.on_progress:
+            self.on_progress(step, self.spec.steps, means["loss"])
+
+    def end_stage(self) -> None:
+        if self.stage.on_end:
+            self.stage.on_end(self.model)
+        views = self.stage.views
+        self.stage_log.append(
+            {"name": self.stage.name, "steps": self.n_steps, "train_images": self.n_steps * self.b * views}
+        )
+
+
+def stack_problem(runs: list[_Run]) -> str | None:
+    """Why these runs cannot train as one stack, or None: they must share the training settings, the
+    stages' plan (budgets, views, BatchNorm mode), the batch size and the image shape."""
+    first = runs[0]
+    shared = ("width", "steps", "batch_size", "lr", "momentum", "precision")
+    for r in runs[1:]:
+        diff = [f for f in shared if getattr(r.spec, f) != getattr(first.spec, f)]
+        if diff:
+            return f"their {', '.join(diff)} differ"
+    if len({tuple(r.task.train_x.shape[1:]) for r in runs}) > 1:
+        return "their images differ in shape"
+    plans = {(tuple(r.budgets), tuple((s.views, s.bn_training) for s in r.stages), r.bs) for r in runs}
+    if len(plans) > 1:
+        return "their stages, views or batch sizes differ"
+    for r in runs:
+        why = trunk_problem(r.model)
+        if why:
+            return f"{r.spec.method}: {why}"
+    return None
 
 
 def train_and_evaluate(
@@ -155,265 +289,162 @@ def train_and_evaluate(
     compile: bool = False,
     features_path: Path | None = None,
 ) -> dict:
-    """Train one run and return the record's measured part: metrics, loss history, timings.
+    """Train one run and return the record's measured part: metrics, loss history, timings (a stack of
+    one: see `train_stack`). A failure raises."""
+    return train_stack([spec], [task], [method], device, eval_batch_size, [on_progress], compile, [features_path])[0]
 
-    The run's step budget is split into the method's stages (one unless a stages method splits
-    it); each stage gets a fresh optimiser and learning-rate schedule and trains the parameters it
-    names. `compile=True` wraps the training forward in torch.compile; dynamo's cache is keyed by code
-    and guards, not by the model instance, so the runs of a grid with the same shapes reuse one
+
+def train_stack(
+    specs: list[RunSpec],
+    tasks: list[TaskData],
+    methods: list[Composite],
+    device: torch.device,
+    eval_batch_size: int = 1024,
+    on_progress: list | None = None,
+    compile: bool = False,
+    features_paths: list | None = None,
+) -> list[dict | Exception]:
+    """Train K runs in one loop and return each one's measured part (or, in a stack, the exception that
+    ended it): the one training loop of the suite. K = 1 is a plain run; K > 1 computes the runs' trunks
+    as one model (bench/stacking.py) while every run keeps its own sampler, augmentation, transform,
+    loss, stages, projection and post-hoc step.
+
+    The run's step budget is split into the method's stages (one unless a stages method splits it); each
+    stage gets a fresh optimiser and learning-rate schedule and trains the parameters it names.
+    `compile=True` (single runs) wraps the training forward in torch.compile; dynamo's cache is keyed by
+    code and guards, not by the model instance, so the runs of a grid with the same shapes reuse one
     compilation."""
-    set_determinism(spec.seed)
-    cuda = device.type == "cuda"
-    bf16 = resolved_precision(spec.precision, device) == "bf16"
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
-    channels, size = task.train_x.shape[1], task.train_x.shape[2]
-    model = build_model(len(task.classes), channels, size, spec.width, spec.weights)
-    method.adapt_model(model)
+    k = len(specs)
+    stacked = k > 1
+    if stacked and compile:
+        raise ValueError("--compile applies to single runs, not to stacks")
+    size = tasks[0].train_x.shape[2]
     nhwc = use_channels_last(device, size)
-    model = model.to(device, memory_format=torch.channels_last if nhwc else torch.contiguous_format)
-    bs = min(spec.batch_size, len(task.train_y))
-    ctx = TrainContext(
-        class_counts=task.train_counts,
-        feature_dims=model.feature_dims,
-        device=device,
-        seed=spec.seed,
-        total_steps=spec.steps,
-        batch_size=bs,
-        batch_prior=method.batch_prior(task.train_counts),
-    )
-    method.setup(ctx)
-    stages = method.stages()
-    budgets = split_budget(spec.steps, [s.share for s in stages])
-    forward = torch.compile(model) if compile else model
-    mean, std = input_statistics(task, model.pretrained_cfg, channels)
-    norm = Normaliser(mean, std, device, channels_last=nhwc)
-    pad = augment_pad(size)
-    gen = torch.Generator(device=device).manual_seed(spec.seed)
-    rng = np.random.default_rng(spec.seed)
-    total = spec.steps
-    history, step, epoch = [], 0, 0
-    stage_log = []
+    fmt = torch.channels_last if nhwc else torch.contiguous_format
+    progress = on_progress or [None] * k
+    runs = [_Run(s, t, m, device, nhwc, p, stacked) for s, t, m, p in zip(specs, tasks, methods, progress)]
+    if stacked and (why := stack_problem(runs)):
+        raise ValueError(f"these runs cannot train as one stack: {why}")
+    bf16 = resolved_precision(specs[0].precision, device) == "bf16"
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+    forward = torch.compile(runs[0].model) if compile else runs[0].model
     t0 = time.perf_counter()
-    for stage, n_steps in zip(stages, budgets):
-        if stage.on_start:
-            stage.on_start(model)
-        trainable = stage.trainable(model) if stage.trainable else list(model.parameters())
-        wanted = {id(p) for p in trainable}
-        for p in model.parameters():
-            p.requires_grad_(id(p) in wanted)
-        params = trainable + stage.parameters()
-        decay = spec.weight_decay if stage.weight_decay is None else stage.weight_decay
-        opt = torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, nesterov=True, weight_decay=decay)
-        # Warm-up in proportion to the stage's share of the budget, then cosine decay to zero (a method
-        # may replace the factor, e.g. DRW's step levels); set before every step as LambdaLR would.
-        warmup = round(spec.warmup_steps * n_steps / total)
-        model.train(stage.bn_training)
-        x_train, y_train, labels = _batch_source(stage, task, device, rng)
-        b = min(bs, len(labels))
-        log_every = max(1, n_steps // 20)
-        order = torch.empty(0, dtype=torch.int64, device=device)
-        pos, sums, n_sum, stage_epochs = 0, {}, 0, 0
-        for k in range(n_steps):
-            state = TrainState(step=step, total_steps=total, stage=stage.name, stage_step=k, stage_steps=n_steps)
-            for part in stage.parts:
-                part.on_step(state)
-            if pos + b > len(order):  # the sampler's next epoch (drop-last: batches are always full)
-                idx_np = np.asarray(epoch_indices(stage.sampler, labels, stage_epochs, rng), dtype=np.int64)
-                order = torch.from_numpy(idx_np).to(device)
-                epoch, stage_epochs, pos = epoch + 1, stage_epochs + 1, 0
-                if len(order) < b:
-                    raise RuntimeError(f"sampler returned {len(order)} indices, fewer than a batch of {b}")
-            idx = order[pos : pos + b]
-            pos += b
-            xb_u8, yb = x_train[idx], y_train[idx]
-            views = [  # two or three for contrastive stages
-                norm(aug(xb_u8, gen) if (aug := stage.view_augment(v)) else augment(xb_u8, pad, gen))
-                for v in range(stage.views)
-            ]
-            xb = views[0] if len(views) == 1 else torch.cat(views)
-            yb = yb.repeat(len(views))
-            targets = yb
-            if stage.transform is not None:
-                xb, targets = stage.transform(xb, yb)
-            with autocast():
-                logits, feats = forward(xb, stage.taps)
-            loss, parts = stage.loss(logits, feats, targets, yb, state)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            rate = spec.lr * stage.lr_factor(state, lr_factor(k, warmup, n_steps))
-            for group in opt.param_groups:
-                group["lr"] = rate
-            opt.step()
-            if stage.project is not None:
-                with torch.no_grad():
-                    stage.project(model)
-            step += 1
-            for key, v in (("loss", loss), *parts.items()):
-                sums[key] = sums.get(key, 0) + v.detach().float()
-            n_sum += 1
-            if (k + 1) % log_every == 0 or k + 1 == n_steps:
-                means = {key: float(v) / n_sum for key, v in sums.items()}  # the only device sync of the loop
-                if not math.isfinite(means["loss"]):
-                    raise NonFiniteLoss(f"loss became {means['loss']} by step {step}; lower --lr or check the method")
-                entry = {"step": step, "epoch": epoch, **{key: round(v, 6) for key, v in means.items()}}
-                history.append(entry | ({"stage": stage.name} if len(stages) > 1 else {}))
-                sums, n_sum = {}, 0
-                if on_progress:
-                    on_progress(step, total, means["loss"])
-        if stage.on_end:
-            stage.on_end(model)
-        stage_log.append({"name": stage.name, "steps": n_steps, "train_images": n_steps * b * stage.views})
-    for p in model.parameters():
-        p.requires_grad_(True)
-    images = sum(s["train_images"] for s in stage_log)
-    if cuda:
+    for index, n_steps in enumerate(runs[0].budgets):
+        _train_stage(runs, index, n_steps, forward, autocast, fmt)
+    for r in runs:
+        for p in r.model.parameters():
+            p.requires_grad_(True)
+    if device.type == "cuda":
         torch.cuda.synchronize()
-    train_s = time.perf_counter() - t0
+    train_s = (time.perf_counter() - t0) / k  # a stack's time, shared equally
+    out = []
+    for r, features_path in zip(runs, features_paths or [None] * k):
+        if r.error is None:
+            try:
+                with r.own_rng():
+                    out.append(_evaluate_run(r, train_s, eval_batch_size, autocast, features_path, k))
+                continue
+            except Exception as e:
+                r.fail(e)
+        out.append(r.error)
+    return out
 
+
+def _train_stage(runs: list[_Run], index: int, n_steps: int, forward, autocast, fmt) -> None:
+    """One stage of every run: its optimiser (a parameter group per run), then its steps."""
+    spec, stacked = runs[0].spec, len(runs) > 1
+    for r in runs:
+        if r.error is None:
+            try:
+                with r.own_rng():
+                    r.begin_stage(index, n_steps)
+                continue
+            except Exception as e:
+                r.fail(e)
+        r.stage, r.param_group = r.stages[index], {"params": [], "weight_decay": 0.0}  # an idle slot
+        r.model.train(r.stage.bn_training)
+    opt = torch.optim.SGD([r.param_group for r in runs], lr=spec.lr, momentum=spec.momentum, nesterov=True)
+    step0 = sum(runs[0].budgets[:index])
+    for k in range(n_steps):
+        step = step0 + k
+        live = [r for r in runs if r.error is None]
+        if not live:
+            return
+        states = {}
+        for r in live:
+            states[id(r)] = TrainState(step, spec.steps, r.stage.name, stage_step=k, stage_steps=n_steps)
+            try:
+                with r.own_rng():
+                    r.next_batch(states[id(r)])
+            except Exception as e:
+                r.fail(e)
+        taps = tuple(sorted({t for r in live for t in r.stage.taps}))
+        if stacked:
+            ref = next((r for r in runs if r.error is None), live[0])
+            xs = [r.xb if r.error is None else torch.zeros_like(ref.xb) for r in runs]  # a failed run's slot idles
+            with autocast():
+                logits, feats = stacked_forward([r.model for r in runs], xs, taps, fmt)
+        else:
+            with autocast():
+                out, f = forward(runs[0].xb, taps)
+            logits, feats = [out], [f]
+        losses = {}
+        for i, r in enumerate(runs):
+            if r.error is None:
+                try:
+                    with r.own_rng():
+                        losses[i] = r.stage.loss(logits[i], feats[i], r.targets, r.yb, states[id(r)])
+                except Exception as e:
+                    r.fail(e)
+        if not losses:
+            return
+        total = sum(loss for loss, _ in losses.values()) if stacked else losses[0][0]
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        for i, (r, group) in enumerate(zip(runs, opt.param_groups)):
+            factor = r.stage.lr_factor(states[id(r)], lr_factor(k, r.warmup, n_steps)) if i in losses else 0.0
+            group["lr"] = spec.lr * factor
+        opt.step()
+        for i, (loss, parts) in losses.items():
+            r = runs[i]
+            if r.stage.project is not None:
+                with torch.no_grad():
+                    r.stage.project(r.model)
+            r.after_step(k, step + 1, loss, parts)
+    for r in runs:
+        if r.error is None:
+            with r.own_rng():
+                r.end_stage()
+
+
+def _evaluate_run(r: _Run, train_s: float, eval_batch_size: int, autocast, features_path, k: int) -> dict:
+    """The record's measured part for one trained run: test (and validation) metrics, the training fit,
+    the BatchNorm diagnostic, convergence and timings."""
+    task, model, norm = r.task, r.model, r.norm
+    images = sum(s["train_images"] for s in r.stage_log)
     t1 = time.perf_counter()
-    metrics = evaluate_model(model, method.posthoc, task, norm, eval_batch_size, autocast, features_path)
+    metrics = evaluate_model(model, r.method.posthoc, task, norm, eval_batch_size, autocast, features_path)
     train_logits, _ = predict(model, task.train_x, norm, eval_batch_size, autocast)
     fit = evaluate(task.train_y.numpy(), train_logits, task.train_counts)
     metrics["bn_balanced"] = balanced_bn_metrics(
-        model, method.posthoc, metrics, task, norm, bs, eval_batch_size, autocast
+        model, r.method.posthoc, metrics, task, norm, r.bs, eval_batch_size, autocast
     )
     eval_s = time.perf_counter() - t1
     return {
         "metrics": metrics,
-        "history": history,
-        "convergence": convergence(history, stage_log, fit),
+        "history": r.history,
+        "convergence": convergence(r.history, r.stage_log, fit),
         "timings": {
             "train_s": round(train_s, 3),
             "eval_s": round(eval_s, 3),
             "train_images": images,
-            "steps": total,
-            "epochs": epoch,
-            "batch_size": bs,
-            "stages": stage_log,
+            "steps": r.spec.steps,
+            "epochs": r.epoch,
+            "batch_size": r.bs,
+            "stages": r.stage_log,
             "images_per_s": round(images / train_s, 1) if train_s > 0 else None,
-        },
-        "model_info": {"params": sum(p.numel() for p in model.parameters()), "widths": model.widths}
-        | ({"weights": model.weights_info, "input_mean": mean, "input_std": std} if model.weights_info else {}),
-    }
-
-
-FLAT_DROP = 0.10  # a stage's smoothed loss fell by less than this fraction over its last 20% of steps
-
-
-def convergence(history: list[dict], stage_log: list[dict], fit: dict) -> dict:
-    """Whether training had finished learning: per stage, the relative drop of the logged loss (each entry a
-    mean over 1/20 of the stage) from the stage's 60-80% window to its last 20%; and how well the model
-    fits its own (un-augmented) training images. A cosine schedule flattens the loss near the end of any
-    budget, so the drop alone can call a short budget flat: the training fit and the budget study
-    (accuracy against budget) are the stronger evidence."""
-    stages = {}
-    multi = len(stage_log) > 1
-    for st in stage_log:
-        losses = [h["loss"] for h in history if not multi or h.get("stage") == st["name"]]
-        k = max(1, len(losses) // 5)
-        if len(losses) < 2 * k:
-            continue
-        before, last = float(np.mean(losses[-2 * k : -k])), float(np.mean(losses[-k:]))
-        drop = (before - last) / before if before > 0 else 0.0
-        stages[st["name"]] = {"final_loss": round(last, 6), "loss_drop_last20": round(drop, 4)}
-    return {
-        "stages": stages,
-        "loss_flat": all(s["loss_drop_last20"] < FLAT_DROP for s in stages.values()),
-        "train_balanced_acc": round(float(fit["balanced_acc"]), 6),
-        "train_per_class_acc": [round(float(a), 6) for a in fit["per_class_acc"]],
-    }
-
-
-def _posthoc_logits(posthoc: Posthoc | None, logits, feats, model, value):
-    if posthoc is None:
-        return logits
-    out = posthoc.apply(torch.from_numpy(logits), torch.from_numpy(feats), model, value)
-    return out.detach().float().cpu().numpy()
-
-
-def choose_posthoc(posthoc: Posthoc, model, task: TaskData, norm, batch_size, autocast) -> dict:
-    """The post-hoc method's value: chosen by balanced accuracy on the validation split when the run
-    holds one out (ties go to the value nearest the default), else the default. Never the test set."""
-    default = getattr(posthoc, posthoc.choice) if posthoc.choice else None
-    grid = tuple(posthoc.grid()) or (default,)
-    if posthoc.choice is None or task.val_y is None or not len(task.val_y) or len(grid) < 2:
-        return {"value": default, "chosen_on": "default"}
-    logits, feats = predict(model, task.val_x, norm, batch_size, autocast, ("layer4",))
-    y = task.val_y.numpy()
-    scores = {
-        v: evaluate(y, _posthoc_logits(posthoc, logits, feats["layer4"], model, v), task.train_counts)["balanced_acc"]
-        for v in grid
-    }
-    best = max(scores, key=lambda v: (scores[v], -abs(v - default)))
-    return {
-        "value": best,
-        "chosen_on": "validation",
-        "val_balanced_acc": {str(v): round(s, 6) for v, s in scores.items()},
-    }
-
-
-def evaluate_model(model, posthoc, task: TaskData, norm, batch_size, autocast, features_path=None) -> dict:
-    """Test metrics (after the post-hoc step, if any), feature separation, and validation metrics."""
-    choice = choose_posthoc(posthoc, model, task, norm, batch_size, autocast) if posthoc else None
-    logits, feats = predict(model, task.test_x, norm, batch_size, autocast, LAYERS)
-    y = task.test_y.numpy()
-    final_logits = _posthoc_logits(posthoc, logits, feats["layer4"], model, choice and choice["value"])
-    metrics = evaluate(y, final_logits, task.train_counts)
-    # every test image's label and prediction: the report pairs two methods image by image when it puts
-    # the test set's sampling error into an interval
-    labels, predictions = encode_labels(y), encode_labels(final_logits.argmax(axis=1))
-    if labels is not None and predictions is not None:
-        metrics["test_outcome"] = {"labels": labels, "predictions": predictions}
-    if choice:
-        metrics["posthoc"] = {"method": posthoc.name, posthoc.choice or "value": choice.pop("value"), **choice}
-        metrics["before_posthoc"] = {
-            k: v for k, v in evaluate(y, logits, task.train_counts).items() if k in SHORT_METRICS
         }
-    metrics["separation"] = {layer: separation(f, y) for layer, f in feats.items()}
-    if features_path is not None:  # pooled layer4 test features, for the report's 2-D embedding
-        features_path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(features_path, layer4=feats["layer4"].astype(np.float16), labels=y)
-    if task.val_y is not None and len(task.val_y):  # for model selection; never mixed with the test numbers
-        val_logits, val_feats = predict(model, task.val_x, norm, batch_size, autocast, ("layer4",))
-        value = metrics.get("posthoc", {}).get(posthoc.choice or "value") if posthoc else None
-        val_logits = _posthoc_logits(posthoc, val_logits, val_feats["layer4"], model, value)
-        v = evaluate(task.val_y.numpy(), val_logits, task.train_counts)
-        metrics["val"] = {k: v[k] for k in SHORT_METRICS}
-    return metrics
-
-
-SHORT_METRICS = ("per_class_acc", "balanced_acc", "macro_f1", "roc_auc")
-BN_IMAGES_PER_CLASS = 1024
-
-
-@torch.no_grad()
-def balanced_bn_metrics(model, posthoc, metrics, task: TaskData, norm, batch_size, eval_batch_size, autocast) -> dict:
-    """A diagnostic: test metrics after re-estimating the BatchNorm running statistics on a
-    class-balanced pass over the training images (the same number of images of every class, drawn
-    with replacement: min(largest class, 1024) each, un-augmented, in shuffled batches of the training
-    batch size, averaged over batches). It tells how much of a method's result comes from the
-    statistics BatchNorm saw in training (os: about half minority; ce: the training prior) rather
-    than from its weights. The model itself is not changed."""
-    bn_model = copy.deepcopy(model)
-    bns = [m for m in bn_model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return {}
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # a cumulative average over the pass
-    y = task.train_y.numpy()
-    per_class = min(int(np.bincount(y).max()), BN_IMAGES_PER_CLASS)
-    rng = np.random.default_rng(0)
-    idx = np.concatenate([rng.choice(np.flatnonzero(y == c), per_class) for c in range(len(task.classes))])
-    idx = torch.from_numpy(rng.permutation(idx))
-    bn_model.train()
-    device = norm.mean.device
-    for i in range(0, len(idx) - batch_size + 1, batch_size):
-        with autocast():
-            bn_model(norm(task.train_x[idx[i : i + batch_size]].to(device)))
-    logits, feats = predict(bn_model, task.test_x, norm, eval_batch_size, autocast, ("layer4",))
-    value = metrics.get("posthoc", {}).get(posthoc.choice or "value") if posthoc else None
-    m = evaluate(
-        task.test_y.numpy(), _posthoc_logits(posthoc, logits, feats["layer4"], bn_model, value), task.train_counts
-    )
-    return {k: m[k] for k in SHORT_METRICS} | {"images_per_class": per_class}
+        | ({"stack": k} if k > 1 else {}),
+        "model_info": {"params": sum(p.numel() for p in model.parameters()), "widths": model.widths}
+        | ({"weights": model.weights_info, "input_mean": r.mean, "input_std": r.std} if model.weights_info else {}),
+    }

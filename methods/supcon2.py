@@ -82,7 +82,7 @@ def strong_augment(x: torch.Tensor, gen: torch.Generator, min_scale: float = 0.2
     b, c, h, w = x.shape
     dev = x.device
     u = lambda *shape: torch.rand(*shape, device=dev, generator=gen)  # noqa: E731
-    x = x.float()
+    x = x.to(torch.get_default_dtype())  # float32, or float64 where a test computes in it
     # Random resized crop: area fraction s in [min_scale, 1], log-uniform aspect r in [3/4, 4/3]; the
     # crop's sides (as fractions of the image) are sqrt(s r) and sqrt(s / r), clipped to the image.
     s = min_scale + (1 - min_scale) * u(b)

@@ -188,8 +188,9 @@ def test_wb_trains_with_its_weight_decays_and_ends_inside_the_maxnorm_ball(tmp_p
     original_sgd = torch.optim.SGD
 
     def spy_sgd(params, **kw):
-        decays.append(kw["weight_decay"])
-        return original_sgd(params, **kw)
+        opt = original_sgd(params, **kw)
+        decays.extend(g["weight_decay"] for g in opt.param_groups)
+        return opt
 
     from methods import wb as wb_module
 

@@ -142,7 +142,7 @@ def test_posthoc_value_is_chosen_on_validation_never_on_test(tmp_path):
 
 def test_posthoc_choice_reads_no_test_labels(tmp_path, monkeypatch):
     """Poison the test labels seen by the choice: a choice that read them would change."""
-    import bench.train as T
+    import bench.evaluation as T
 
     seen = []
     original = T.evaluate
@@ -161,7 +161,8 @@ def test_posthoc_choice_reads_no_test_labels(tmp_path, monkeypatch):
 def test_balanced_batchnorm_diagnostic_leaves_the_model_alone(tmp_path):
     import contextlib
 
-    from bench.train import Normaliser, balanced_bn_metrics
+    from bench.evaluation import balanced_bn_metrics
+    from bench.train import Normaliser
     from datasets import load_task
 
     task = load_task("synthetic", "fine", 0.25, 0)
