@@ -328,7 +328,16 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--epochs", type=int, default=3, help="passes over the 1:1 training set per measurement")
     pf.add_argument("--concurrency", help="comma-separated process counts to try on one GPU, e.g. 1,2,4")
     pf.add_argument("--compile-check", action="store_true", help="also time torch.compile (default on CUDA)")
-    pf.add_argument("--batched", help="comma-separated K: also time K runs as one grouped model against K alone")
+    pf.add_argument("--batched", help="comma-separated K: also time K runs as one stack against K alone")
+    pf.add_argument(
+        "--grid",
+        action="store_true",
+        help="instead: runs per hour of a small grid (4 methods x --seeds on animals fine 1:0.01), the pool "
+        "against stacks of --stack seeds, side by side; on an idle machine (about 10 minutes on 2 cores)",
+    )
+    pf.add_argument("--seeds", type=int, default=4, help="--grid: seeds per method")
+    pf.add_argument("--stack", type=int, default=4, help="--grid: runs per stack")
+    pf.add_argument("--steps", type=int, help="--grid: steps per run (default: the preset's)")
     pf.add_argument("--layout-check", action="store_true", help="also time NHWC (channels_last) against NCHW")
     pf.add_argument("--results", default="results", help="PERF.md and perf/*.json go here")
 
@@ -725,6 +734,8 @@ def cmd_perf(a) -> int:
         raise BenchError("--batched counts must be >= 2")
     if a.repeats < 1 or a.epochs < 1 or (levels and min(levels) < 1):
         raise BenchError("--repeats, --epochs and each --concurrency count must be >= 1")
+    if a.grid:
+        return _perf_grid(a, device, preset)
     result = measure(
         a.dataset,
         "fine",
@@ -744,6 +755,19 @@ def cmd_perf(a) -> int:
         f"{result['speedup']:.2f}x; fsc {result['overhead_vs_ce']['fsc'] * 100:+.1f}%, "
         f"supcon {result['overhead_vs_ce']['supcon'] * 100:+.1f}% per step over ce; written to {path}"
     )
+    return 0
+
+
+def _perf_grid(a, device, preset: str) -> int:
+    from .perf import write_results
+    from .perf_grid import grid_throughput
+
+    if a.seeds < 2 or a.stack < 2 or (a.steps is not None and a.steps < 1):
+        raise BenchError("perf --grid needs --seeds >= 2 and --stack >= 2 (something to stack), --steps >= 1")
+    result = grid_throughput(a.dataset, preset=preset, seeds=a.seeds, stack=a.stack, steps=a.steps, device=device)
+    result["command"] = a.command_line
+    path = write_results(result, Path(a.results))
+    print(f"stacked over pool: {result['speedup']:.2f}x the runs per hour; written to {path}")
     return 0
 
 

@@ -319,10 +319,14 @@ def slug(result: dict) -> str:
     return f"{kind}_{''.join(c if c.isalnum() else '_' for c in name).strip('_')}_{result['preset']}".lower()
 
 
+from .perf_grid import render_grid  # noqa: E402  (PERF.md renders both kinds of result)
+
+
 def write_results(result: dict, results_dir: Path) -> Path:
     perf_dir = results_dir / "perf"
     perf_dir.mkdir(parents=True, exist_ok=True)
-    (perf_dir / f"{slug(result)}.json").write_text(json.dumps(result, indent=1))
+    name = ("grid_" if result.get("kind") == "grid" else "") + slug(result)
+    (perf_dir / f"{name}.json").write_text(json.dumps(result, indent=1))
     perf_md = results_dir / "PERF.md"
     perf_md.write_text(render_markdown([json.loads(p.read_text()) for p in sorted(perf_dir.glob("*.json"))]))
     return perf_md
@@ -339,10 +343,17 @@ def render_markdown(results: list[dict]) -> str:
         "Made by `python -m bench perf` (see `bench/perf.py`): same model, data, batch size and device, one "
         "process, alternating repeats, medians. The naive loop is a torch DataLoader over a Dataset that "
         "converts and augments one PIL image at a time with torchvision transforms, in float32. Training "
-        "images/s; `fsc`/`supcon` overhead is the per-step time relative to `ce` in the harness.",
+        "images/s; `fsc`/`supcon` overhead is the per-step time relative to `ce` in the harness. "
+        "`python -m bench perf --grid` (see `bench/perf_grid.py`) measures a whole grid's runs per hour, "
+        "one run per worker against stacked runs (`bench run --stack K`), side by side in one command.",
         "",
     ]
     for r in results:
+        if r.get("kind") == "grid":
+            out += render_grid(r)
+    for r in results:
+        if r.get("kind") == "grid":
+            continue
         env = r["env"]
         cuda = env["device_type"] == "cuda"
         ov = r["overhead_vs_ce"]

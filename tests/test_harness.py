@@ -190,6 +190,7 @@ def test_bad_cli_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path):
         (["--concurrency", "abc"], "--concurrency and --batched take counts"),
         (["--batched", "1"], "--batched counts must be >= 2"),
         (["--repeats", "0"], "must be >= 1"),
+        (["--grid", "--stack", "1"], "needs --seeds >= 2 and --stack >= 2"),
     ],
 )
 def test_bad_perf_input_is_one_line_and_exit_2(argv, message, capsys):

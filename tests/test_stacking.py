@@ -175,3 +175,16 @@ def test_bench_run_stack_writes_one_record_per_run_and_resumes_by_key(tmp_path, 
 def test_stack_flags_are_checked(capsys):
     assert main(["run", "--stack", "0"]) == 2 and "--stack is a count" in capsys.readouterr().err
     assert main(["run", "--stack", "2", "--compile"]) == 2 and "drop one of them" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_perf_grid_states_both_modes_and_their_ratio(tmp_path, capsys):
+    argv = ["perf", "--grid", "--dataset", "synthetic", "--preset", "tiny", "--seeds", "2", "--stack", "2"]
+    assert main([*argv, "--steps", "4", "--results", str(tmp_path)]) == 0
+    [saved] = (tmp_path / "perf").glob("grid_*.json")
+    r = json.loads(saved.read_text())
+    pool, stacked = r["modes"]["pool"], r["modes"]["stacked"]
+    assert pool["runs"] == stacked["runs"] == 8 and r["stack"] == 2
+    assert r["speedup"] == pytest.approx(stacked["runs_per_hour"] / pool["runs_per_hour"], rel=1e-2)
+    text = (tmp_path / "PERF.md").read_text()
+    assert f"**{r['speedup']:.2f}x**" in text and "python -m bench perf --grid" in text
