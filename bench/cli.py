@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import shlex
 import sys
 import time
 from pathlib import Path
 
-from datasets import PAPER_RATIOS, SOURCES, TASKS, check_ratio, get_source
+from datasets import PAPER_RATIOS, SOURCES, TASKS, get_source
 from methods import REGISTRY, load_plugins
 
 from . import store
 from .errors import USER_ERRORS, BenchError
-from .spec import PRECISIONS, PRESET_PURPOSE, PRESETS, TRAIN_FLAGS, numerics
-
-MAX_RUNS_UNASKED = 10_000  # a bigger grid needs --yes (a typo such as --seeds 100000 costs days)
+from .settings import MAX_RUNS_UNASKED, csv_list
+from .spec import PRECISIONS, PRESET_PURPOSE, PRESETS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,119 +26,12 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _csv(s: str) -> list[str]:
-    return [x.strip() for x in s.split(",") if x.strip()]
-
-
-def _budgets(raw: str) -> list[int]:
-    try:
-        budgets = [int(x) for x in _csv(raw)]
-    except ValueError:
-        raise BenchError(f"--steps takes step counts such as 1200 or 240,600,1200, got {raw!r}") from None
-    if not budgets:
-        raise BenchError("--steps names no budget; e.g. --steps 1200")
-    return list(dict.fromkeys(budgets))
-
-
-def _sweeps(items: list[str], methods: list[str] = ()) -> dict[str, dict[str, list[str]]]:
-    """--sweep values; 'auto' adds the search space each part of `methods` declares (Method.search_space)."""
-    out: dict[str, dict[str, list[str]]] = {}
-    for item in items:
-        if item.strip() == "auto":
-            for part in sorted({n.strip() for m in methods for n in m.split("+")}):
-                for param, values in getattr(REGISTRY.get(part), "search_space", {}).items():
-                    out.setdefault(part, {})[param] = [str(v) for v in values]
-            continue
-        for method, params in _overrides([item], "--sweep").items():
-            for param, values in params.items():
-                vals = [v.strip() for v in values.split("|") if v.strip()]
-                if not vals:
-                    raise BenchError(f"--sweep {item!r} has no values; separate them with '|'")
-                out.setdefault(method, {})[param] = vals
-    return out
-
-
-def _key_values(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        k, eq, v = item.partition("=")
-        if not (eq and k.strip()):
-            raise BenchError(f"--slurm-option {item!r} must look like KEY=VALUE, e.g. account=mylab")
-        out[k.strip().replace("-", "_")] = v.strip()
-    return out
-
-
-def _overrides(items: list[str], flag: str = "--set") -> dict[str, dict[str, str]]:
-    out: dict[str, dict[str, str]] = {}
-    for item in items:
-        left, eq, value = item.partition("=")
-        method, dot, param = left.partition(".")
-        if not (eq and dot and method and param):
-            raise BenchError(f"{flag} {item!r} must look like METHOD.PARAM=VALUE, e.g. {flag} fsc.lam=0.5")
-        out.setdefault(method.strip(), {})[param.strip()] = value.strip()
-    return out
-
-
 def _console():
     """A rich console; in a pipe or a log, wide enough that tables are not wrapped into narrow columns."""
     from rich.console import Console
 
     c = Console()
     return c if c.is_terminal else Console(width=220)
-
-
-def _weights_digest(weights: str | None) -> str | None:
-    """The SHA-256 of a --weights file (part of the run key: a path names a file, its content is what counts)."""
-    if not weights or not Path(weights).is_file():
-        return None
-    from datasets.base import sha256_of
-
-    try:
-        digest = sha256_of(Path(weights))
-        side = Path(weights).with_name(Path(weights).name + ".json")  # its pretrained config, if any
-        return digest + (":" + sha256_of(side)[:16] if side.is_file() else "")
-    except OSError as e:
-        raise BenchError(f"--weights {weights}: cannot read it ({e.strerror})") from None
-
-
-def _expand_methods(names: list[str], validation: bool = True) -> list[str]:
-    """'all' stands for every registered method, each on its own; 'X+all' for X composed with every
-    registered method where the composition is allowed and new (e.g. 'os+all': os+fsc, os+crt, ... but
-    not os+la, which corrects for the prior twice, nor os+cbs, two samplers). Without a validation split
-    (`validation=False`) 'all' leaves out the methods that choose a value on one (taunorm), saying so;
-    named explicitly, such a method is refused with the fix."""
-    from methods import MethodError, parse_method
-
-    out, left_out = [], []
-
-    def wanted(name: str) -> bool:
-        comp = parse_method(name)
-        if not validation and comp.posthoc and comp.posthoc.needs_validation():
-            left_out.append(name)
-            return False
-        return True
-
-    for n in names:
-        if n == "all":
-            out += [m for m in sorted(REGISTRY) if wanted(m)]
-        elif n.endswith("+all"):
-            base = n[: -len("+all")]
-            base_name = parse_method(base).name
-            for other in sorted(REGISTRY):
-                try:
-                    comp = parse_method(f"{base}+{other}")
-                except MethodError:
-                    continue
-                if comp.name != base_name and wanted(comp.name):
-                    out.append(comp.name)
-        else:
-            out.append(n)
-    if left_out:
-        print(
-            f"note: 'all' leaves out {', '.join(sorted(set(left_out)))}: it chooses a value on a validation split "
-            "and this grid holds none (add --val-per-class N to include it)"
-        )
-    return list(dict.fromkeys(out))
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -379,161 +270,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(a) -> int:
-    import torch
-
-    from .executors import Outcome, RunOptions, SlurmOptions, run_local, run_pool, run_slurm, visible_devices
-    from .runner import DataCache, GridRequest, expand, pending, plan_stacks
+    from .executors import run_grid
+    from .runner import DataCache, expand, plan_stacks
+    from .settings import RunSettings
     from .status import write_manifest
-    from .train import pick_device
 
-    preset = PRESETS[a.preset]
-    train = {k: preset[k] for k in TRAIN_FLAGS}
-    budgets = _budgets(a.steps) if a.steps is not None else [preset["steps"]]
-    a.steps = budgets[0]
-    for k in TRAIN_FLAGS:
-        v = getattr(a, k, None)
-        if v is not None:
-            train[k] = v
-    if min(budgets) < 1 or train["batch_size"] < 2:
-        raise BenchError("--steps must be >= 1 and --batch-size >= 2")
-    for flag in ("lr", "width"):
-        if not (math.isfinite(train[flag]) and train[flag] > 0):
-            raise BenchError(f"--{flag} must be a finite number > 0, got {train[flag]}")
-    if a.n_major is not None and a.n_major < 1:
-        raise BenchError(f"--n-major is a count of images (>= 1), got {a.n_major}")
-    if a.data_seed is not None and a.data_seed < 0:
-        raise BenchError(f"--data-seed must be >= 0, got {a.data_seed}")
-    if a.image_size is not None and not 8 <= a.image_size <= 1024:
-        raise BenchError(f"--image-size must be between 8 and 1024 pixels, got {a.image_size}")
-    if train["val_per_class"] < 0:
-        raise BenchError(f"--val-per-class is a count of images (>= 0), got {train['val_per_class']}")
-    cores = os.cpu_count() or 1
-    if a.threads is not None and not 1 <= a.threads <= cores:
-        raise BenchError(f"--threads must be between 1 and this machine's {cores} cores, got {a.threads}")
-    if a.workers_per_gpu is not None and a.workers_per_gpu < 1:
-        raise BenchError("--workers-per-gpu must be >= 1")
-    if a.seeds is not None and a.seeds < 1:
-        raise BenchError(f"--seeds is a count of seeds (>= 1), got {a.seeds}")
-    if a.stack < 1:
-        raise BenchError(f"--stack is a count of runs (>= 1), got {a.stack}")
-    if a.stack > 1 and (a.compile or a.executor == "slurm"):
-        raise BenchError("--stack applies to the pool and local executors without --compile; drop one of them")
-    train.update(model=a.model, weights=a.weights, preset=a.preset, weights_sha256=_weights_digest(a.weights))
-    ratios = [check_ratio(x) for x in _csv(a.ratios)] if a.ratios else list(preset["ratios"])
-    seeds = list(range(a.seeds)) if a.seeds else list(preset["seeds"])
-    classes = tuple(_csv(a.classes)) if a.classes else None
-    methods = _expand_methods(_csv(a.methods), validation=bool(train["val_per_class"]))
-    if not methods:
-        raise BenchError("--methods names no method; e.g. --methods ce,os,os+fsc (see `python -m bench list`)")
-    sweeps = _sweeps(a.sweep, methods)
-    combos = math.prod(len(v) for params in sweeps.values() for v in params.values())
-    estimate = (
-        len(methods) * combos * len(_csv(a.dataset)) * len(_csv(a.task)) * len(ratios) * len(seeds) * len(budgets)
-    )
-    if estimate > MAX_RUNS_UNASKED and not a.yes:
-        raise BenchError(
-            f"this grid has up to {estimate} runs; pass --yes to run more than {MAX_RUNS_UNASKED} (or fewer --seeds)"
-        )
-    req = GridRequest(
-        datasets=_csv(a.dataset),
-        tasks=_csv(a.task),
-        methods=methods,
-        ratios=ratios,
-        seeds=seeds,
-        overrides=_overrides(a.set),
-        sweeps=sweeps,
-        classes=classes,
-        n_major=a.n_major,
-        data_seed=a.data_seed,
-        data_root=a.data_root,
-        image_size=a.image_size,
-        train=train,
-        budgets=budgets,
-    )
-    try:
-        device = pick_device(a.device)
-        torch.empty(1, device=device)
-    except (RuntimeError, AssertionError) as e:
-        raise BenchError(
-            f"--device {a.device} is not usable here ({str(e).splitlines()[0]}); try --device cpu"
-        ) from None
-    executor = "pool" if a.executor == "gpus" else a.executor
-    devices = (visible_devices() if a.device == "auto" else [a.device]) if executor == "pool" else [str(device)]
-    kind = ("cuda" if a.slurm_gpus_per_task else "cpu") if executor == "slurm" else torch.device(devices[0]).type
-    if kind == "cpu":
-        threads = a.threads or 1
-        per_device = a.workers_per_gpu or max(1, cores // threads)
-    else:
-        per_device = a.workers_per_gpu or 1
-        threads = a.threads or max(1, cores // (len(devices) * per_device))
-    # Everything that changes the arithmetic goes into the key (see spec.numerics).
-    req.train["numerics"] = numerics(kind, req.train["precision"], threads)
+    settings = RunSettings.from_args(a)
     cache = DataCache(a.data_root, a.image_size, a.skip_unreadable)
-    stacks = plan_stacks(expand(req, cache), a.stack)
+    stacks = plan_stacks(expand(settings.request, cache), settings.stack)
     specs = [s for stack in stacks for s in stack]
-    for name in req.datasets:  # what loading a user's folder found: the split per class, skipped files
+    for name in settings.request.datasets:  # what loading a user's folder found: the split per class, skipped files
         for note in cache.get(name)[1].notes:
             print(
                 f"{name}: {note}",
                 file=sys.stderr if note.startswith(("warning", "skipped", "not followed")) else sys.stdout,
             )
-    out = Path(a.out)
-    opts = RunOptions(
-        eval_batch_size=preset["eval_batch_size"],
-        compile=a.compile,
-        data_root=a.data_root,
-        image_size=a.image_size,
-        plain=True if a.plain else None,
-        threads=threads,
-        command=a.command_line,
-        save_features=a.save_features,
-        plugins=tuple(a.plugin),
-        skip_unreadable=a.skip_unreadable,
-    )
-    print(
-        f"preset {a.preset}: "
-        + ", ".join(f"{k}={v}" for k, v in train.items() if v is not None)
-        + (f" (budgets {','.join(map(str, budgets))})" if len(budgets) > 1 else "")
-        + f"; ratios {','.join(f'{r:g}' for r in ratios)}; seeds {','.join(map(str, seeds))}; "
-        + f"{len(specs)} runs"
-        + (f" in {len(stacks)} stacks of up to {a.stack}" if a.stack > 1 else "")
-        + f"; executor {executor}"
-        + (f", device {device}" if executor == "local" else "")
-        + f"; numerics {req.train['numerics']}"
-    )
+    out = settings.out
+    print(settings.describe(len(specs), len(stacks)))
     store.prepare_out(out)  # after every check of flags and data: a refused command leaves nothing behind
     write_manifest(out, [s.key for s in specs], [s.label() for s in specs], a.command_line)
     t0 = time.perf_counter()
     try:
-        if executor == "local":
-            outcome = run_local(stacks, out, device, opts, force=a.force)
-        elif executor == "pool":
-            outcome = run_pool(stacks, out, opts, devices, per_device, force=a.force)
-        else:
-            slurm = SlurmOptions(
-                partition=a.slurm_partition,
-                time_min=a.slurm_time,
-                gpus_per_task=a.slurm_gpus_per_task,
-                cpus_per_task=a.slurm_cpus_per_task,
-                mem_gb=a.slurm_mem_gb,
-                array_parallelism=a.slurm_array_parallelism,
-                runs_per_task=a.slurm_runs_per_task,
-                extra=_key_values(a.slurm_option),
-                wait=not a.slurm_no_wait,
-            )
-            todo = pending(specs, out, a.force)
-            run_slurm(specs, out, opts, slurm, force=a.force)
-            if not slurm.wait:
-                return 0
-            recs = {r["key"]: r for _, r in store.iter_records(out) if r}
-            outcome = Outcome(
-                written=[recs[s.key] for s in todo if s.key in recs],
-                already_done=len(specs) - len(todo),
-                lost=[s.key for s in todo if s.key not in recs],
-            )
+        outcome = run_grid(settings, stacks)
     except KeyboardInterrupt:
         print(f"interrupted: finished records are in {out}; run the same command again to resume", file=sys.stderr)
         return 130
+    if outcome is None:  # submitted to SLURM without waiting
+        return 0
+    return _grid_finished(outcome, specs, out, t0)
+
+
+def _grid_finished(outcome, specs, out: Path, t0: float) -> int:
+    """The grid's summary line, its console table, and the exit status (1 when runs failed or were lost)."""
     ok = sum(r["status"] == "ok" for r in outcome.written)
     print(
         f"grid finished in {time.perf_counter() - t0:.1f} s: {ok} ok, {len(outcome.failed)} failed by this call; "
@@ -726,8 +494,8 @@ def cmd_perf(a) -> int:
     device = pick_device(a.device)
     preset = a.preset or ("paper" if device.type == "cuda" else "quick")
     try:
-        levels = [int(x) for x in _csv(a.concurrency)] if a.concurrency else None
-        batched = [int(x) for x in _csv(a.batched)] if a.batched else None
+        levels = [int(x) for x in csv_list(a.concurrency)] if a.concurrency else None
+        batched = [int(x) for x in csv_list(a.batched)] if a.batched else None
     except ValueError:
         raise BenchError("--concurrency and --batched take counts such as 1,2,4") from None
     if batched and min(batched) < 2:

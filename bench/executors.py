@@ -45,6 +45,34 @@ class RunOptions:
     skip_unreadable: bool = False  # folder source: leave unreadable photos out (listed in each record)
 
 
+@dataclass(frozen=True)
+class WorkerPlan:
+    """How many processes train at once where, with how many CPU threads each."""
+
+    kind: str  # the device kind the runs compute on: cpu | cuda
+    devices: list[str]  # pool: the devices its workers are spread over
+    per_device: int  # pool: workers per device
+    threads: int  # torch CPU threads per run (part of a CPU run's numerics)
+
+
+def plan_workers(executor: str, device_flag: str, device, threads, workers_per_gpu, slurm_gpus) -> WorkerPlan:
+    """On a CPU one thread per run by default (the thread count changes the arithmetic and is part of the
+    key) and one worker per core; on GPUs one worker per device by default, the cores split among them."""
+    cores = os.cpu_count() or 1
+    if executor == "pool":
+        devices = visible_devices() if device_flag == "auto" else [device_flag]
+    else:
+        devices = [str(device)]
+    kind = ("cuda" if slurm_gpus else "cpu") if executor == "slurm" else torch.device(devices[0]).type
+    if kind == "cpu":
+        threads = threads or 1
+        per_device = workers_per_gpu or max(1, cores // threads)
+    else:
+        per_device = workers_per_gpu or 1
+        threads = threads or max(1, cores // (len(devices) * per_device))
+    return WorkerPlan(kind, devices, per_device, threads)
+
+
 @dataclass
 class Outcome:
     """What one `bench run` call did with its grid."""
@@ -384,6 +412,27 @@ def run_pool(
         raise fatal[0](fatal[1])
     result.lost = sorted(todo - finished)
     return result
+
+
+def run_grid(settings, stacks: list[list[RunSpec]]) -> Outcome | None:
+    """Run the planned stacks with the executor `settings` (bench/settings.py) names; None when the runs
+    were submitted to SLURM without waiting for them."""
+    s, out = settings, settings.out
+    if s.executor == "local":
+        return run_local(stacks, out, s.device, s.options, force=s.force)
+    if s.executor == "pool":
+        return run_pool(stacks, out, s.options, s.workers.devices, s.workers.per_device, force=s.force)
+    specs = [spec for stack in stacks for spec in stack]
+    todo = pending(specs, out, s.force)
+    run_slurm(specs, out, s.options, s.slurm, force=s.force)
+    if not s.slurm.wait:
+        return None
+    recs = {r["key"]: r for _, r in store.iter_records(out) if r}
+    return Outcome(
+        written=[recs[t.key] for t in todo if t.key in recs],
+        already_done=len(specs) - len(todo),
+        lost=[t.key for t in todo if t.key not in recs],
+    )
 
 
 # ---- SLURM through submitit ------------------------------------------------------------------------

@@ -229,7 +229,7 @@ def test_the_code_digest_ignores_docstrings_comments_and_layout_but_not_code():
 
 
 def test_sweep_auto_sweeps_what_each_method_declares(tmp_path, capsys):
-    from bench.cli import _sweeps
+    from bench.settings import sweeps_of as _sweeps
 
     assert _sweeps(["auto"], ["os+fsc", "la"]) == {
         "fsc": {"lam": ["0.1", "0.3", "1.0"]},
@@ -252,7 +252,8 @@ def test_the_chip_is_part_of_the_numerics():
 
 
 def test_all_leaves_out_a_method_that_needs_a_validation_split_and_naming_it_is_refused(tmp_path, capsys):
-    from bench.cli import _expand_methods, main
+    from bench.cli import main
+    from bench.settings import expand_methods as _expand_methods
 
     assert "taunorm" not in _expand_methods(["all"], validation=False)
     assert "leaves out taunorm" in capsys.readouterr().out

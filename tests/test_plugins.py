@@ -13,7 +13,8 @@ import pytest
 
 import methods as M
 from bench import store
-from bench.cli import _expand_methods, main
+from bench.cli import main
+from bench.settings import expand_methods as _expand_methods
 
 REPO = Path(__file__).resolve().parents[1]
 
