@@ -63,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
         "packages can instead declare an entry point in the group 'bench.methods'",
     )
 
+    _add_run_parser(sub, plugin)
+    _add_info_parsers(sub, plugin)
+    _add_perf_parser(sub)
+    _add_report_parser(sub, plugin)
+    return p
+
+
+def _add_run_parser(sub, plugin) -> None:
     r = sub.add_parser(
         "run",
         help="train a grid of methods x tasks x ratios x seeds and write run records",
@@ -99,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="folder: leave out photos that cannot be read (each record lists them) instead of stopping",
     )
+    _add_training_args(r)
+    _add_execution_args(r)
+
+
+def _add_training_args(r) -> None:
+    """How each run trains: the preset and the flags that override it (they decide the run key)."""
     r.add_argument(
         "--preset",
         default="quick",
@@ -139,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--sweep fsc.layers='layer4|layer3,layer4'; `--sweep auto`: the search space each method of --methods "
         "declares (`bench list`); `report` then selects per cell on --val-per-class",
     )
+
+
+def _add_execution_args(r) -> None:
+    """Where and how the runs execute (not part of the run key, except the CPU threads and --stack)."""
     r.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     r.add_argument("--out", default="results/runs", help="where run records go")
     r.add_argument("--force", action="store_true", help="re-run finished runs too")
@@ -195,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--slurm-no-wait", action="store_true", help="submit and return; `bench status` shows progress")
 
+
+def _add_info_parsers(sub, plugin) -> None:
+    """`list`, `datasets` and `status`."""
     sub.add_parser(
         "list",
         help="registered methods (role, hyper-parameters, defaults, paper), datasets and tasks",
@@ -207,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="done / failed / pending per grid from the records (and SLURM job ids)")
     st.add_argument("--out", default="results/runs", help="folder of run records")
 
+
+def _add_perf_parser(sub) -> None:
     pf = sub.add_parser(
         "perf",
         help="training throughput: the harness vs a naive DataLoader pipeline",
@@ -232,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--layout-check", action="store_true", help="also time NHWC (channels_last) against NCHW")
     pf.add_argument("--results", default="results", help="PERF.md and perf/*.json go here")
 
+
+def _add_report_parser(sub, plugin) -> None:
     rep = sub.add_parser(
         "report",
         help="leaderboards, ablation table and figures from run records",
@@ -266,7 +291,6 @@ def build_parser() -> argparse.ArgumentParser:
         "records' (repeat for several files)",
     )
     rep.add_argument("--no-figures", action="store_true", help="tables only (the figures take most of the time)")
-    return p
 
 
 def cmd_run(a) -> int:

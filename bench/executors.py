@@ -288,130 +288,154 @@ def run_pool(
     (several small runs can share a GPU; on a machine without GPUs, CPU worker processes stand in for
     devices). A worker that dies in a stack (a native crash) leaves a failed record for each of its runs
     with its reason and is replaced."""
-    import multiprocessing as mp
-
     stacks, done_before = _plan(stacks, out, force)
-    result = Outcome(already_done=done_before)
     todo = set(todo_keys(stacks, out, force))
     if not todo:
         print(f"grid: nothing to do, {done_before} already done")
-        return result
-    ctx = mp.get_context("spawn")
-    plain = plain_output() if opts.plain is None else opts.plain
-    tasks, results = ctx.Queue(), ctx.Queue()
-    n_workers = max(1, min(len(stacks), len(devices) * workers_per_device))
-    threads = opts.threads or max(1, (os.cpu_count() or 1) // n_workers)
-    by_key = {s.key: s for stack in stacks for s in stack}
-    for stack in stacks:
-        tasks.put([asdict(s) for s in stack])
-    for _ in range(n_workers):
-        tasks.put(None)
+        return Outcome(already_done=done_before)
+    pool = _Pool(stacks, todo, out, opts, devices, workers_per_device, force)
+    try:
+        with make_progress(len(todo), done_before, pool.plain) as pool.prog:
+            pool.run()
+    finally:
+        pool.stop()
+    if pool.fatal:
+        raise pool.fatal[0](pool.fatal[1])
+    pool.result.already_done = done_before
+    pool.result.lost = sorted(todo - pool.finished)
+    return pool.result
 
-    def start(wid: int):
-        p = ctx.Process(
+
+class _Pool:
+    """The pool's parent side: its worker processes, the runs each holds, and what came back."""
+
+    def __init__(self, stacks, todo: set[str], out: Path, opts: RunOptions, devices, workers_per_device, force):
+        import multiprocessing as mp
+
+        self.ctx = mp.get_context("spawn")
+        self.todo, self.out, self.opts, self.devices, self.force = todo, out, opts, devices, force
+        self.plain = plain_output() if opts.plain is None else opts.plain
+        self.tasks, self.results = self.ctx.Queue(), self.ctx.Queue()
+        n_workers = max(1, min(len(stacks), len(devices) * workers_per_device))
+        self.threads = opts.threads or max(1, (os.cpu_count() or 1) // n_workers)
+        self.by_key = {s.key: s for stack in stacks for s in stack}
+        for stack in stacks:
+            self.tasks.put([asdict(s) for s in stack])
+        for _ in range(n_workers):
+            self.tasks.put(None)
+        self.result, self.prog = Outcome(), None
+        self.running: dict[int, list[str]] = {}  # worker -> keys of the runs it holds
+        self.started: set[int] = set()  # workers that reached a run (past start-up)
+        self.startup_failures = 0  # a worker that fails before its first run is replaced once, then the grid stops
+        self.finished: set[str] = set()
+        self.fatal = None  # (exception class, message): ends the grid
+        self.procs = {wid: self.start(wid) for wid in range(n_workers)}
+        print(
+            f"pool: {n_workers} worker processes on {', '.join(sorted(set(devices)))}, {self.threads} CPU threads each"
+        )
+
+    def start(self, wid: int):
+        p = self.ctx.Process(
             target=boot,
             args=(
                 f"{__name__}:_pool_worker",
                 os.getpid(),
                 wid,
-                devices[wid % len(devices)],
-                threads,
-                tasks,
-                results,
-                str(out),
-                asdict(opts) | {"plain": plain},  # resolved here: a worker's stdout is not a terminal
+                self.devices[wid % len(self.devices)],
+                self.threads,
+                self.tasks,
+                self.results,
+                str(self.out),
+                asdict(self.opts) | {"plain": self.plain},  # resolved here: a worker's stdout is not a terminal
                 os.getpid(),
-                force,
+                self.force,
             ),
             daemon=True,
         )
         p.start()
         return p
 
-    procs = {wid: start(wid) for wid in range(n_workers)}
-    running: dict[int, list[str]] = {}  # worker -> keys of the runs it holds
-    started: set[int] = set()  # workers that reached a run (past start-up)
-    startup_failures = 0  # a worker that fails before its first run is replaced once, then the grid stops
-    finished: set[str] = set()
-    fatal = None  # (exception class, message): ends the grid
+    def respawn(self, dead: int) -> None:
+        new = max([*self.procs, dead, *self.running]) + 1
+        self.procs[new] = self.start(new)  # takes the stop marker the dead worker left
 
-    def respawn(dead: int):
-        new = max([*procs, dead, *running]) + 1
-        procs[new] = start(new)  # takes the stop marker the dead worker left
-
-    def failed_at_startup(wid: int, why: str):
-        nonlocal startup_failures, fatal
-        startup_failures += 1
-        if startup_failures > 1:
-            fatal = (
+    def failed_at_startup(self, wid: int, why: str) -> None:
+        self.startup_failures += 1
+        if self.startup_failures > 1:
+            self.fatal = (
                 BenchError,
                 f"pool workers fail at start-up ({why}); no run was trained by them; fix that and run "
                 "the same command again (finished records are kept)",
             )
-        elif len(finished) < len(todo):
-            respawn(wid)  # one retry
+        elif len(self.finished) < len(self.todo):
+            self.respawn(wid)  # one retry
 
-    print(f"pool: {n_workers} worker processes on {', '.join(sorted(set(devices)))}, {threads} CPU threads each")
-    try:
-        with make_progress(len(todo), done_before, plain) as prog:
-            while len(finished) < len(todo) and fatal is None:
-                try:
-                    msg = results.get(timeout=1.0)
-                except queue.Empty:
-                    for wid, p in list(procs.items()):
-                        if p.is_alive() or p.exitcode == 0:
-                            continue
-                        del procs[wid]  # a worker died: record the run it was in, start another
-                        if wid not in started:
-                            failed_at_startup(wid, f"a worker died before its first run: {_signal_name(p.exitcode)}")
-                            continue
-                        for key in running.pop(wid, []):
-                            if key not in finished and not store.is_done(out, key):
-                                rec = died_record(by_key[key], _signal_name(p.exitcode), opts.command)
-                                store.write_record(out, rec)
-                                store.release(store.claims_dir(out) / key)
-                                result.written.append(rec)
-                                finished.add(key)
-                                prog.end_run(rec)
-                        if len(finished) < len(todo):
-                            respawn(wid)
-                    if fatal is None and not any(p.is_alive() for p in procs.values()):
-                        break
-                    continue
-                kind, wid = msg[0], msg[1]
-                if kind == "startup_failed":
-                    procs.pop(wid, None)
-                    failed_at_startup(wid, msg[2])
-                elif kind == "started":
-                    started.add(wid)
-                    running[wid] = [k for k in msg[2] if k in todo and k not in finished]
-                    for key in running[wid]:
-                        prog.start_run(by_key[key].label(), by_key[key].steps)
-                elif kind == "progress":
-                    prog.worker_step(by_key[msg[2]].label(), *msg[3:])
-                elif kind == "done" and msg[2]["key"] in todo and msg[2]["key"] not in finished:
-                    rec = msg[2]
-                    running[wid] = [k for k in running.get(wid, []) if k != rec["key"]]
-                    finished.add(rec["key"])
-                    result.written.append(rec)
-                    prog.end_run(rec)
-                elif kind == "claimed" and msg[2] in todo and msg[2] not in finished:
-                    running[wid] = [k for k in running.get(wid, []) if k != msg[2]]
-                    finished.add(msg[2])
-                    result.claimed.append(msg[2])
-                    prog.skip(by_key[msg[2]].label(), "run or finished by another process")
-                elif kind == "fatal":
-                    fatal = (store.RecordWriteError, msg[2])
-    finally:
-        for p in procs.values():
+    def run(self) -> None:
+        while len(self.finished) < len(self.todo) and self.fatal is None:
+            try:
+                msg = self.results.get(timeout=1.0)
+            except queue.Empty:
+                self.check_workers()
+                if self.fatal is None and not any(p.is_alive() for p in self.procs.values()):
+                    return
+                continue
+            self.handle(msg)
+
+    def check_workers(self) -> None:
+        """A worker that died: record the runs it was in as failed, start another."""
+        for wid, p in list(self.procs.items()):
+            if p.is_alive() or p.exitcode == 0:
+                continue
+            del self.procs[wid]
+            if wid not in self.started:
+                self.failed_at_startup(wid, f"a worker died before its first run: {_signal_name(p.exitcode)}")
+                continue
+            for key in self.running.pop(wid, []):
+                if key not in self.finished and not store.is_done(self.out, key):
+                    rec = died_record(self.by_key[key], _signal_name(p.exitcode), self.opts.command)
+                    store.write_record(self.out, rec)
+                    store.release(store.claims_dir(self.out) / key)
+                    self.result.written.append(rec)
+                    self.finished.add(key)
+                    self.prog.end_run(rec)
+            if len(self.finished) < len(self.todo):
+                self.respawn(wid)
+
+    def _ends(self, wid: int, key: str) -> bool:
+        """Whether `key` is a run of this grid not yet finished; if so it is finished now."""
+        if key not in self.todo or key in self.finished:
+            return False
+        self.running[wid] = [k for k in self.running.get(wid, []) if k != key]
+        self.finished.add(key)
+        return True
+
+    def handle(self, msg: tuple) -> None:
+        kind, wid = msg[0], msg[1]
+        if kind == "startup_failed":
+            self.procs.pop(wid, None)
+            self.failed_at_startup(wid, msg[2])
+        elif kind == "started":
+            self.started.add(wid)
+            self.running[wid] = [k for k in msg[2] if k in self.todo and k not in self.finished]
+            for key in self.running[wid]:
+                self.prog.start_run(self.by_key[key].label(), self.by_key[key].steps)
+        elif kind == "progress":
+            self.prog.worker_step(self.by_key[msg[2]].label(), *msg[3:])
+        elif kind == "done" and self._ends(wid, msg[2]["key"]):
+            self.result.written.append(msg[2])
+            self.prog.end_run(msg[2])
+        elif kind == "claimed" and self._ends(wid, msg[2]):
+            self.result.claimed.append(msg[2])
+            self.prog.skip(self.by_key[msg[2]].label(), "run or finished by another process")
+        elif kind == "fatal":
+            self.fatal = (store.RecordWriteError, msg[2])
+
+    def stop(self) -> None:
+        for p in self.procs.values():
             if p.is_alive():
                 p.terminate()
-        for p in procs.values():
+        for p in self.procs.values():
             p.join(timeout=10)
-    if fatal:
-        raise fatal[0](fatal[1])
-    result.lost = sorted(todo - finished)
-    return result
 
 
 def run_grid(settings, stacks: list[list[RunSpec]]) -> Outcome | None:

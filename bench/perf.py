@@ -197,6 +197,31 @@ def layout_check(task: TaskData, spec: RunSpec, device: torch.device, repeats: i
             "nhwc_over_nchw": round(a / b, 3)}  # fmt: skip
 
 
+def _perf_spec(dataset: str, task_name: str, preset: str, train_images: int, epochs: int) -> RunSpec:
+    """A `ce` run of the preset's model for `epochs` passes over the 1:1 training set, without warm-up."""
+    p = PRESETS[preset]
+    spec = RunSpec(
+        dataset=dataset,
+        task=task_name,
+        classes=None,
+        ratio=1.0,
+        n_major=None,
+        seed=0,
+        data_seed=0,
+        method="ce",
+        hparams={},
+        width=p["width"],
+        steps=epochs * train_images // p["batch_size"],
+        batch_size=p["batch_size"],
+        lr=p["lr"],
+        weight_decay=p["weight_decay"],
+        momentum=p["momentum"],
+        warmup_steps=0,
+        preset=preset,
+    )
+    return spec
+
+
 def measure(
     dataset="animals",
     task_name="fine",
@@ -213,28 +238,9 @@ def measure(
 ) -> dict:
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cuda = device.type == "cuda"
-    p = PRESETS[preset]
     src = get_source(dataset)
     task = build_task(src.load(), dataset, src.pairs, task_name, 1.0, 0)
-    spec = RunSpec(
-        dataset=dataset,
-        task=task_name,
-        classes=None,
-        ratio=1.0,
-        n_major=None,
-        seed=0,
-        data_seed=0,
-        method="ce",
-        hparams={},
-        width=p["width"],
-        steps=epochs * len(task.train_y) // p["batch_size"],
-        batch_size=p["batch_size"],
-        lr=p["lr"],
-        weight_decay=p["weight_decay"],
-        momentum=p["momentum"],
-        warmup_steps=0,
-        preset=preset,
-    )
+    spec = _perf_spec(dataset, task_name, preset, len(task.train_y), epochs)
     workers = workers if workers is not None else (8 if cuda else 0)
     log(
         f"perf on {device_name(device)}: {dataset}/{task_name} 1:1 ({len(task.train_y)} images), preset {preset} "
@@ -282,6 +288,15 @@ def measure(
         result["harness_bf16_images_per_s"] = [round(v, 1) for v in harness_bf16]
         result["harness_bf16_median"] = round(statistics.median(harness_bf16), 1)
         result["speedup_bf16"] = round(result["harness_bf16_median"] / result["naive_median"], 2)
+    _resources(result, task, spec, device)
+    _extra_checks(result, task, spec, device, dataset, task_name, compile_check, concurrency_levels, batched_levels,
+                  layout, repeats, log)  # fmt: skip
+    return result
+
+
+def _resources(result: dict, task: TaskData, spec: RunSpec, device: torch.device) -> None:
+    """Peak memory; on CUDA also the FLOP/s reached and its fraction of the device's dense bf16 peak."""
+    cuda = device.type == "cuda"
     if cuda:
         result["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
         fpi = train_flops_per_image(task, spec, device)
@@ -292,6 +307,12 @@ def measure(
         result["fraction_of_peak"] = round(fpi * result["harness_median"] / peak, 4) if peak else None
     else:
         result["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _extra_checks(result, task, spec, device, dataset, task_name, compile_check, concurrency_levels, batched_levels,
+                  layout, repeats, log) -> None:  # fmt: skip
+    """The measurements asked for by flag: torch.compile, concurrent runs, stacks, memory layout."""
+    cuda = device.type == "cuda"
     if compile_check if compile_check is not None else cuda:
         t0 = time.perf_counter()
         harness_run(task, spec, "ce", device, compile=True)
@@ -306,11 +327,10 @@ def measure(
         result["concurrency"] = concurrency(dataset, task_name, spec, device, concurrency_levels)
     for k in batched_levels or ():
         result.setdefault("batched", []).append(batched_speed(task, spec, device, k, repeats))
-        log(f"  {k} runs as one grouped model: {result['batched'][-1]}")
+        log(f"  {k} runs as one stack: {result['batched'][-1]}")
     if layout:
         result["layout"] = layout_check(task, spec, device, repeats)
         log(f"  NHWC vs NCHW: {result['layout']}")
-    return result
 
 
 def slug(result: dict) -> str:
@@ -355,70 +375,7 @@ def render_markdown(results: list[dict]) -> str:
         if r.get("kind") == "grid":
             continue
         env = r["env"]
-        cuda = env["device_type"] == "cuda"
-        ov = r["overhead_vs_ce"]
-        rows = [
-            [
-                "harness, images/s: median (all repeats)",
-                f"{r['harness_median']:.0f} ({_fmt_list(r['harness_images_per_s'])})",
-            ],
-            [
-                "naive loop, images/s: median (all repeats)",
-                f"{r['naive_median']:.0f} ({_fmt_list(r['naive_images_per_s'])})",
-            ],
-            ["speed-up, harness / naive", f"**{r['speedup']:.2f}x**"],
-            *(
-                [
-                    [
-                        "harness with `--precision bf16`, images/s: median (all)",
-                        f"{r['harness_bf16_median']:.0f} ({_fmt_list(r['harness_bf16_images_per_s'])})",
-                    ],
-                    ["speed-up, harness bf16 / naive (float32)", f"**{r['speedup_bf16']:.2f}x**"],
-                ]
-                if r.get("harness_bf16_median")
-                else []
-            ),
-            ["fsc step cost over ce", f"{ov['fsc'] * 100:+.1f}%"],
-            ["supcon step cost over ce", f"{ov['supcon'] * 100:+.1f}%"],
-            ["peak memory", f"{r['peak_memory_mb']:.0f} MB ({'GPU, allocated' if cuda else 'process max RSS'})"],
-        ]
-        if r.get("achieved_tflops") is not None:
-            peak = r.get("peak_bf16_tflops")
-            frac = f"{r['fraction_of_peak'] * 100:.1f}% of {peak:.0f} dense bf16" if peak else "peak unknown"
-            rows.append(
-                ["model FLOP/s reached (step FLOPs x images/s)", f"{r['achieved_tflops']:.1f} TFLOP/s ({frac})"]
-            )
-        if r.get("compile"):
-            c = r["compile"]
-            rows.append(
-                [
-                    "torch.compile: first run; images/s; vs eager",
-                    f"{c['first_run_s']:.1f} s; {c['images_per_s']:.0f}; {c['speedup_vs_eager']:.2f}x",
-                ]
-            )
-        for b in r.get("batched", []):
-            rows.append(
-                [
-                    f"{b['runs']} runs: one after another vs one grouped model (images/s of all)",
-                    f"{b['separate_images_per_s']:.0f} vs {b['batched_images_per_s']:.0f}: **{b['speedup']:.2f}x**",
-                ]
-            )
-        if r.get("layout"):
-            lay = r["layout"]
-            rows.append(
-                [
-                    "NHWC (channels_last) vs NCHW memory, images/s (all repeats)",
-                    f"{_fmt_list(lay['nhwc_images_per_s'])} vs {_fmt_list(lay['nchw_images_per_s'])}: "
-                    f"**{lay['nhwc_over_nchw']:.2f}x**",
-                ]
-            )
-        for c in r.get("concurrency", []):
-            rows.append(
-                [
-                    f"{c['processes']} concurrent runs on the device: total (per run) images/s",
-                    f"{c['sum_images_per_s']:.0f} ({c['per_run_images_per_s']:.0f})",
-                ]
-            )
+        rows = _rows(r)
         out += [
             f"## {env['device']}, preset {r['preset']}",
             "",
@@ -431,3 +388,71 @@ def render_markdown(results: list[dict]) -> str:
             "",
         ]
     return "\n".join(out)
+
+
+def _rows(r: dict) -> list[list[str]]:
+    """The measure/value rows of one `bench perf` result."""
+    env = r["env"]
+    cuda = env["device_type"] == "cuda"
+    ov = r["overhead_vs_ce"]
+    rows = [
+        [
+            "harness, images/s: median (all repeats)",
+            f"{r['harness_median']:.0f} ({_fmt_list(r['harness_images_per_s'])})",
+        ],
+        [
+            "naive loop, images/s: median (all repeats)",
+            f"{r['naive_median']:.0f} ({_fmt_list(r['naive_images_per_s'])})",
+        ],
+        ["speed-up, harness / naive", f"**{r['speedup']:.2f}x**"],
+        *(
+            [
+                [
+                    "harness with `--precision bf16`, images/s: median (all)",
+                    f"{r['harness_bf16_median']:.0f} ({_fmt_list(r['harness_bf16_images_per_s'])})",
+                ],
+                ["speed-up, harness bf16 / naive (float32)", f"**{r['speedup_bf16']:.2f}x**"],
+            ]
+            if r.get("harness_bf16_median")
+            else []
+        ),
+        ["fsc step cost over ce", f"{ov['fsc'] * 100:+.1f}%"],
+        ["supcon step cost over ce", f"{ov['supcon'] * 100:+.1f}%"],
+        ["peak memory", f"{r['peak_memory_mb']:.0f} MB ({'GPU, allocated' if cuda else 'process max RSS'})"],
+    ]
+    if r.get("achieved_tflops") is not None:
+        peak = r.get("peak_bf16_tflops")
+        frac = f"{r['fraction_of_peak'] * 100:.1f}% of {peak:.0f} dense bf16" if peak else "peak unknown"
+        rows.append(["model FLOP/s reached (step FLOPs x images/s)", f"{r['achieved_tflops']:.1f} TFLOP/s ({frac})"])
+    if r.get("compile"):
+        c = r["compile"]
+        rows.append(
+            [
+                "torch.compile: first run; images/s; vs eager",
+                f"{c['first_run_s']:.1f} s; {c['images_per_s']:.0f}; {c['speedup_vs_eager']:.2f}x",
+            ]
+        )
+    for b in r.get("batched", []):
+        rows.append(
+            [
+                f"{b['runs']} runs: one after another vs one grouped model (images/s of all)",
+                f"{b['separate_images_per_s']:.0f} vs {b['batched_images_per_s']:.0f}: **{b['speedup']:.2f}x**",
+            ]
+        )
+    if r.get("layout"):
+        lay = r["layout"]
+        rows.append(
+            [
+                "NHWC (channels_last) vs NCHW memory, images/s (all repeats)",
+                f"{_fmt_list(lay['nhwc_images_per_s'])} vs {_fmt_list(lay['nchw_images_per_s'])}: "
+                f"**{lay['nhwc_over_nchw']:.2f}x**",
+            ]
+        )
+    for c in r.get("concurrency", []):
+        rows.append(
+            [
+                f"{c['processes']} concurrent runs on the device: total (per run) images/s",
+                f"{c['sum_images_per_s']:.0f} ({c['per_run_images_per_s']:.0f})",
+            ]
+        )
+    return rows
