@@ -17,11 +17,16 @@ from .errors import USER_ERRORS, BenchError
 from .settings import MAX_RUNS_UNASKED, csv_list
 from .spec import PRECISIONS, PRESET_PURPOSE, PRESETS
 
+_GRID_ENTRY: list[str] = []  # the grid-file entry whose flags are being parsed, if any
+
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad value is one line naming the flag and --help, not the whole usage."""
+    """argparse, but a bad value is one line naming the flag and --help, not the whole usage (and, for an
+    entry of a grid file, the entry)."""
 
     def error(self, message):
+        if _GRID_ENTRY:
+            raise BenchError(message)
         print(f"error: {message}; see `{self.prog} --help`", file=sys.stderr)
         raise SystemExit(2)
 
@@ -107,6 +112,13 @@ def _add_run_parser(sub, plugin) -> None:
         action="store_true",
         help="folder: leave out photos that cannot be read (each record lists them) instead of stopping",
     )
+    r.add_argument(
+        "--grid",
+        metavar="FILE",
+        help="run the entries of a grid file (TOML: a [[run]] table per `bench run`, see bench/gridfile.py) "
+        "one after another; the flags given here apply to every entry",
+    )
+    r.add_argument("--show-grid", action="store_true", help="with --grid: print each entry's command and stop")
     _add_training_args(r)
     _add_execution_args(r)
 
@@ -291,6 +303,54 @@ def _add_report_parser(sub, plugin) -> None:
         "records' (repeat for several files)",
     )
     rep.add_argument("--no-figures", action="store_true", help="tables only (the figures take most of the time)")
+
+
+def cmd_run_grid(a, argv: list[str]) -> int:
+    """`bench run --grid FILE [flags]`: every entry checked first, then run in order; the worst exit status."""
+    from methods import parse_method
+
+    from .gridfile import read_grid
+    from .settings import RunSettings
+
+    entries, digest = read_grid(a.grid)
+    rest = _flags_besides_grid(argv)
+    parser, planned = build_parser(), []
+    for label, flags in entries:
+        _GRID_ENTRY.append(label)
+        try:
+            args = parser.parse_args(["run", *flags, *rest])
+            args.command_line = f"{a.command_line}  # {a.grid} sha256:{digest} [{label}]"
+            request = RunSettings.from_args(args).request  # every value checked before the first entry runs
+            for method in request.methods:  # and every method name and --set value (the data is read later)
+                parse_method(method, request.overrides)
+        except USER_ERRORS as e:
+            raise BenchError(f"--grid {a.grid} [{label}]: {e}") from None
+        finally:
+            _GRID_ENTRY.pop()
+        planned.append((label, args, shlex.join(["python", "-m", "bench", "run", *flags, *rest])))
+    if a.show_grid:
+        for label, _, command in planned:
+            print(f"# {label}\n{command}")
+        return 0
+    status = 0
+    for label, args, _ in planned:
+        print(f"grid file {a.grid}: {label}", flush=True)
+        code = cmd_run(args)
+        if code == 130:
+            return code
+        status = max(status, code)
+    return status
+
+
+def _flags_besides_grid(argv: list[str]) -> list[str]:
+    """The flags typed after `run` other than --grid FILE and --show-grid: they apply to every entry."""
+    out, it = [], iter(argv[argv.index("run") + 1 :])
+    for arg in it:
+        if arg == "--grid":
+            next(it, None)
+        elif not (arg.startswith("--grid=") or arg == "--show-grid"):
+            out.append(arg)
+    return out
 
 
 def cmd_run(a) -> int:
@@ -582,6 +642,8 @@ def main(argv: list[str] | None = None) -> int:
     args.command_line = shlex.join(["python", "-m", "bench", *argv])  # recorded with every run
     try:
         load_plugins(getattr(args, "plugin", []))
+        if args.command == "run" and args.grid:
+            return cmd_run_grid(args, argv)
         return COMMANDS[args.command](args)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)

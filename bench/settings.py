@@ -199,11 +199,11 @@ def _training(a) -> tuple[dict, list[int]]:
     preset = PRESETS[a.preset]
     train = {k: preset[k] for k in TRAIN_FLAGS}
     budgets = budgets_of(a.steps) if a.steps is not None else [preset["steps"]]
-    a.steps = budgets[0]
     for k in TRAIN_FLAGS:
         v = getattr(a, k, None)
         if v is not None:
             train[k] = v
+    train["steps"] = budgets[0]  # the first budget; each one is its own run (GridRequest.budgets)
     if min(budgets) < 1 or train["batch_size"] < 2:
         raise BenchError("--steps must be >= 1 and --batch-size >= 2")
     for flag in ("lr", "width"):
