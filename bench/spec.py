@@ -8,16 +8,8 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from . import SUITE_VERSION
+from .compat import LATE_DEFAULTS, record_numerics  # noqa: F401  (record compatibility: bench/compat.py)
 
-# Fields added after records existed: left out of the key at these values, so older keys stay valid.
-LATE_DEFAULTS = {
-    "precision": "auto",
-    "val_per_class": 0,
-    "numerics": None,
-    "weights_sha256": None,
-    "data_digest": None,
-    "revisions": None,
-}
 PRECISIONS = ("auto", "fp32", "bf16")
 # The training settings a preset fixes and single command-line flags override.
 TRAIN_FLAGS = (
@@ -184,17 +176,6 @@ def numerics_threads(value: str) -> int | None:
         if part.startswith("threads="):
             return int(part.partition("=")[2])
     return None
-
-
-def record_numerics(rec: dict) -> str:
-    """A record's numerics: its spec's, or for records made before the field existed, rebuilt from
-    the environment it recorded (device kind, thread count, torch version)."""
-    spec, env = rec.get("spec", {}), rec.get("env", {})
-    if spec.get("numerics"):
-        return spec["numerics"]
-    return numerics(
-        env.get("device_type", "cpu"), spec.get("precision", "auto"), env.get("threads"), env.get("torch"), chip=""
-    )
 
 
 @dataclass(frozen=True)

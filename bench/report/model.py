@@ -16,7 +16,8 @@ import numpy as np
 from methods import MethodError, parse_method
 
 from .. import SUITE_VERSION
-from ..spec import LATE_DEFAULTS, PRESETS, TRAIN_FLAGS, record_numerics, short_budget
+from ..compat import LATE_DEFAULTS, record_hparams, record_numerics
+from ..spec import PRESETS, TRAIN_FLAGS, short_budget
 
 MISSING = "—"
 # Spec fields that define a board (everything but what varies inside it).
@@ -240,9 +241,7 @@ def method_label(rec: dict) -> str:
         legacy = {m.name: m.legacy for m in comp.parts}
     except MethodError:  # a method registered by a plug-in that this process does not know
         comp, defaults, legacy = None, {}, {}
-    hparams = {
-        m: {**{k: v for k, v in legacy.get(m, {}).items() if k not in hp}, **hp} for m, hp in spec["hparams"].items()
-    }
+    hparams = record_hparams(spec["hparams"], legacy)
     unused, current = {}, {}
     if comp is not None:
         try:
