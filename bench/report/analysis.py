@@ -185,6 +185,25 @@ def rankings(boards: list[Board]) -> list[NamedRanking]:
     return out
 
 
+VERDICTS = ("too_few_seeds", "clear", "reference_may_be_best", "reference_beaten")
+
+
+def verdict(d: Decision, cands: dict, reference: str, min_seeds: int = 3) -> str:
+    """What the evidence at one board and ratio says about the reference, as one of VERDICTS: too few
+    seeds (a candidate has fewer than `min_seeds`), clear (one method alone may be the best), the
+    reference among several that may be the best, or the reference beaten (it is not among them)."""
+    if min(len(c.seeds) for c in cands.values()) < min_seeds:
+        return "too_few_seeds"
+    if len(d.may_be_best) == 1:
+        return "clear"
+    return "reference_may_be_best" if reference in d.may_be_best else "reference_beaten"
+
+
+def reference_may_be_best(d: Decision, kind: str, reference: str) -> bool:
+    """Whether the reference may be the best method (it is the clear winner, or among several)."""
+    return kind == "reference_may_be_best" or (kind == "clear" and d.may_be_best == [reference])
+
+
 @dataclass
 class Analysis:
     """Everything the renderers need, computed once."""
@@ -214,3 +233,13 @@ class Analysis:
                 if d:
                     a.decisions[(b.slug, r)] = d
         return a
+
+    def verdicts(self) -> list[tuple[Decision, str]]:
+        """(decision, verdict) for every board and ratio decided against the reference, in board order."""
+        out = []
+        for b in self.boards:
+            for r in sorted(b.ratios):
+                d = self.decisions.get((b.slug, r))
+                if d is not None and d.reference == self.reference:
+                    out.append((d, verdict(d, candidates(b, r, self.selections.get(b.slug, {})), self.reference)))
+        return out

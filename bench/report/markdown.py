@@ -8,7 +8,7 @@ import re
 from tabulate import tabulate
 
 from . import tables as T
-from .analysis import Analysis
+from .analysis import Analysis, reference_may_be_best
 from .budget import SETTLED, budget_studies, budget_table, unsettled, wall_table
 from .model import METRIC_TITLES, ratio_label
 from .records import Collected
@@ -230,19 +230,20 @@ def summary_values(a: Analysis) -> dict[str, str]:
         values["v:" + key + ":mean"] = f"{stat.mean:.3f}"
         values["v:" + key + ":n"] = str(stat.n)
 
-    which = T.which_summary(a)
-    if which:  # the counts the README's answer quotes (columns: ..., better, equivalent, evidence)
-        rows = which.rows
-        values["v:which:settings"] = str(len(rows))
-        values["v:which:better"] = str(sum(r[4] != "none" for r in rows))
-        values["v:which:equivalent"] = str(sum(r[5] != "none" for r in rows))
-        values["v:which:too_few_seeds"] = str(sum(r[6] == "too few seeds to say" for r in rows))
-        only_reference = f"clear: only {a.reference} may be the best"
+    verdicts = a.verdicts()
+    if verdicts:  # the counts the README's answer quotes
+        values["v:which:settings"] = str(len(verdicts))
+        values["v:which:better"] = str(sum(bool(d.named("better")) for d, _ in verdicts))
+        values["v:which:equivalent"] = str(sum(bool(d.named("equivalent")) for d, _ in verdicts))
+        values["v:which:too_few_seeds"] = str(sum(kind == "too_few_seeds" for _, kind in verdicts))
         values["v:which:reference_may_be_best"] = str(
-            sum(r[6].startswith(f"{a.reference} may be the best") or r[6] == only_reference for r in rows)
+            sum(reference_may_be_best(d, kind, a.reference) for d, kind in verdicts)
         )
         values["v:which:reference_beaten"] = str(
-            sum(" is beaten" in r[6] or (r[6].startswith("clear: only ") and r[6] != only_reference) for r in rows)
+            sum(
+                kind in ("reference_beaten", "clear") and not reference_may_be_best(d, kind, a.reference)
+                for d, kind in verdicts
+            )  # fmt: skip
         )
     for board in a.boards:
         for (method, ratio), cell in board.cells.items():

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from methods import REGISTRY
 
-from .analysis import Analysis, candidates, paired_cell
+from .analysis import Analysis, candidates, paired_cell, verdict
 from .model import METRIC_TITLES, MISSING, Board, Cell, ratio_label
 
 ABLATION = ("ce", "os", "fsc", "os+fsc")
@@ -307,14 +307,12 @@ def which_method(a: Analysis, reference: str | None = None) -> Table | None:
                 f", tail {c.per_class[-1].fmt()}" if b.multiclass else f", min {c.per_class[-1].fmt()}"
             )
             k = len(d.may_be_best)
-            if min(len(c.seeds) for c in cands.values()) < 3:
-                evidence = "too few seeds to say"
-            elif k == 1:
-                evidence = f"clear: only {d.may_be_best[0]} may be the best"
-            elif reference in d.may_be_best:
-                evidence = f"{reference} may be the best, with {k - 1} others"
-            else:
-                evidence = f"{reference} is beaten; {k} may be the best"
+            evidence = {
+                "too_few_seeds": "too few seeds to say",
+                "clear": f"clear: only {d.may_be_best[0]} may be the best",
+                "reference_may_be_best": f"{reference} may be the best, with {k - 1} others",
+                "reference_beaten": f"{reference} is beaten; {k} may be the best",
+            }[verdict(d, cands, reference)]
             at_r = [c for (_, ratio), c in b.cells.items() if ratio == r]
             cost = f"{sum(len(c.seeds) for c in at_r)} runs, {sum(sum(c.wall_s.values()) for c in at_r) / 3600:.1f} h"
             rows.append(
