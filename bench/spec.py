@@ -46,11 +46,10 @@ PRESETS: dict[str, dict] = {
         val_per_class=0,
     ),
     # The quick model trained longer, for the which-method answer. Provisional: the budget study
-    # (README "Round three: the training budget"; 11 methods at 240, 600, 1200 and 2400 steps) found
-    # 1200 steps short on animals lt 1:0.01 (seed 0: ce +0.026, la +0.017, sqrt +0.015 balanced accuracy
-    # from 1200 to 2400) and 5 of 11 methods settled (within 0.01) at 2400; on the fine cells most methods
-    # still move at 2400 (seed 0), so 4800 steps are to be tried and seeds 1-2 are running. `quick`
-    # boards are a fast first look and say "short budget".
+    # (results/README.md, "The training budget"; grids/round3_study.toml) finds 2400 steps not yet converged:
+    # on animals lt 1:0.01 (3 seeds) 8 of 11 methods still gain more than 0.01 balanced accuracy from 1200
+    # to 2400 steps, and on the fine cells most methods still move (2 seeds so far); 4800 steps are next
+    # (grids/round3_budget_4800.toml). `quick` boards are a fast first look and say "short budget".
     "standard": dict(
         width=0.25,
         steps=STANDARD_STEPS,
