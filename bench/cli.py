@@ -303,6 +303,12 @@ def _add_report_parser(sub, plugin) -> None:
         "records' (repeat for several files)",
     )
     rep.add_argument("--no-figures", action="store_true", help="tables only (the figures take most of the time)")
+    rep.add_argument(
+        "--race-grid",
+        metavar="FILE",
+        help="also write the racing plan's runs still to do (more seeds for the methods that may be the best) "
+        "as a grid file for `bench run --grid FILE`",
+    )
 
 
 def cmd_run_grid(a, argv: list[str]) -> int:
@@ -537,6 +543,10 @@ def cmd_report(a) -> int:
         )
     for p, why in col.unreadable:
         print(f"warning: unreadable record {p}: {why} (skipped)", file=sys.stderr)
+    if a.race_grid:
+        Path(a.race_grid).write_text(col.race_grid)
+        entries = col.race_grid.count("[[run]]")
+        print(f"racing plan: {entries} grid entries still to run, written to {a.race_grid}")
     return _readme_blocks(a.readme, a.check_readme, col.summary_blocks)
 
 

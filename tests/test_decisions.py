@@ -168,3 +168,51 @@ def test_methods_that_computed_the_same_numbers_count_once_and_are_named_togethe
     assert d.aliases == {"ce": ["taunorm"]} and set(d.verdict) == {"ce"}  # one comparison in Holm's family
     row = T.which_method(a).rows[0]
     assert "ce (= taunorm)" in " ".join(row)
+
+
+def _race_records(scores: dict[str, list[float]]):
+    """Records of one board at 1:0.01 whose balanced accuracy per seed is given (minority = 2 x bal - 1)."""
+    from .test_report import rec
+
+    recs = []
+    for method, values in scores.items():
+        for seed, bal in enumerate(values):
+            r = rec(method, 0.01, seed, 1.0, 2 * bal - 1.0)
+            r["key"] += method
+            recs.append(r)
+    return recs
+
+
+def test_the_race_stops_the_excluded_gives_the_others_five_seeds_and_ten_while_open(tmp_path):
+    from bench.gridfile import read_grid
+    from bench.report import Analysis, aggregate
+    from bench.report.analysis import race_plans
+    from bench.report.racegrid import race_grid_text
+
+    rng = np.random.default_rng(0)
+    noise = lambda n: rng.normal(0, 0.004, n)  # noqa: E731
+    scores = {
+        "os": list(0.80 + noise(5)),  # the reference, 5 seeds
+        "la": list(0.80 + noise(5)),  # level with it: may be the best, inconclusive -> 10
+        "ce": list(0.55 + noise(3)),  # far below: excluded from the best, stops at 3
+        "cbs": list(0.81 + noise(3)),  # may be the best with 3 seeds -> 5
+        "sqrt": list(0.80 + noise(2)),  # fewer than 3 seeds -> 3
+    }
+    [plan] = race_plans(Analysis.of(aggregate(_race_records(scores))))
+    assert plan.stopped == {"ce": 3}
+    assert plan.targets == {"cbs": 5, "sqrt": 3, "la": 10, "os": 10}
+    grid = tmp_path / "race.toml"
+    grid.write_text(race_grid_text(Analysis.of(aggregate(_race_records(scores)))))
+    entries, _ = read_grid(str(grid))
+    by_seeds = {flags[flags.index("--seeds") + 1]: flags[flags.index("--methods") + 1] for _, flags in entries}
+    assert by_seeds == {"3": "sqrt", "5": "cbs", "10": "la,os"}
+
+
+def test_a_race_whose_best_is_clear_asks_for_no_more_than_five():
+    from bench.report import Analysis, aggregate
+    from bench.report.analysis import race_plans
+
+    rng = np.random.default_rng(1)
+    scores = {"os": list(0.70 + rng.normal(0, 0.003, 5)), "la": list(0.90 + rng.normal(0, 0.003, 5))}
+    [plan] = race_plans(Analysis.of(aggregate(_race_records(scores))))
+    assert plan.targets == {} and plan.stopped == {"os": 5} and plan.settled == ["la"]

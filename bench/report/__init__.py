@@ -25,6 +25,7 @@ from .console import print_console
 from .latex import board_latex
 from .markdown import board_pages, markdown, summary_blocks, summary_md, summary_values
 from .model import METRIC_TITLES, Board, aggregate, method_label, ratio_label
+from .racegrid import race_grid_text
 from .records import Collected, collect
 
 __all__ = [
@@ -165,6 +166,7 @@ def report(
     pages = board_pages(a)
     summary = summary_md(a)
     col.summary_blocks = summary_blocks(a) | summary_values(a)
+    col.race_grid = race_grid_text(a)
     store.prepare_out(out_dir)
     write_atomic(out_dir / "leaderboard.md", md)
     for slug, page in pages.items():

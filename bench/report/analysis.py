@@ -243,3 +243,58 @@ class Analysis:
                 if d is not None and d.reference == self.reference:
                     out.append((d, verdict(d, candidates(b, r, self.selections.get(b.slug, {})), self.reference)))
         return out
+
+
+# Racing seeds (issue 23): every method gets the first count; the methods the procedure cannot exclude from
+# the best get the second; up to the third while their verdict against the reference is still open.
+RACE = (3, 5, 10)
+
+
+@dataclass
+class RacePlan:
+    """The seeds each method of one board and ratio should have, and the methods that stop where they are."""
+
+    board: Board
+    ratio: float
+    targets: dict[str, int] = field(default_factory=dict)  # method -> seeds it should reach (more than it has)
+    stopped: dict[str, int] = field(default_factory=dict)  # method -> seeds it stopped at: excluded from the best
+    settled: list[str] = field(default_factory=list)  # may be the best, with a verdict: no more seeds
+
+
+def race(b: Board, r: float, d: Decision | None, reference: str, chosen: dict, counts=RACE) -> RacePlan:
+    """Who gets more seeds at ratio r of board b: a method with fewer than counts[0] seeds gets them; one
+    outside the set that may hold the best stops (it is beaten, at 0.95 confidence, by at least one other);
+    one inside gets counts[1]; beyond that, up to counts[2] while the set holds more than one method and its
+    comparison with the reference is inconclusive (the reference: while any is). Methods that computed the
+    same numbers as another (aliases) are run once, under the kept name."""
+    first, more, most = counts
+    cands, _ = collapse_aliases(candidates(b, r, chosen), reference)
+    plan = RacePlan(b, r)
+    open_verdicts = d is not None and len(d.may_be_best) > 1 and bool(d.named("inconclusive"))
+    for m, c in sorted(cands.items()):
+        n = len(c.seeds)
+        if n < first or d is None:
+            target = max(first, n)
+        elif m not in d.may_be_best:
+            plan.stopped[m] = n
+            continue
+        elif n < more:
+            target = more
+        elif open_verdicts and (d.verdict.get(m) == "inconclusive" or m == reference):
+            target = max(n, most)
+        else:
+            target = n
+        if target > n:
+            plan.targets[m] = target
+        else:
+            plan.settled.append(m)
+    return plan
+
+
+def race_plans(a: Analysis) -> list[RacePlan]:
+    """The racing plan of every board and ratio, in board order."""
+    return [
+        race(b, r, a.decisions.get((b.slug, r)), a.reference, a.selections.get(b.slug, {}))
+        for b in a.boards
+        for r in sorted(b.ratios)
+    ]

@@ -75,6 +75,7 @@ def markdown(col: Collected, a: Analysis) -> str:
         "with 80% power at the spread observed (Holm's first step), where that is more than the board has:",
         T.seed_planning(a),
     )
+    _section(md, f"### Racing seeds\n\n{T.RACE_NOTE}", T.race_table(a))
     _section(
         md,
         "## The effect of the FSC loss, all boards\n\nAdding the FSC loss without oversampling (`fsc − ce`) and "

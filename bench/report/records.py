@@ -27,6 +27,7 @@ class Collected:
     summary_blocks: dict[str, str] = field(
         default_factory=dict
     )  # the README's generated tables and "v:" values, by name
+    race_grid: str = ""  # the racing plan as a grid file (bench/report/racegrid.py)
 
 
 def collect(runs_dir: Path) -> Collected:

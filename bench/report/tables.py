@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from methods import REGISTRY
 
-from .analysis import Analysis, candidates, paired_cell, verdict
+from .analysis import RACE, Analysis, candidates, paired_cell, race_plans, verdict
 from .model import METRIC_TITLES, MISSING, Board, Cell, ratio_label
 
 ABLATION = ("ce", "os", "fsc", "os+fsc")
@@ -369,6 +369,39 @@ def seed_planning(a: Analysis) -> Table | None:
         return None
     head = ["board", "ratio", "method", "vs the reference", "sd of differences", "seeds to decide 0.02"]
     return Table(head, rows, numeric_from=3)
+
+
+def race_table(a: Analysis) -> Table | None:
+    """Racing seeds, one row per board and ratio where some method should get more seeds (see
+    analysis.race): who goes on to how many seeds, and who stopped where and why."""
+    rows = []
+    for p in race_plans(a):
+        if not p.targets:
+            continue
+        by_target: dict[int, list[str]] = {}
+        for m, t in p.targets.items():
+            by_target.setdefault(t, []).append(m)
+        rows.append(
+            [
+                f"{p.board.group[1]}, {p.board.setting['task']}",
+                ratio_label(p.ratio),
+                "; ".join(f"to {t}: {', '.join(ms)}" for t, ms in sorted(by_target.items())),
+                ", ".join(f"{m} ({n})" for m, n in sorted(p.stopped.items())) or "none",
+            ]
+        )
+    if not rows:
+        return None
+    head = ["board", "ratio", "more seeds (to how many)", "stopped (seeds): excluded from the best"]
+    return Table(head, rows, numeric_from=4)
+
+
+RACE_NOTE = (
+    f"Racing seeds (bench/report/analysis.py, `race`): every method gets {RACE[0]} seeds; a method that the "
+    f"procedure above excludes from the set that may hold the best stops there; the others get {RACE[1]}, and "
+    f"up to {RACE[2]} while the set holds more than one method and their comparison with the reference is "
+    "inconclusive. Methods that computed the same numbers as another run once. `python -m bench report "
+    "--race-grid FILE` writes the runs still to do as a grid file (`bench run --grid FILE`)."
+)
 
 
 def which_summary(a: Analysis) -> Table | None:
