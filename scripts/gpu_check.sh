@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The GPU check, in at most ~8 minutes on one GPU machine: the test suite on CUDA, `bench perf`
-# (harness vs naive, FLOP/s, torch.compile, concurrent runs), and a timed slice of the `paper` grid.
+# The GPU check, in at most ~12 minutes on one GPU machine: the test suite on CUDA, `bench perf`
+# (harness vs naive, FLOP/s, torch.compile, concurrent runs, stacks), `bench perf --grid`, and a timed slice
+# of the `paper` grid.
 # Usage: scripts/gpu_check.sh [OUTDIR]   (default: $OUT, else ./gpu_out). Everything it measures is
 # packed into OUTDIR/gpu_check.tgz, with the logs beside it.
 # Missing Python packages can be brought as wheels in .whl/ (installed into /tmp/site first).
@@ -23,11 +24,15 @@ stamp "machine"
 
 stamp "tests on CUDA"
 BENCH_TEST_DEVICE=cuda timeout 150 $PY -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py tests/test_harness.py \
-  tests/test_methods.py 2>&1 | tee "$OUTDIR/tests.log" | tail -15
+  tests/test_methods.py tests/test_stacking.py 2>&1 | tee "$OUTDIR/tests.log" | tail -15
 
 stamp "bench perf (paper preset): harness vs naive, FLOP/s, compile, concurrent processes, K runs as one grouped model"
 timeout 240 $PY -m bench perf --preset paper --repeats 3 --epochs 10 --concurrency 1,2,4 --batched 4,8 \
   --results "$OUTDIR/work/results" 2>&1 | tee "$OUTDIR/perf.log" | grep -v Warning
+
+stamp "bench perf --grid (paper preset, 200 steps): 4 runs per GPU in processes against stacks of 4 seeds"
+timeout 120 $PY -m bench perf --grid --preset paper --steps 200 --seeds 4 --stack 4 --results "$OUTDIR/work/results" \
+  2>&1 | tee "$OUTDIR/perf_grid.log" | grep -v "\.\.\." | tail -8
 
 stamp "paper grid slice: every method and os+fsc, both tasks, 1:0.01, 1 seed, 4 runs at a time (wall time = the grid's cost)"
 timeout 200 $PY -m bench run --preset paper --dataset animals --task fine,coarse --methods all,os+fsc \
