@@ -102,6 +102,7 @@ def nan_for_seed_one():
     M.unregister(_NanForSeedOne.name)
 
 
+@pytest.mark.slow
 def test_a_failing_run_fails_alone_and_leaves_the_others_arithmetic_untouched(nan_for_seed_one):
     """Seed 1 of a stack of three turns NaN: it alone comes back failed, and seeds 0 and 2 are the very
     numbers (float32, bit for bit) they have in a stack of three where nothing fails."""
@@ -148,7 +149,7 @@ def _records(out):
     return {r["spec"]["seed"]: r for r in (json.loads(p.read_text()) for p in out.glob("*.json"))}
 
 
-@pytest.mark.parametrize("executor", ["local", "pool"])
+@pytest.mark.parametrize("executor", ["local", pytest.param("pool", marks=pytest.mark.slow)])
 def test_bench_run_stack_writes_one_record_per_run_and_resumes_by_key(tmp_path, executor):
     grid = ["run", "--dataset", "synthetic", "--task", "fine", "--methods", "os+fsc", "--ratios", "0.25"]
     grid += ["--preset", "tiny", "--steps", "6", "--seeds", "3", "--plain", "--executor", executor]
