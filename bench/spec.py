@@ -48,7 +48,7 @@ PRESETS: dict[str, dict] = {
     # The quick model trained longer, for the which-method answer. Provisional: the budget study
     # (results/README.md, "The training budget"; grids/round3_study.toml) finds 2400 steps not yet converged:
     # on animals lt 1:0.01 (3 seeds) 8 of 11 methods still gain more than 0.01 balanced accuracy from 1200
-    # to 2400 steps, and on the fine cells most methods still move (2 seeds so far); 4800 steps are next
+    # to 2400 steps, on animals fine 8 of 11 and on Fashion-MNIST fine all 11 (3 seeds); 4800 steps are next
     # (grids/round3_budget_4800.toml). `quick` boards are a fast first look and say "short budget".
     "standard": dict(
         width=0.25,
