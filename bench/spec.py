@@ -101,7 +101,7 @@ PRESET_PURPOSE = {
     "quick": "a fast first look on a CPU (the main command's default); a short budget: which methods learn "
     "the rare class fastest, not where they end",
     "standard": "the quick model trained 10x longer, for the which-method answer (provisional: the budget study "
-    "found 1200 steps short; see the README)",
+    "finds even 2400 steps not converged; 4800 is being measured; see results/README.md)",
     "paper": "the paper's full-width ResNet-18 for a GPU",
     "tiny": "tests and CI smoke runs only: a handful of steps",
 }
