@@ -86,3 +86,25 @@ def test_short_budgets_are_marked_and_the_standard_preset_is_not():
         recs.append(r)
     boards = {b.setting["steps"]: b for b in aggregate(recs)}
     assert "short budget" in boards[quick["steps"]].title and "short budget" not in boards[standard["steps"]].title
+
+
+def test_a_larger_budget_run_for_the_moving_methods_only_reads_per_method():
+    """4800 steps are run only for the methods still moving at 2400: each method's change is taken between its
+    own two largest budgets, said in the cell, and the settled ones keep their 1200 -> 2400 change."""
+    recs = []
+    for steps, moving, settled in ((1200, 0.60, 0.80), (2400, 0.70, 0.805), (4800, 0.74, None)):
+        for seed in range(2):
+            for method, mino in (("la", moving), ("os", settled)):
+                if mino is None:
+                    continue
+                r = rec(method, 0.01, seed, 1.0, mino + 0.001 * seed)
+                r["spec"]["steps"] = steps
+                r["key"] += f"-{steps}"
+                recs.append(r)
+    [study] = budget_studies(aggregate(recs))
+    assert study.last_two("la") == (2400, 4800) and study.last_two("os") == (1200, 2400)
+    table = budget_table(study)
+    assert table.head[-2:] == ["change between its two largest budgets", "training fit at its largest budget"]
+    rows = {row[0]: row for row in table.rows}
+    assert rows["la"][-2] == "+0.020 (2400 → 4800, moving)" and rows["os"][-2] == "+0.003 (1200 → 2400)"
+    assert rows["os"][3] == "—" and unsettled(study) == ["la"]

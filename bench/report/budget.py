@@ -4,8 +4,8 @@ A budget study is a group of boards whose setting is the same but for `steps` (e
 run with its own schedule and key), at one ratio. Its table gives, per method, balanced accuracy at
 each budget (mean±sd over seeds), the change from the second-largest budget to the largest, how well
 the largest budget's runs fit their own training images, and the wall time per run at each budget, so
-a user can plan a grid. A method whose mean still moves by more than SETTLED between the two largest
-budgets has not settled.
+a user can plan a grid. A method whose mean still moves by more than SETTLED between its own two largest
+budgets has not settled (a larger budget is run only for the methods still moving).
 """
 
 from __future__ import annotations
@@ -54,16 +54,26 @@ class BudgetStudy:
         c = self.boards[steps].cells.get((method, self.ratio))
         return c.stat(metric) if c else None
 
+    def last_two(self, method: str) -> tuple[int, int] | None:
+        """The method's own two largest budgets (the 4800-step runs are made only for the methods still
+        moving at 2400, so a study's methods need not share its largest budget)."""
+        ran = [s for s in self.budgets if (c := self.boards[s].cells.get((method, self.ratio))) and c.seeds]
+        return (ran[-2], ran[-1]) if len(ran) >= 2 else None
+
     def moved(self, method: str) -> float | None:
-        """Mean balanced accuracy at the largest budget minus at the second largest (same seeds only)."""
-        if len(self.budgets) < 2:
+        """Mean balanced accuracy at the method's largest budget minus at its second largest (same seeds only)."""
+        pair = self.last_two(method)
+        if pair is None:
             return None
-        a, b = (self.boards[s].cells.get((method, self.ratio)) for s in self.budgets[-2:])
-        if not (a and b):
-            return None
+        a, b = (self.boards[s].cells[(method, self.ratio)] for s in pair)
         x, y = a.metric_by_seed("bal_acc"), b.metric_by_seed("bal_acc")
         seeds = sorted(set(x) & set(y))
         return float(np.mean([y[s] - x[s] for s in seeds])) if seeds else None
+
+    def shared_pair(self) -> tuple[int, int] | None:
+        """The two largest budgets when every method's are the same ones, else None."""
+        pairs = {self.last_two(m) for m in self.methods()} - {None}
+        return pairs.pop() if len(pairs) == 1 else None
 
 
 def budget_studies(boards: list[Board]) -> list[BudgetStudy]:
@@ -91,25 +101,30 @@ def budget_studies(boards: list[Board]) -> list[BudgetStudy]:
 
 
 def budget_table(study: BudgetStudy) -> Table:
-    budgets = study.budgets
+    budgets, shared = study.budgets, study.shared_pair()
     rows, cells = [], []
     for m in study.methods():
         row = [m]
         for steps in budgets:
             st = study.stat(m, steps)
             row.append(f"{st.fmt()} (n={st.n})" if st and st.n else MISSING)
-        moved = study.moved(m)
-        row.append(MISSING if moved is None else f"{moved:+.3f}" + ("" if abs(moved) <= SETTLED else " (moving)"))
-        fit = study.stat(m, budgets[-1], "train_bal")
+        moved, pair = study.moved(m), study.last_two(m)
+        moving = moved is not None and abs(moved) > SETTLED
+        if moved is None:
+            row.append(MISSING)
+        elif shared:
+            row.append(f"{moved:+.3f}" + (" (moving)" if moving else ""))
+        else:
+            row.append(f"{moved:+.3f} ({pair[0]} → {pair[1]}{', moving' if moving else ''})")
+        fit = study.stat(m, pair[1], "train_bal") if pair else None
         row.append(fit.fmt() if fit and fit.n else MISSING)
         rows.append(row)
         cells.append([study.boards[s].cells.get((m, study.ratio)) for s in budgets] + [None, None])
-    head = (
-        ["method"]
-        + [f"{s} steps" for s in budgets]
-        + [f"{budgets[-2]} → {budgets[-1]}", f"training fit at {budgets[-1]}"]
-    )
-    return Table(head, rows, cells)
+    if shared:
+        tail = [f"{shared[0]} → {shared[1]}", f"training fit at {shared[1]}"]
+    else:
+        tail = ["change between its two largest budgets", "training fit at its largest budget"]
+    return Table(["method"] + [f"{s} steps" for s in budgets] + tail, rows, cells)
 
 
 def wall_table(study: BudgetStudy) -> Table:

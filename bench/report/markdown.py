@@ -86,18 +86,30 @@ def markdown(col: Collected, a: Analysis) -> str:
     )
     for study in budget_studies(a.boards):
         md.write(f"\n## Training budget: {study.title}\n\n")
+        pair = study.shared_pair()
+        change = (
+            f"`{pair[0]} → {pair[1]}`: the paired mean change between the two largest budgets"
+            if pair
+            else (
+                "The change: the paired mean change between each method's own two largest budgets (a larger "
+                "budget is run only for the methods still moving)"
+            )
+        )
         md.write(
             f"Balanced accuracy (test) at each step budget, mean±sd (n seeds); each budget is its own run with "
-            f"its own warm-up and cosine schedule. `{study.budgets[-2]} → {study.budgets[-1]}`: the paired mean "
-            f"change between the two largest budgets ('moving' above {SETTLED}); training fit: balanced accuracy "
-            f"on the run's own un-augmented training images at the largest budget. Figure: "
+            f"its own warm-up and cosine schedule. {change} ('moving' above {SETTLED}); training fit: balanced "
+            f"accuracy on the run's own un-augmented training images at the largest budget. Figure: "
             f"`figures/{study.slug}.png`.\n\n"
         )
         md.write(table_md(budget_table(study)))
         still = unsettled(study)
         md.write(
             "\n"
-            + (f"Not settled at {study.budgets[-1]} steps: {', '.join(still)}.\n" if still else "")
+            + (
+                f"Not settled at {'its largest budget' if not pair else f'{pair[1]} steps'}: {', '.join(still)}.\n"
+                if still
+                else ""
+            )
             + "\nWall time per run (one run per core, on the records' machine):\n\n"
             + table_md(wall_table(study))
         )
