@@ -326,22 +326,22 @@ def cmd_run_grid(a, argv: list[str]) -> int:
         try:
             args = parser.parse_args(["run", *flags, *rest])
             args.command_line = f"{a.command_line}  # {a.grid} sha256:{digest} [{label}]"
-            request = RunSettings.from_args(args).request  # every value checked before the first entry runs
-            for method in request.methods:  # and every method name and --set value (the data is read later)
-                parse_method(method, request.overrides)
+            settings = RunSettings.from_args(args)  # every value checked before the first entry runs
+            for method in settings.request.methods:  # and every method name and --set value (data: later)
+                parse_method(method, settings.request.overrides)
         except USER_ERRORS as e:
             raise BenchError(f"--grid {a.grid} [{label}]: {e}") from None
         finally:
             _GRID_ENTRY.pop()
-        planned.append((label, args, shlex.join(["python", "-m", "bench", "run", *flags, *rest])))
+        planned.append((label, args, settings, shlex.join(["python", "-m", "bench", "run", *flags, *rest])))
     if a.show_grid:
-        for label, _, command in planned:
+        for label, _, _, command in planned:
             print(f"# {label}\n{command}")
         return 0
     status = 0
-    for label, args, _ in planned:
+    for label, args, settings, _ in planned:
         print(f"grid file {a.grid}: {label}", flush=True)
-        code = cmd_run(args)
+        code = cmd_run(args, settings)
         if code == 130:
             return code
         status = max(status, code)
@@ -359,13 +359,13 @@ def _flags_besides_grid(argv: list[str]) -> list[str]:
     return out
 
 
-def cmd_run(a) -> int:
+def cmd_run(a, settings=None) -> int:
     from .executors import run_grid
     from .runner import DataCache, expand, plan_stacks
     from .settings import RunSettings
     from .status import write_manifest
 
-    settings = RunSettings.from_args(a)
+    settings = settings or RunSettings.from_args(a)  # a grid file's entries come checked
     cache = DataCache(a.data_root, a.image_size, a.skip_unreadable)
     stacks = plan_stacks(expand(settings.request, cache), settings.stack)
     specs = [s for stack in stacks for s in stack]

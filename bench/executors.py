@@ -153,17 +153,13 @@ def died_record(spec: RunSpec, how: str, command: str = "") -> dict:
     }
 
 
-def _plan(stacks: list, out, force) -> tuple[list[list[RunSpec]], int]:
-    """The stacks with a run still to do, and how many runs are done (a plain spec is a stack of one)."""
+def _plan(stacks: list, out, force) -> tuple[list[list[RunSpec]], set[str], int]:
+    """The stacks with a run still to do, the keys still to do (a stack's finished members train again,
+    unwritten), and how many runs are done (a plain spec is a stack of one)."""
     stacks = [stack if isinstance(stack, list) else [stack] for stack in stacks]
     todo = {s.key for s in pending([s for stack in stacks for s in stack], out, force)}
     runs = sum(len(stack) for stack in stacks)
-    return [stack for stack in stacks if any(s.key in todo for s in stack)], runs - len(todo)
-
-
-def todo_keys(stacks: list[list[RunSpec]], out, force) -> list[str]:
-    """The keys of these stacks still to do (a stack's finished members train again, unwritten)."""
-    return [s.key for stack in stacks for s in stack if force or not store.is_done(Path(out), s.key)]
+    return [stack for stack in stacks if any(s.key in todo for s in stack)], todo, runs - len(todo)
 
 
 def run_local(stacks: list, out: Path, device: torch.device, opts: RunOptions, force=False) -> Outcome:
@@ -172,13 +168,13 @@ def run_local(stacks: list, out: Path, device: torch.device, opts: RunOptions, f
     if opts.threads:
         torch.set_num_threads(opts.threads)
     cache = DataCache(opts.data_root, opts.image_size, opts.skip_unreadable)
-    todo, done_before = _plan(stacks, out, force)
+    stacks, todo, done_before = _plan(stacks, out, force)
     result = Outcome(already_done=done_before)
     plain = plain_output() if opts.plain is None else opts.plain
-    labels = {s.key: s.label() for stack in todo for s in stack}
-    with make_progress(len(todo_keys(todo, out, force)), done_before, plain) as prog:
-        for stack in todo:
-            mine = todo_keys([stack], out, force)
+    labels = {s.key: s.label() for stack in stacks for s in stack}
+    with make_progress(len(todo), done_before, plain) as prog:
+        for stack in stacks:
+            mine = [s.key for s in stack if s.key in todo]
             for key in mine:
                 prog.start_run(labels[key], stack[0].steps)
 
@@ -288,8 +284,7 @@ def run_pool(
     (several small runs can share a GPU; on a machine without GPUs, CPU worker processes stand in for
     devices). A worker that dies in a stack (a native crash) leaves a failed record for each of its runs
     with its reason and is replaced."""
-    stacks, done_before = _plan(stacks, out, force)
-    todo = set(todo_keys(stacks, out, force))
+    stacks, todo, done_before = _plan(stacks, out, force)
     if not todo:
         print(f"grid: nothing to do, {done_before} already done")
         return Outcome(already_done=done_before)

@@ -30,6 +30,7 @@ from methods import parse_method
 
 from .envinfo import device_name, environment, now
 from .models import build_model
+from .perf_grid import render_grid
 from .spec import PRESETS, RunSpec
 from .train import train_and_evaluate
 
@@ -337,9 +338,6 @@ def slug(result: dict) -> str:
     name = result["env"]["device"].split(":", 1)[-1].split("(")[0].strip()
     kind = result["env"]["device_type"]
     return f"{kind}_{''.join(c if c.isalnum() else '_' for c in name).strip('_')}_{result['preset']}".lower()
-
-
-from .perf_grid import render_grid  # noqa: E402  (PERF.md renders both kinds of result)
 
 
 def write_results(result: dict, results_dir: Path) -> Path:
