@@ -47,11 +47,19 @@ def test_pool_of_cpu_workers_matches_a_local_run(tmp_path):
         assert r["status"] == "ok" and comparable(r) == comparable(ref[r["key"]])
 
 
+def _cmdline(pid: int) -> str:
+    """A process's command line, or "" when it ended after it was listed (a short-lived helper)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def _workers_of(pid: int) -> list[int]:
     kids = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         kids += [int(k) for k in (task / "children").read_text().split()]
-    return [k for k in kids if "spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes().decode(errors="replace")]
+    return [k for k in kids if "spawn_main" in _cmdline(k)]
 
 
 @pytest.mark.slow

@@ -94,6 +94,14 @@ def _children(pid):
     return kids
 
 
+def _running(pid: int) -> bool:
+    """Whether a process still runs (not ended, not a zombie); it may end while we look."""
+    try:
+        return "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+
+
 def _grid_started(out: Path, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline and not list(out.glob("*.json")):
@@ -114,9 +122,7 @@ def test_workers_die_with_a_killed_parent(tmp_path):
     deadline = time.time() + 30
     while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
         time.sleep(0.2)
-    alive = [
-        w for w in workers if Path(f"/proc/{w}").exists() and "Z" not in Path(f"/proc/{w}/stat").read_text().split()[2]
-    ]
+    alive = [w for w in workers if _running(w)]
     assert not alive, f"orphaned workers still running: {alive}"
 
 

@@ -185,6 +185,14 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
+def _cmdline(pid: int) -> str:
+    """A process's command line, or "" when it ended after it was listed (a short-lived helper)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 def _gone(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -201,9 +209,7 @@ def test_workers_killed_while_starting_do_not_outlive_their_parent(tmp_path):
     p = _bench(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     workers, t0 = [], time.monotonic()
     while time.monotonic() - t0 < 60 and len(workers) < 2:
-        workers = [
-            k for k in _children(p.pid) if "spawn_main" in Path(f"/proc/{k}/cmdline").read_text(errors="replace")
-        ]
+        workers = [k for k in _children(p.pid) if "spawn_main" in _cmdline(k)]
         time.sleep(0.02)
     assert workers, "the pool started no worker"
     os.kill(p.pid, signal.SIGKILL)  # while they are still importing torch
