@@ -15,7 +15,7 @@ from methods import REGISTRY, load_plugins
 from . import store
 from .errors import USER_ERRORS, BenchError
 from .settings import MAX_RUNS_UNASKED, csv_list
-from .spec import PRECISIONS, PRESET_PURPOSE, PRESETS
+from .spec import PRECISIONS, PRESET_PURPOSE, PRESETS, STANDARD_STEPS
 
 _GRID_ENTRY: list[str] = []  # the grid-file entry whose flags are being parsed, if any
 
@@ -129,9 +129,9 @@ def _add_training_args(r) -> None:
         "--preset",
         default="quick",
         choices=sorted(PRESETS),
-        help="training settings: quick = a fast first look (a short budget); standard = the quick model trained 10x "
-        "longer, for the which-method answer (provisional: the budget study is in progress, see the README); "
-        "paper = full width for a GPU; see `list`",
+        help=f"training settings: quick = a fast first look (a short budget); standard = the quick model at "
+        f"{STANDARD_STEPS} steps, for the which-method answer (its runs are quick runs of that budget, same keys; "
+        "provisional: see the README's budget study); paper = full width for a GPU; see `list`",
     )
     r.add_argument("--model", default="resnet18", choices=["resnet18"], help="backbone")
     r.add_argument("--width", type=float, help="channel width multiplier of ResNet-18 (1 = full)")

@@ -20,7 +20,7 @@ from methods import REGISTRY
 from .errors import BenchError
 from .executors import RunOptions, SlurmOptions, WorkerPlan, plan_workers
 from .runner import GridRequest
-from .spec import PRESETS, TRAIN_FLAGS, numerics
+from .spec import PRESETS, TRAIN_FLAGS, named_budget, numerics, recorded_preset
 from .train import pick_device
 
 MAX_RUNS_UNASKED = 10_000  # a bigger grid needs --yes (a typo such as --seeds 100000 costs days)
@@ -182,7 +182,7 @@ class RunSettings:
         """The line that says what this command will do, printed before any run starts."""
         req = self.request
         return (
-            f"preset {req.train['preset']}: "
+            f"preset {named_budget(req.train) or req.train['preset']}: "
             + ", ".join(f"{k}={v}" for k, v in req.train.items() if v is not None)
             + (f" (budgets {','.join(map(str, req.budgets))})" if len(req.budgets) > 1 else "")
             + f"; ratios {','.join(f'{r:g}' for r in req.ratios)}; seeds {','.join(map(str, req.seeds))}; "
@@ -211,7 +211,10 @@ def _training(a) -> tuple[dict, list[int]]:
             raise BenchError(f"--{flag} must be a finite number > 0, got {train[flag]}")
     if train["val_per_class"] < 0:
         raise BenchError(f"--val-per-class is a count of images (>= 0), got {train['val_per_class']}")
-    train.update(model=a.model, weights=a.weights, preset=a.preset, weights_sha256=weights_digest(a.weights))
+    # a budget preset (standard) records the preset it is a budget of: its runs share the study's keys
+    train.update(
+        model=a.model, weights=a.weights, preset=recorded_preset(a.preset), weights_sha256=weights_digest(a.weights)
+    )
     return train, budgets
 
 

@@ -97,11 +97,34 @@ PRESETS: dict[str, dict] = {
 }
 
 
+# A preset that is another preset at a longer budget records its runs under that preset's name: a
+# `standard` run IS a quick run of STANDARD_STEPS steps (same spec, key and record), so the budget study's
+# runs at that budget count as standard runs, the same arithmetic is never trained twice under two names,
+# and moving the standard budget re-labels boards without invalidating a record. Boards whose setting
+# equals such a preset's are titled by it (`named_budget`).
+BUDGET_OF = {"standard": "quick"}
+
+
+def recorded_preset(name: str) -> str:
+    """The preset name a run of preset `name` records in its spec (and key)."""
+    return BUDGET_OF.get(name, name)
+
+
+def named_budget(setting: dict) -> str | None:
+    """The preset a board's training setting is a budget of ('standard' for the quick model at
+    STANDARD_STEPS with every other quick value), or None."""
+    for name, base in BUDGET_OF.items():
+        if setting.get("preset") == base and all(setting.get(k) == PRESETS[name][k] for k in TRAIN_FLAGS):
+            return name
+    return None
+
+
 PRESET_PURPOSE = {
     "quick": "a fast first look on a CPU (the main command's default); a short budget: which methods learn "
     "the rare class fastest, not where they end",
-    "standard": "the quick model trained 10x longer, for the which-method answer (provisional: the budget study "
-    "finds even 2400 steps not converged; 4800 is being measured; see results/README.md)",
+    "standard": f"the quick model trained {STANDARD_STEPS // 240}x longer, for the which-method answer; its runs are "
+    f"the quick preset's at {STANDARD_STEPS} steps (same keys: the budget study's records count). Provisional: "
+    "the budget study finds most methods still gaining at 2400 steps and several at 4800; see results/README.md",
     "paper": "the paper's full-width ResNet-18 for a GPU",
     "tiny": "tests and CI smoke runs only: a handful of steps",
 }

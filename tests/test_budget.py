@@ -10,7 +10,7 @@ from bench.executors import RunOptions, run_local
 from bench.report import aggregate
 from bench.report.budget import budget_studies, budget_table, unsettled, wall_table
 from bench.report.figures import accuracy_vs_budget
-from bench.spec import PRESETS, short_budget
+from bench.spec import PRESETS, STANDARD_STEPS, short_budget
 
 from .conftest import tiny_specs
 from .test_report import rec
@@ -86,6 +86,36 @@ def test_short_budgets_are_marked_and_the_standard_preset_is_not():
         recs.append(r)
     boards = {b.setting["steps"]: b for b in aggregate(recs)}
     assert "short budget" in boards[quick["steps"]].title and "short budget" not in boards[standard["steps"]].title
+
+
+def _keys(argv: list[str]) -> list[str]:
+    from bench.cli import build_parser
+    from bench.runner import DataCache, expand
+    from bench.settings import RunSettings
+
+    a = build_parser().parse_args(["run", "--dataset", "synthetic", "--methods", "ce,os", "--ratios", "0.25", *argv])
+    a.command_line = "test"
+    return sorted(s.key for s in expand(RunSettings.from_args(a).request, DataCache(None, None)))
+
+
+def test_a_standard_run_is_the_quick_run_of_the_standard_budget_and_its_board_says_standard():
+    """`--preset standard` trains nothing that `--preset quick --steps STANDARD_STEPS` trains under another
+    key: the budget study's records at that budget are standard records; their board is titled standard."""
+    standard = _keys(["--preset", "standard"])
+    assert len(standard) == 2 * len(PRESETS["standard"]["seeds"])
+    assert standard == _keys(["--preset", "quick", "--steps", str(STANDARD_STEPS), "--seeds", "3"])
+    assert standard != _keys(["--preset", "quick", "--seeds", "3"])
+    assert _keys(["--preset", "standard", "--steps", "1200"]) == _keys(["--preset", "quick", "--steps", "1200",
+                                                                         "--seeds", "3"])  # fmt: skip
+    r = rec("os", 0.01, 0, 1.0, 0.5)
+    r["spec"]["steps"] = STANDARD_STEPS
+    [board] = aggregate([r])
+    assert "preset standard (the quick model)" in board.title and "short budget" not in board.title
+    assert f"preset standard (quick, steps={STANDARD_STEPS})" in board.group[1]
+    assert board.group[0].startswith(f"animals_quick_steps{STANDARD_STEPS}_")  # file names of the record's preset
+    r["spec"]["lr"] = 0.1  # another setting at the same budget is not the standard preset
+    [board] = aggregate([r])
+    assert "standard" not in board.title and "standard" not in board.group[1]
 
 
 def test_a_larger_budget_run_for_the_moving_methods_only_reads_per_method():

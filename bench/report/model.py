@@ -17,7 +17,7 @@ from methods import MethodError, parse_method
 
 from .. import SUITE_VERSION
 from ..compat import LATE_DEFAULTS, record_hparams, record_numerics
-from ..spec import PRESETS, TRAIN_FLAGS, short_budget
+from ..spec import PRESETS, TRAIN_FLAGS, named_budget, short_budget
 
 MISSING = "—"
 # Spec fields that define a board (everything but what varies inside it).
@@ -152,7 +152,9 @@ class Board:
     def title(self) -> str:
         s = self.setting
         classes = " vs ".join(self.classes) if len(self.classes) <= 3 else f"{len(self.classes)} classes"
-        train = f"preset {s['preset']}, width {s['width']}, {s['steps']} steps x {s['batch_size']}"
+        named = named_budget(s)
+        preset = f"preset {named} (the {s['preset']} model)" if named else f"preset {s['preset']}"
+        train = f"{preset}, width {s['width']}, {s['steps']} steps x {s['batch_size']}"
         held = f", validation hold-out {self.held_out}/class" if self.held_out else ""
         short = " — short budget" if self.short_budget else ""
         return f"{s['dataset']} / {s['task']} ({classes}) — {train}{held}; {s['numerics']}{short}"
@@ -184,7 +186,14 @@ class Board:
         if s.get("suite_version", SUITE_VERSION) != SUITE_VERSION:
             extra["suite"] = s["suite_version"]
         slug = "_".join([s["dataset"], s["preset"], *(f"{k.replace('_', '-')}{v}" for k, v in extra.items())])
-        title = ", ".join([s["dataset"], f"preset {s['preset']}", *(f"{k}={v}" for k, v in extra.items())])
+        # a budget preset's board (standard = quick at its steps) is titled by it; its file names stay those
+        # of the preset it records, so that moving the standard budget renames no file and no quoted value
+        if named := named_budget(s):
+            title_extra = {k: v for k, v in extra.items() if k not in TRAIN_FLAGS}
+            preset = f"preset {named} ({s['preset']}, steps={s['steps']})"
+        else:
+            title_extra, preset = extra, f"preset {s['preset']}"
+        title = ", ".join([s["dataset"], preset, *(f"{k}={v}" for k, v in title_extra.items())])
         short = " (short budget)" if self.short_budget else ""
         return f"{slug}_{numerics_tag(s['numerics'])}", f"{title}, {s['numerics']}{short}"
 
