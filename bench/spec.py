@@ -45,11 +45,12 @@ PRESETS: dict[str, dict] = {
         precision="auto",
         val_per_class=0,
     ),
-    # The quick model trained longer, for the which-method answer. Provisional: the budget study
-    # (results/README.md, "The training budget"; grids/round3_study.toml) finds 2400 steps not yet converged:
-    # on animals lt 1:0.01 (3 seeds) 8 of 11 methods still gain more than 0.01 balanced accuracy from 1200
-    # to 2400 steps, on animals fine 8 of 11 and on Fashion-MNIST fine all 11 (3 seeds); 4800 steps are next
-    # (grids/round3_budget_4800.toml). `quick` boards are a fast first look and say "short budget".
+    # The quick model trained longer, for the which-method answer; its runs are recorded as quick runs of
+    # STANDARD_STEPS steps (BUDGET_OF below). Provisional: 2400 steps is the largest budget the budget study
+    # (results/README.md, "The training budget"; grids/round3_study.toml) ran for every method with 3 seeds,
+    # not a converged one: on animals lt 1:0.01 8 of 11 methods still gain more than 0.01 balanced accuracy
+    # from 1200 to 2400 steps, on animals fine 8 of 11 and on Fashion-MNIST fine all 11; 4800 steps are being
+    # run for those (grids/round3_budget_4800.toml). `quick` boards are a fast first look and say "short budget".
     "standard": dict(
         width=0.25,
         steps=STANDARD_STEPS,

@@ -582,8 +582,11 @@ def test_which_method_takes_the_configuration_chosen_on_validation_not_the_best_
 
 
 def test_the_readme_quotes_generated_tables_and_a_stale_quote_fails_the_check(tmp_path, capsys):
+    from bench.spec import STANDARD_STEPS
+
     runs = tmp_path / "runs"
     for r in [_timed(m, s, v) for m, vals in WHICH_MIN.items() for s, v in enumerate(vals)]:
+        r["spec"]["steps"] = STANDARD_STEPS  # the README's which-method block holds the standard boards
         store.write_record(runs, r)
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n<!-- bench:which-method -->\n| old | numbers |\n<!-- /bench:which-method -->\nend\n")
@@ -629,19 +632,28 @@ def test_a_number_quoted_in_the_readme_prose_is_checked_against_the_records(tmp_
     assert main([*args, "--check-readme", str(readme)]) == 1
 
 
-def test_the_which_method_counts_the_readme_quotes_are_the_tables(tmp_path):
-    from bench.report.markdown import summary_values
+@pytest.mark.parametrize("short", [True, False])
+def test_the_which_method_counts_the_readme_quotes_are_the_tables(tmp_path, short):
+    """The README's answer quotes the boards of at least the standard budget (`which:`) apart from the
+    short-budget ones (`which-short:`), each count as its own table gives it."""
+    from bench.report.markdown import summary_blocks, summary_values
+    from bench.spec import PRESETS
 
     runs = tmp_path / "runs"
     for r in [_timed(m, s, v) for m, vals in WHICH_MIN.items() for s, v in enumerate(vals)]:
+        if not short:
+            r["spec"]["steps"] = PRESETS["standard"]["steps"]
         store.write_record(runs, r)
     a = Analysis.of(collect(runs).boards, "os")
-    rows = T.which_summary(a).rows
+    rows = T.which_summary(a, short=short).rows
+    assert T.which_summary(a, short=not short) is None
+    prefix, other = ("which-short", "which") if short else ("which", "which-short")
+    assert set(summary_blocks(a)) == {"which-method-short" if short else "which-method"}
     values = summary_values(a)
-    assert values["v:which:settings"] == str(len(rows)) == "1"
-    assert values["v:which:better"] == str(sum(r[4] != "none" for r in rows))
-    assert int(values["v:which:reference_may_be_best"]) + int(values["v:which:too_few_seeds"]) + int(
-        values["v:which:reference_beaten"]
+    assert values[f"v:{prefix}:settings"] == str(len(rows)) == "1" and f"v:{other}:settings" not in values
+    assert values[f"v:{prefix}:better"] == str(sum(r[4] != "none" for r in rows))
+    assert int(values[f"v:{prefix}:reference_may_be_best"]) + int(values[f"v:{prefix}:too_few_seeds"]) + int(
+        values[f"v:{prefix}:reference_beaten"]
     ) == len(rows)
 
 

@@ -234,10 +234,13 @@ class Analysis:
                     a.decisions[(b.slug, r)] = d
         return a
 
-    def verdicts(self) -> list[tuple[Decision, str]]:
-        """(decision, verdict) for every board and ratio decided against the reference, in board order."""
+    def verdicts(self, short: bool | None = None) -> list[tuple[Decision, str]]:
+        """(decision, verdict) for every board and ratio decided against the reference, in board order;
+        with `short`, only the boards that are (True) or are not (False) short budgets."""
         out = []
         for b in self.boards:
+            if short is not None and b.short_budget != short:
+                continue
             for r in sorted(b.ratios):
                 d = self.decisions.get((b.slug, r))
                 if d is not None and d.reference == self.reference:

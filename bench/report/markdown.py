@@ -216,9 +216,10 @@ def summary_blocks(a: Analysis) -> dict[str, str]:
     """The tables the README quotes, by block name: results/summary.md holds them, and the README holds
     copies between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` that CI checks against it."""
     blocks = {}
-    which = T.which_summary(a)
-    if which:
-        blocks["which-method"] = table_md(which)
+    # the answer (boards trained at least the standard budget) apart from the short-budget boards
+    for name, short in (("which-method", False), ("which-method-short", True)):
+        if which := T.which_summary(a, short=short):
+            blocks[name] = table_md(which)
     for study in budget_studies(a.boards):
         blocks[study.slug] = table_md(budget_table(study)) + "\n" + table_md(wall_table(study))
     return blocks
@@ -233,7 +234,8 @@ def summary_values(a: Analysis) -> dict[str, str]:
     """The numbers the README's prose may quote (`<!--v:KEY-->...<!--/v-->`), under "v:KEY": balanced
     accuracy of every board cell (`BOARD:METHOD:RATIO`) and budget-study cell (`STUDY:METHOD:STEPS`),
     as the tables print it (mean±sd, or the mean of one seed), with `:mean` (the mean alone) and `:n`
-    (the seeds) beside it; and the which-method table's counts (`which:settings`, `which:better`, ...)."""
+    (the seeds) beside it; and the which-method table's counts (`which:settings`, `which:better`, ... over the
+    boards of at least the standard budget; `which-short:...` over the short-budget ones)."""
     values = {}
 
     def put(key, stat):
@@ -243,16 +245,20 @@ def summary_values(a: Analysis) -> dict[str, str]:
         values["v:" + key + ":mean"] = f"{stat.mean:.3f}"
         values["v:" + key + ":n"] = str(stat.n)
 
-    verdicts = a.verdicts()
-    if verdicts:  # the counts the README's answer quotes
-        values["v:which:settings"] = str(len(verdicts))
-        values["v:which:better"] = str(sum(bool(d.named("better")) for d, _ in verdicts))
-        values["v:which:equivalent"] = str(sum(bool(d.named("equivalent")) for d, _ in verdicts))
-        values["v:which:too_few_seeds"] = str(sum(kind == "too_few_seeds" for _, kind in verdicts))
-        values["v:which:reference_may_be_best"] = str(
+    # the counts the README's answer quotes: `which:` over the boards of at least the standard budget,
+    # `which-short:` over the short-budget ones
+    for prefix, short in (("which", False), ("which-short", True)):
+        verdicts = a.verdicts(short=short)
+        if not verdicts:
+            continue
+        values[f"v:{prefix}:settings"] = str(len(verdicts))
+        values[f"v:{prefix}:better"] = str(sum(bool(d.named("better")) for d, _ in verdicts))
+        values[f"v:{prefix}:equivalent"] = str(sum(bool(d.named("equivalent")) for d, _ in verdicts))
+        values[f"v:{prefix}:too_few_seeds"] = str(sum(kind == "too_few_seeds" for _, kind in verdicts))
+        values[f"v:{prefix}:reference_may_be_best"] = str(
             sum(reference_may_be_best(d, kind, a.reference) for d, kind in verdicts)
         )
-        values["v:which:reference_beaten"] = str(
+        values[f"v:{prefix}:reference_beaten"] = str(
             sum(
                 kind in ("reference_beaten", "clear") and not reference_may_be_best(d, kind, a.reference)
                 for d, kind in verdicts

@@ -291,11 +291,14 @@ WHICH_NOTE = (  # .format(margin=...)
 )
 
 
-def which_method(a: Analysis, reference: str | None = None) -> Table | None:
-    """The answer to 'which method should I use?', per board and ratio (see WHICH_NOTE)."""
+def which_method(a: Analysis, reference: str | None = None, short: bool | None = None) -> Table | None:
+    """The answer to 'which method should I use?', per board and ratio (see WHICH_NOTE); with `short`,
+    only the boards that are (True) or are not (False) short budgets."""
     reference = reference or a.reference
     rows = []
     for b in a.boards:
+        if short is not None and b.short_budget != short:
+            continue
         for r in sorted(b.ratios):
             d = a.decisions.get((b.slug, r))
             if d is None or d.reference != reference:
@@ -404,9 +407,10 @@ RACE_NOTE = (
 )
 
 
-def which_summary(a: Analysis) -> Table | None:
-    """The which-method answer in short, one row per board and ratio (the full table: `which_method`)."""
-    full = which_method(a)
+def which_summary(a: Analysis, short: bool | None = None) -> Table | None:
+    """The which-method answer in short, one row per board and ratio (the full table: `which_method`);
+    `short` as there."""
+    full = which_method(a, short=short)
     if not full:
         return None
     keep = [0, 1, 2, 4, 5, 6, 8]  # board, ratio, best by mean, may be the best, better, equivalent, evidence
