@@ -98,6 +98,20 @@ def _keys(argv: list[str]) -> list[str]:
     return sorted(s.key for s in expand(RunSettings.from_args(a).request, DataCache(None, None)))
 
 
+def test_a_method_with_only_a_slice_and_a_standard_run_is_not_part_of_the_budget_study():
+    """A method run at 240 and 2400 steps only (a quick slice and the standard grid) is left out of the
+    study's table, figure and wall times: its change over a tenfold budget is not a settling test."""
+    extra = []
+    for steps, mino in ((240, 0.5), (1200, 0.9)):
+        r = rec("c", 0.01, 0, 1.0, 2 * mino - 1.0)
+        r["spec"]["steps"], r["key"], r["wall_s"] = steps, f"c-{steps}", 999.0
+        extra.append(r)
+    [study] = budget_studies(aggregate(budget_records() + extra))
+    assert study.methods() == ["a", "b"] and study.last_two("c") == (240, 1200)
+    assert [row[0] for row in budget_table(study).rows] == ["a", "b"] and unsettled(study) == ["b"]
+    assert wall_table(study).rows[0] == ["240", "24 s", "4"]
+
+
 def test_a_standard_run_is_the_quick_run_of_the_standard_budget_and_its_board_says_standard():
     """`--preset standard` trains nothing that `--preset quick --steps STANDARD_STEPS` trains under another
     key: the budget study's records at that budget are standard records; their board is titled standard."""

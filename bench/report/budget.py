@@ -33,14 +33,13 @@ class BudgetStudy:
         return sorted(self.boards)
 
     def methods(self) -> list[str]:
-        """Methods that ran at two budgets or more, best first at the largest budget every one of them
-        has (a study still running is not ordered by the few methods that reached its largest budget)."""
-        seen: dict[str, int] = {}
-        for b in self.boards.values():
-            for m in b.methods:
-                if (m, self.ratio) in b.cells:
-                    seen[m] = seen.get(m, 0) + 1
-        listed = [m for m, n in seen.items() if n >= 2]
+        """Methods whose two largest budgets are neighbouring budgets of the study, best first at the
+        largest budget every one of them has (a study still running is not ordered by the few methods that
+        reached its largest budget). A method with only a short-budget slice and a standard run (240 and
+        2400 steps, the budgets between them not run) is not part of the study: a change over a tenfold
+        budget says nothing about whether it has settled."""
+        every = {m for b in self.boards.values() for m in b.methods}
+        listed = [m for m in sorted(every) if (pair := self.last_two(m)) and self._neighbours(*pair)]
         shared = [s for s in self.budgets if all((m, self.ratio) in self.boards[s].cells for m in listed)]
         board = self.boards[shared[-1] if shared else self.budgets[-1]]
 
@@ -49,6 +48,9 @@ class BudgetStudy:
             return -c.balanced_acc.mean if c else float("inf")
 
         return sorted(listed, key=lambda m: (score(m), m))
+
+    def _neighbours(self, a: int, b: int) -> bool:
+        return self.budgets.index(b) == self.budgets.index(a) + 1
 
     def stat(self, method: str, steps: int, metric: str = "bal_acc") -> Stat | None:
         c = self.boards[steps].cells.get((method, self.ratio))
@@ -129,9 +131,10 @@ def budget_table(study: BudgetStudy) -> Table:
 
 def wall_table(study: BudgetStudy) -> Table:
     """Median wall time of one run at each budget (every method of the study), for planning."""
-    rows = []
+    rows, methods = [], set(study.methods())
     for steps in study.budgets:
-        walls = [w for (m, r), c in study.boards[steps].cells.items() if r == study.ratio for w in c.wall_s.values()]
+        cells = study.boards[steps].cells.items()
+        walls = [w for (m, r), c in cells if r == study.ratio and m in methods for w in c.wall_s.values()]
         rows.append([str(steps), f"{np.median(walls):.0f} s" if walls else MISSING, str(len(walls))])
     return Table(["steps", "median wall time per run", "runs"], rows)
 
