@@ -115,6 +115,9 @@ def test_a_method_with_only_a_slice_and_a_standard_run_is_not_part_of_the_budget
 def test_a_standard_run_is_the_quick_run_of_the_standard_budget_and_its_board_says_standard():
     """`--preset standard` trains nothing that `--preset quick --steps STANDARD_STEPS` trains under another
     key: the budget study's records at that budget are standard records; their board is titled standard."""
+    # sharing keys is honest only while standard differs from quick in nothing but its budget and seeds
+    differs = {k for k in PRESETS["quick"] if PRESETS["quick"][k] != PRESETS["standard"][k]}
+    assert differs == {"steps", "seeds"} and PRESETS["standard"]["steps"] == STANDARD_STEPS
     standard = _keys(["--preset", "standard"])
     assert len(standard) == 2 * len(PRESETS["standard"]["seeds"])
     assert standard == _keys(["--preset", "quick", "--steps", str(STANDARD_STEPS), "--seeds", "3"])

@@ -234,13 +234,15 @@ class Analysis:
                     a.decisions[(b.slug, r)] = d
         return a
 
+    def boards_of(self, short: bool | None = None) -> list[Board]:
+        """The boards, or with `short` only those that are (True) or are not (False) short budgets."""
+        return [b for b in self.boards if short is None or b.short_budget == short]
+
     def verdicts(self, short: bool | None = None) -> list[tuple[Decision, str]]:
         """(decision, verdict) for every board and ratio decided against the reference, in board order;
-        with `short`, only the boards that are (True) or are not (False) short budgets."""
+        `short` as in `boards_of`."""
         out = []
-        for b in self.boards:
-            if short is not None and b.short_budget != short:
-                continue
+        for b in self.boards_of(short):
             for r in sorted(b.ratios):
                 d = self.decisions.get((b.slug, r))
                 if d is not None and d.reference == self.reference:

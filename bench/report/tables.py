@@ -292,13 +292,11 @@ WHICH_NOTE = (  # .format(margin=...)
 
 
 def which_method(a: Analysis, reference: str | None = None, short: bool | None = None) -> Table | None:
-    """The answer to 'which method should I use?', per board and ratio (see WHICH_NOTE); with `short`,
-    only the boards that are (True) or are not (False) short budgets."""
+    """The answer to 'which method should I use?', per board and ratio (see WHICH_NOTE); `short` as in
+    `Analysis.boards_of`."""
     reference = reference or a.reference
     rows = []
-    for b in a.boards:
-        if short is not None and b.short_budget != short:
-            continue
+    for b in a.boards_of(short):
         for r in sorted(b.ratios):
             d = a.decisions.get((b.slug, r))
             if d is None or d.reference != reference:
