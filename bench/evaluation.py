@@ -11,7 +11,7 @@ import torch
 from datasets import TaskData
 from methods import Posthoc
 
-from .metrics import encode_labels, evaluate, separation
+from .metrics import evaluate, image_outcomes, separation
 from .models import LAYERS
 
 
@@ -93,11 +93,10 @@ def evaluate_model(model, posthoc, task: TaskData, norm, batch_size, autocast, f
     y = task.test_y.numpy()
     final_logits = _posthoc_logits(posthoc, logits, feats["layer4"], model, choice and choice["value"])
     metrics = evaluate(y, final_logits, task.train_counts)
-    # every test image's label and prediction: the report pairs two methods image by image when it puts
-    # the test set's sampling error into an interval
-    labels, predictions = encode_labels(y), encode_labels(final_logits.argmax(axis=1))
-    if labels is not None and predictions is not None:
-        metrics["test_outcome"] = {"labels": labels, "predictions": predictions}
+    # every test image's label, prediction and probabilities: the report pairs two methods image by image
+    # (the test set's sampling error) and computes calibration and the review queue from them
+    if len(task.classes) <= 36:  # one character per label in the record
+        metrics["test_outcome"] = image_outcomes(y, final_logits, task.test_index)
     if choice:
         metrics["posthoc"] = {"method": posthoc.name, posthoc.choice or "value": choice.pop("value"), **choice}
         metrics["before_posthoc"] = {
@@ -113,6 +112,8 @@ def evaluate_model(model, posthoc, task: TaskData, norm, batch_size, autocast, f
         val_logits = _posthoc_logits(posthoc, val_logits, val_feats["layer4"], model, value)
         v = evaluate(task.val_y.numpy(), val_logits, task.train_counts)
         metrics["val"] = {k: v[k] for k in SHORT_METRICS}
+        if len(task.classes) <= 36:  # for fitting a temperature on validation, never on the test images
+            metrics["val_outcome"] = image_outcomes(task.val_y.numpy(), val_logits, task.val_index)
     return metrics
 
 

@@ -37,6 +37,10 @@ class TaskData:
     notes: list[str] = field(default_factory=list)  # e.g. a clamped minority count
     val_x: torch.Tensor | None = None  # balanced validation set held out of the training pool
     val_y: torch.Tensor | None = None
+    # each test / validation image's index in the source's test / training split: two runs of a task are
+    # paired image by image through it
+    test_index: np.ndarray | None = None
+    val_index: np.ndarray | None = None
 
     def counts_record(self) -> dict:
         val = [int((self.val_y == k).sum()) for k in range(len(self.classes))] if self.val_y is not None else []
@@ -215,4 +219,6 @@ def build_task(
         notes=notes,
         val_x=val_x,
         val_y=val_y,
+        test_index=test_idx,
+        val_index=val_idx,
     )
