@@ -134,7 +134,8 @@ def decode_array(block: dict) -> np.ndarray:
         dtype = np.dtype(block["dtype"]).newbyteorder("<")
         a = np.frombuffer(raw, dtype=dtype).reshape(block["shape"])
     except (KeyError, TypeError, ValueError, zlib.error) as e:
-        raise ValueError(f"a per-image block is damaged ({type(e).__name__}: {e}); re-run its run to rewrite it") from None
+        why = f"{type(e).__name__}: {e}"
+        raise ValueError(f"a per-image block is damaged ({why}); re-run its run to rewrite it") from None
     if hashlib.sha256(raw).hexdigest() != block.get("sha256"):
         raise ValueError("a per-image block's SHA-256 does not match its bytes; re-run its run to rewrite it")
     return a.astype(dtype.newbyteorder("="))
