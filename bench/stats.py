@@ -2,12 +2,20 @@
 answer, and rankings.
 
 Paired comparison: the same seed gives two methods the same training subset, and every seed shares one
-balanced test set. A difference's interval therefore has two parts: the spread over seeds (Student t on
-the per-seed differences) and the test set's own sampling error, which no number of seeds removes. The
-latter enters as a variance `test_var` (see `test_sampling_var`: binomial per class, the two methods
-taken as independent, which overstates it for methods that err on the same images: conservative). The
-printed p is the p of the test that made the interval (a t-test with n - 1 degrees of freedom on the
-combined standard error), so interval and p never disagree.
+balanced test set. The per-image difference of two methods (a correct minus b correct, image i, seed s)
+is, per class, a two-way crossed layout D[s, i] = mu + a_s + b_i + e_si: a_s the seed's effect, b_i the
+image's (an image on which a is better than b for every seed), e_si the rest (which model of which seed
+gets which image right, nearly independent across seeds). The mean difference over seeds and images has
+variance var(a)/n + mean_c var(b_c)/n_c / C + mean_c var(e_c)/(n n_c) / C (n seeds, n_c test images of
+class c, C classes). The spread of the per-seed differences already holds the first and third terms
+(sd^2 / n); only the image term b, the part of the test set's error that every seed shares and no number
+of seeds removes, is added, as `test_var`, estimated from the per-image outcomes by the two-way ANOVA's
+variance components (`image_shared_var`). Records without per-image outcomes use the seeds only (the
+report says so). Round three added the whole per-seed image variance undivided instead, counting the e
+term twice and never letting it shrink (issue 36): no difference under 0.047 could be found on animals
+fine at any number of seeds. The printed p is the p of the test that made the interval (a t-test with
+n - 1 degrees of freedom on the combined standard error, conservative when the image term is large), so
+interval and p never disagree.
 
 The decision procedure (`decide`), one per board and ratio, against a reference method:
 - 'better' / 'worse': the two-sided paired test above, Holm-corrected over the board's methods at that
@@ -81,38 +89,38 @@ def paired_difference(method: dict[int, float], reference: dict[int, float], tes
     return Paired(n=n, mean=mean, lo=mean - half, hi=mean + half, p=p, se=se, sd=sd, with_test=test_var > 0)
 
 
-def test_sampling_var(acc_a: list[list[float]], acc_b: list[list[float]], counts: list[int], classes=None) -> float:
-    """The variance that sampling the test set adds to the mean over seeds of (mean per-class accuracy of
-    a − that of b), over the classes `classes` (default all: balanced accuracy; [last]: the minority's).
-    `acc_x[seed][c]`: per-class accuracies; `counts[c]`: test images of class c. Each class accuracy is a
-    binomial proportion over its n_c images; the same images serve every seed, so the term does not
-    shrink with seeds (the per-seed variances are averaged, not divided by n); the two methods are taken
-    as independent (conservative)."""
-    classes = list(range(len(counts))) if classes is None else classes
-    per_seed = []
-    for pa, pb in zip(acc_a, acc_b):
-        v = sum((pa[c] * (1 - pa[c]) + pb[c] * (1 - pb[c])) / max(1, counts[c]) for c in classes)
-        per_seed.append(v / len(classes) ** 2)
-    return float(np.mean(per_seed)) if per_seed else 0.0
+def image_shared_var(outcomes_a: list[tuple], outcomes_b: list[tuple], classes=None) -> float:
+    """The image term of the module docstring: the variance that the test images shared by every seed add
+    to the mean over seeds of (mean per-class accuracy of a - that of b), over the classes `classes`
+    (default all: balanced accuracy; [last]: the minority's). `outcomes_x[seed] = (labels, predictions)`,
+    integer arrays over the same test images in the same order, one entry per shared seed (at least 2).
 
-
-def paired_test_var(outcomes_a: list[tuple], outcomes_b: list[tuple], classes=None) -> float:
-    """The test set's sampling variance of the mean difference in mean per-class accuracy, paired image
-    by image: per seed and class c, the variance of (a correct) − (b correct) over the class's images
-    divided by their number; summed over `classes` (default all) / their count², averaged over seeds.
-    `outcomes_x[seed] = (labels, predictions)`, integer arrays over the same test images."""
-    per_seed = []
-    for (ya, pa), (yb, pb) in zip(outcomes_a, outcomes_b):
-        if len(ya) != len(yb) or not np.array_equal(ya, yb):
-            raise ValueError("the two runs were tested on different images")
-        cs = sorted(set(ya.tolist())) if classes is None else classes
-        v = 0.0
-        for c in cs:
-            mask = ya == c
-            d = (pa[mask] == c).astype(np.float64) - (pb[mask] == c).astype(np.float64)
-            v += float(d.var()) / max(1, int(mask.sum()))
-        per_seed.append(v / len(cs) ** 2)
-    return float(np.mean(per_seed)) if per_seed else 0.0
+    Per class c, with D the seeds x images matrix of (a correct) - (b correct): the images' mean square
+    MS_img = n * var(column means) and the residual mean square MS_res of the two-way layout without
+    replication give var(b_c) = max(0, (MS_img - MS_res) / n) (its expectation-matching estimate, truncated
+    at 0); the term is sum_c var(b_c) / n_c / C^2."""
+    if len(outcomes_a) != len(outcomes_b):
+        raise ValueError("the two methods' seeds differ")
+    if len(outcomes_a) < 2:
+        return 0.0
+    ys = [ya for ya, _ in outcomes_a] + [yb for yb, _ in outcomes_b]
+    if any(len(y) != len(ys[0]) or not np.array_equal(y, ys[0]) for y in ys):
+        raise ValueError("the runs were tested on different images")
+    y = ys[0]
+    d = np.stack([(pa == y).astype(np.float64) - (pb == y) for (_, pa), (_, pb) in zip(outcomes_a, outcomes_b)])
+    n = d.shape[0]
+    cs = sorted(set(y.tolist())) if classes is None else classes
+    total = 0.0
+    for c in cs:
+        dc = d[:, y == c]
+        n_c = dc.shape[1]
+        if n_c < 2:
+            continue
+        cols, rows, grand = dc.mean(0), dc.mean(1, keepdims=True), dc.mean()
+        ms_img = n * float(((cols - grand) ** 2).sum()) / (n_c - 1)
+        ms_res = float(((dc - rows - cols[None, :] + grand) ** 2).sum()) / ((n - 1) * (n_c - 1))
+        total += max(0.0, (ms_img - ms_res) / n) / n_c
+    return total / len(cs) ** 2
 
 
 def holm(pvalues: list[float], alpha: float = ALPHA) -> list[float]:

@@ -16,10 +16,9 @@ from ..stats import (
     Paired,
     Ranking,
     decide,
+    image_shared_var,
     paired_difference,
-    paired_test_var,
     rank_methods,
-    test_sampling_var,
 )
 from .model import Board, ratio_label
 
@@ -47,25 +46,27 @@ def select_on_validation(b: Board) -> dict[tuple[str, float], str]:
 
 
 def cell_test_var(a, b, metric: str) -> float:
-    """The test set's sampling variance of the mean difference a − b in `metric` (cells a and b), for the
-    metrics that are means of per-class accuracies (balanced accuracy; the minority class); 0 for the
-    others (ROC-AUC, feature statistics), whose intervals then hold the seeds' spread only. Paired image
-    by image where both cells' records keep every test prediction (records since round three), else the
-    binomial bound that takes the two methods as independent (conservative)."""
-    if metric not in ("bal_acc", "min_acc") or not a.test_counts:
+    """The test images' shared error in the mean difference a - b in `metric` (cells a and b), for the
+    metrics that are means of per-class accuracies (balanced accuracy; the minority class): the image term
+    of bench/stats.py's docstring, from the per-image outcomes of the seeds both cells ran (records since
+    round three). 0 for the other metrics (ROC-AUC, feature statistics) and for records without per-image
+    outcomes, whose intervals then hold the seeds' spread only (`has_outcomes` says which)."""
+    if metric not in ("bal_acc", "min_acc") or not a.test_counts or not has_outcomes(a, b):
         return 0.0
     shared = sorted(set(a.seeds) & set(b.seeds))
     classes = None if metric == "bal_acc" else [len(a.test_counts) - 1]
-    if shared and all(s in a.outcomes and s in b.outcomes for s in shared):
-        decode = lambda o: (decode_labels(o["labels"]), decode_labels(o["predictions"]))  # noqa: E731
-        try:
-            return paired_test_var(
-                [decode(a.outcomes[s]) for s in shared], [decode(b.outcomes[s]) for s in shared], classes
-            )
-        except ValueError:
-            pass  # tested on different images: fall back to the bound
-    acc = lambda c: [[c.by_seed(i)[s] for i in range(len(c.per_class))] for s in shared]  # noqa: E731
-    return test_sampling_var(acc(a), acc(b), a.test_counts, classes)
+    decode = lambda o: (decode_labels(o["labels"]), decode_labels(o["predictions"]))  # noqa: E731
+    try:
+        return image_shared_var([decode(a.outcomes[s]) for s in shared], [decode(b.outcomes[s]) for s in shared],
+                                classes)  # fmt: skip
+    except ValueError:
+        return 0.0  # tested on different images: seeds only
+
+
+def has_outcomes(a, b) -> bool:
+    """Whether every seed the two cells share has per-image outcomes in both (the image term is estimable)."""
+    shared = set(a.seeds) & set(b.seeds)
+    return bool(shared) and all(s in a.outcomes and s in b.outcomes for s in shared)
 
 
 def paired_cell(b: Board, method: str, reference: str, ratio: float, metric: str) -> Paired | None:

@@ -81,7 +81,7 @@ def markdown(col: Collected, a: Analysis) -> str:
         "## The effect of the FSC loss, all boards\n\nAdding the FSC loss without oversampling (`fsc − ce`) and "
         "with it (`os+fsc − os`), paired by seed (same seed = same training subset): mean difference "
         "[95% interval] and the two-sided t-test p that made it, uncorrected (n seeds); the headline metric's "
-        "interval includes the test set's sampling error, ROC-AUC's holds the seeds' spread only.",
+        "interval includes the test images' shared error, ROC-AUC's holds the seeds' spread only.",
         T.fsc_effect(a.boards),
     )
     for study in budget_studies(a.boards):
@@ -193,7 +193,8 @@ def board_page(a: Analysis, b) -> str:
             f"{METRIC_TITLES[metric]} [95% interval] and the two-sided p of the t-test that made it, uncorrected "
             "(the which-method table applies Holm's correction)"
             + (
-                "; the interval includes the test set's sampling error."
+                "; the interval includes the test images' shared error (seeds only where records lack "
+                "per-image outcomes)."
                 if metric in ("min_acc", "bal_acc")
                 else "; seeds only (no test-sampling term for this metric)."
             ),
