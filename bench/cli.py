@@ -285,6 +285,13 @@ def _add_report_parser(sub, plugin) -> None:
         help="equivalence margin in balanced accuracy: two methods are 'equivalent' when two one-sided tests "
         "put their difference inside ±MARGIN",
     )
+    rep.add_argument(
+        "--review-target",
+        type=float,
+        default=0.95,
+        help="the review queue's recall target: the share of the rare class's test images a person must catch; "
+        "the report gives the share of images they review to do so (default 0.95)",
+    )
     rep.add_argument("--html", action="store_true", help="also write a static site (OUT/site/index.html)")
     rep.add_argument(
         "--readme",
@@ -526,9 +533,12 @@ def cmd_report(a) -> int:
         raise BenchError(f"no run records: {runs} does not exist; run `python -m bench run` first or pass --runs DIR")
     if not (math.isfinite(a.margin) and 0 < a.margin < 1):
         raise BenchError(f"--margin is a difference in balanced accuracy in (0, 1), got {a.margin}")
+    if not (math.isfinite(a.review_target) and 0 < a.review_target <= 1):
+        raise BenchError(f"--review-target is a share of the rare class's images in (0, 1], got {a.review_target}")
     col = report(
-        runs, Path(a.out), reference=a.reference or "os", figures=not a.no_figures, site=a.html, margin=a.margin
-    )
+        runs, Path(a.out), reference=a.reference or "os", figures=not a.no_figures, site=a.html, margin=a.margin,
+        review_target=a.review_target,
+    )  # fmt: skip
     print(
         f"read {len(col.ok)} finished and {len(col.failed)} failed records ({len(col.unreadable)} unreadable) "
         f"from {runs}; wrote {Path(a.out) / 'leaderboard.md'}, leaderboard.csv, latex/ and {len(col.figures)} "

@@ -16,8 +16,11 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from .. import store
 from ..errors import BenchError
+from ..review import REVIEW_TARGET
 from ..stats import MARGIN
 from . import tables as T
 from .analysis import Analysis, paired_cell, rankings, select_on_validation
@@ -138,6 +141,39 @@ def paired_figures(boards: list[Board], reference: str, fig_dir: Path) -> list[P
     return written
 
 
+def review_figures(a: Analysis, fig_dir: Path) -> list[Path]:
+    """Per board and ratio with per-image probabilities: the review-queue figure of its contenders (the
+    reference, the paper's methods and the best by balanced accuracy, as the other figures choose them)."""
+    from ..metrics import log_softmax, outcome_arrays
+    from ..review import risk_coverage
+    from .figures import review_queue, shown_methods
+
+    grid = np.linspace(0.01, 1.0, 100)
+    written = []
+    for b in a.boards:
+        for r in sorted(b.ratios):
+            rb = a.reviews.get((b.slug, r))
+            if rb is None:
+                continue
+            ranked = [m for m in b.ranked_methods() if m in rb.reviews]
+            curves = {}
+            for m in shown_methods(ranked, a.reference):
+                cell, conf, right, risks = b.cells[(m, r)], [], [], []
+                for s in sorted(rb.reviews[m]):
+                    labels, logp, _ = outcome_arrays(cell.outcomes[s])
+                    probs = np.exp(log_softmax(logp))
+                    conf += probs.max(axis=1).tolist()
+                    right += (probs.argmax(axis=1) == labels).tolist()
+                    cov, risk = risk_coverage(probs, labels)
+                    risks.append(np.interp(grid, cov, risk))
+                curves[m] = {"conf": conf, "right": right, "coverage": grid, "risk": np.mean(risks, axis=0),
+                             "n": len(risks)}  # fmt: skip
+            tag = f"{b.slug}_{ratio_label(r).replace(':', '-')}"
+            written += review_queue(curves, f"{b.title}, {ratio_label(r)}", a.review_target,
+                                    fig_dir / f"review_{tag}")  # fmt: skip
+    return written
+
+
 def report(
     runs_dir: Path,
     out_dir: Path,
@@ -146,6 +182,7 @@ def report(
     figures: bool = True,
     site: bool = False,
     margin: float = MARGIN,
+    review_target: float = REVIEW_TARGET,
 ) -> Collected:
     """Read every record under `runs_dir`, then write leaderboard.md/.csv, latex/ and figures/ (and
     the static site with `site`) into `out_dir`. Raises BenchError, writing nothing, when there is no
@@ -161,7 +198,7 @@ def report(
         raise BenchError(
             f"no finished run records in {runs_dir}{failed}; nothing written; run `python -m bench run` first"
         )
-    a = Analysis.of(col.boards, reference, margin)
+    a = Analysis.of(col.boards, reference, margin, review_target)
     md, table = markdown(col, a), csv_text(T.csv_rows(col.boards))  # everything computed before writing
     pages = board_pages(a)
     summary = summary_md(a)
@@ -185,6 +222,7 @@ def report(
         figs += accuracy_vs_frequency(col.boards, fig_dir)
         figs += embedding_figures(col.boards, runs_dir, fig_dir)
         figs += paired_figures(col.boards, reference, fig_dir)
+        figs += review_figures(a, fig_dir)
         for study in budget_studies(col.boards):
             figs += accuracy_vs_budget(study, fig_dir)
         for nr in a.rankings:

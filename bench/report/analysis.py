@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..metrics import decode_labels
+from ..metrics import decode_labels, outcome_arrays
+from ..review import REVIEW_TARGET, Review, review
 from ..stats import (
     MARGIN,
     Decision,
@@ -205,6 +206,51 @@ def reference_may_be_best(d: Decision, kind: str, reference: str) -> bool:
     return kind == "reference_may_be_best" or (kind == "clear" and d.may_be_best == [reference])
 
 
+def cell_reviews(c, target: float = REVIEW_TARGET) -> dict[int, Review]:
+    """The review-queue numbers (bench/review.py) of every seed of cell c whose record keeps per-image
+    probabilities (records since round four), the temperature fitted on its validation images where it has
+    them. A damaged per-image block leaves its seed out (the record's other numbers stand)."""
+    out = {}
+    for s, o in c.outcomes.items():
+        if "log_probs" not in o:
+            continue
+        try:
+            labels, logp, _ = outcome_arrays(o)
+            val = outcome_arrays(c.val_outcomes[s])[:2] if s in c.val_outcomes else None
+        except ValueError:
+            continue
+        out[s] = review(labels, logp, c.train_counts, val, target)
+    return out
+
+
+@dataclass
+class ReviewBoard:
+    """The review queue of one board and ratio: each candidate's per-seed numbers, and the paired decision on
+    the common-class share a person reviews to catch the target share of the rare class (lower is better),
+    against the reference over the seeds both have, Holm-corrected over the candidates (seeds only: the
+    share is not a mean of per-image outcomes)."""
+
+    ratio: float
+    target: float
+    reviews: dict[str, dict[int, Review]]  # method -> seed -> numbers
+    decision: Decision | None
+
+    def values(self, m: str, get) -> dict[int, float]:
+        return {s: float(get(r)) for s, r in self.reviews[m].items() if get(r) is not None}
+
+
+def review_board(b: Board, r: float, reference: str, chosen: dict, target: float = REVIEW_TARGET) -> ReviewBoard | None:
+    """The ReviewBoard of board b at ratio r, or None when no candidate has per-image probabilities."""
+    cands, _ = collapse_aliases(candidates(b, r, chosen), reference)
+    reviews = {m: rv for m, c in cands.items() if (rv := cell_reviews(c, target))}
+    if not reviews:
+        return None
+    rb = ReviewBoard(r, target, reviews, None)
+    fewer = {m: {s: -v for s, v in rb.values(m, lambda x: x.common_share).items()} for m in reviews}
+    rb.decision = decide(fewer, reference, plan_seeds=False, best_set=False) if reference in reviews else None
+    return rb
+
+
 @dataclass
 class Analysis:
     """Everything the renderers need, computed once."""
@@ -216,9 +262,13 @@ class Analysis:
     margin: float = MARGIN
     decisions: dict[tuple[str, float], Decision] = field(default_factory=dict)  # (board slug, ratio)
     too_few_blocks: list[NamedRanking] = field(default_factory=list)  # rankings whose places carry no evidence
+    review_target: float = REVIEW_TARGET
+    reviews: dict[tuple[str, float], ReviewBoard] = field(default_factory=dict)  # (board slug, ratio)
 
     @classmethod
-    def of(cls, boards: list[Board], reference: str = "os", margin: float = MARGIN) -> Analysis:
+    def of(
+        cls, boards: list[Board], reference: str = "os", margin: float = MARGIN, review_target: float = REVIEW_TARGET
+    ) -> Analysis:
         ranked = rankings(boards)
         a = cls(
             boards=boards,
@@ -227,12 +277,16 @@ class Analysis:
             too_few_blocks=[nr for nr in ranked if not nr.informative],
             selections={b.slug: select_on_validation(b) for b in boards},
             margin=margin,
+            review_target=review_target,
         )
         for b in boards:
             for r in b.ratios:
                 d = decision(b, r, reference, a.selections[b.slug], margin)
                 if d:
                     a.decisions[(b.slug, r)] = d
+                rb = review_board(b, r, reference, a.selections[b.slug], review_target)
+                if rb:
+                    a.reviews[(b.slug, r)] = rb
         return a
 
     def boards_of(self, short: bool | None = None) -> list[Board]:

@@ -335,3 +335,32 @@ def accuracy_vs_budget(study, fig_dir: Path) -> list[Path]:
     ax.set_title(f"{study.title}\naccuracy vs training budget ({band}{shown_phrase(methods, ranked)})", fontsize=9)
     fig.tight_layout()
     return save_png_svg(fig, fig_dir / study.slug)
+
+
+def review_queue(curves: dict[str, dict], title: str, target: float, path_stem: Path) -> list[Path]:
+    """Two panels for the contenders of one board and ratio: the reliability diagram (accuracy against
+    confidence in 15 equal-width bins, every seed's test images pooled; the diagonal is perfect calibration)
+    and the risk-coverage curve (error rate of the most confident images against their share, the mean over
+    seeds). `curves[method]` = {"conf": [...], "right": [...], "coverage": grid, "risk": mean risk, "n": seeds}."""
+    fig, (rel, rc) = plt.subplots(1, 2, figsize=(10, 4.2))
+    edges = np.linspace(0, 1, 16)
+    for m, c in curves.items():
+        style = method_style(m)
+        conf, right = np.asarray(c["conf"]), np.asarray(c["right"], dtype=np.float64)
+        which = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, 14)
+        filled = [b for b in range(15) if (which == b).any()]
+        x = [conf[which == b].mean() for b in filled]
+        y = [right[which == b].mean() for b in filled]
+        label = f"{m} (n={c['n']})"
+        rel.plot(x, y, ms=4, lw=1.3, label=label, **style)
+        rc.plot(c["coverage"], c["risk"], lw=1.5, color=style["color"], linestyle=style["linestyle"])
+    rel.plot([0, 1], [0, 1], color="grey", lw=0.8, linestyle=":")
+    low = min((min(c["conf"]) for c in curves.values()), default=0.5)
+    rel.set(xlim=(min(0.5, low), 1.0), ylim=(0, 1.02), xlabel="confidence (top class)", ylabel="accuracy",
+            title="reliability (15 bins, seeds pooled)")  # fmt: skip
+    rc.set(xlim=(0, 1), ylim=(0, None), xlabel="coverage (share of images accepted, most confident first)",
+           ylabel="error rate of the accepted", title="risk-coverage (mean over seeds)")  # fmt: skip
+    fig.suptitle(f"{title}: review queue (rare-class target {target:.0%} in the tables)", fontsize=9)
+    _legend_outside(fig, rel, len(curves))
+    fig.tight_layout()
+    return save_png_svg(fig, path_stem)

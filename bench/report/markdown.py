@@ -84,6 +84,7 @@ def markdown(col: Collected, a: Analysis) -> str:
         "interval includes the test images' shared error, ROC-AUC's holds the seeds' spread only.",
         T.fsc_effect(a.boards),
     )
+    md.write(review_index(a))
     for study in budget_studies(a.boards):
         md.write(f"\n## Training budget: {study.title}\n\n")
         pair = study.shared_pair()
@@ -200,7 +201,43 @@ def board_page(a: Analysis, b) -> str:
             ),
             T.paired(b, a.reference, metric),
         )
+    queue = T.review_queue(a, b)
+    if queue:
+        intro = T.REVIEW_NOTE.format(target=f"{a.review_target:.0%}")
+        _section(md, "## Review queue\n\n" + " ".join([intro, *T.review_contrast(a, b)]), queue)
+    else:
+        md.write(
+            "\n## Review queue\n\nNo record of this board keeps per-image probabilities (they came in round four); "
+            "its calibration and review-queue numbers need its runs made again.\n"
+        )
     return md.getvalue()
+
+
+def review_index(a: Analysis) -> str:
+    """leaderboard.md's review-queue section: which boards have per-image probabilities, which lack them."""
+    have = [b for b in a.boards if any(k[0] == b.slug for k in a.reviews)]
+    lack = [b for b in a.boards if b not in have]
+    text = (
+        "\n## Review queue\n\nCalibration and the review queue (how many images a person must check to catch "
+        f"{a.review_target:.0%} of the rare class; `bench report --review-target`) are computed from each run's "
+        "per-image probabilities, which records keep since round four. "
+    )
+    if have:
+        text += "Boards with them (the table is on each board's page):\n\n" + "".join(
+            f"- [{b.title}](boards/{b.slug}.md): "
+            + ", ".join(
+                f"{ratio_label(r)} ({sum(len(v) for v in rb.reviews.values())} runs)"
+                for (slug, r), rb in sorted(a.reviews.items())
+                if slug == b.slug
+            )
+            + "\n"
+            for b in have
+        )
+    else:
+        text += "No board has them yet.\n"
+    if lack:
+        text += f"\n{len(lack)} boards' records predate them (their review-queue numbers need new runs).\n"
+    return text
 
 
 def board_pages(a: Analysis) -> dict[str, str]:

@@ -118,7 +118,9 @@ class Cell:
     keys: dict[int, str] = field(default_factory=dict)  # seed -> run key (names the run's files)
     train_counts: list[int] = field(default_factory=list)  # the same for every seed of a cell
     test_counts: list[int] = field(default_factory=list)  # test images per class (one test set for every seed)
-    outcomes: dict[int, dict] = field(default_factory=dict)  # seed -> {labels, predictions} of every test image
+    outcomes: dict[int, dict] = field(default_factory=dict)  # seed -> every test image's outcome (labels,
+    # predictions; since round four log-probabilities and source index: bench/metrics.py image_outcomes)
+    val_outcomes: dict[int, dict] = field(default_factory=dict)  # seed -> the same for the validation images
     wall_s: dict[int, float] = field(default_factory=dict)  # seed -> the run's wall time (its cost)
 
     def by_seed(self, class_index: int) -> dict[int, float]:
@@ -315,6 +317,9 @@ def aggregate(records: list[dict]) -> list[Board]:
                 test_counts=list(recs[0]["counts"].get("test", [])),
                 outcomes={
                     x["spec"]["seed"]: x["metrics"]["test_outcome"] for x in recs if "test_outcome" in x["metrics"]
+                },
+                val_outcomes={
+                    x["spec"]["seed"]: x["metrics"]["val_outcome"] for x in recs if "val_outcome" in x["metrics"]
                 },
                 wall_s={x["spec"]["seed"]: float(x["wall_s"]) for x in recs if x.get("wall_s") is not None},
             )

@@ -275,6 +275,12 @@ def _board_sections(a: Analysis, b: Board) -> list[dict]:
         add(
             f"Paired against {a.reference}: {METRIC_TITLES[metric]}",
             T.paired(b, a.reference, metric),
-            "Mean difference [95% t-interval], Wilcoxon p (n seeds).",
+            "Mean difference [95% t-interval] and the two-sided p of the paired t-test that made it, uncorrected "
+            "(n seeds); the which-method table applies Holm's correction.",
         )
+    add(
+        "Review queue",
+        T.review_queue(a, b),
+        " ".join([T.REVIEW_NOTE.format(target=f"{a.review_target:.0%}"), *T.review_contrast(a, b)]),
+    )
     return sections

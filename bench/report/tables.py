@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from methods import REGISTRY
 
 from .analysis import RACE, Analysis, candidates, paired_cell, race_plans, verdict
-from .model import METRIC_TITLES, MISSING, Board, Cell, ratio_label
+from .model import METRIC_TITLES, MISSING, Board, Cell, Stat, ratio_label
 
 ABLATION = ("ce", "os", "fsc", "os+fsc")
 # The effect of adding the FSC loss, without and with oversampling: (with, without) pairs.
@@ -419,3 +419,92 @@ def which_summary(a: Analysis, short: bool | None = None) -> Table | None:
         short[3] = may if len(may) <= 60 else may.split(":")[0]  # 'k methods'
         rows.append(short)
     return Table([full.head[i] for i in keep], rows, numeric_from=3)
+
+
+def _mean_sd(values: dict[int, float], digits: int = 3) -> str:
+    return Stat([v for _, v in sorted(values.items())]).fmt(digits) if values else MISSING
+
+
+def review_queue(a: Analysis, b: Board) -> Table | None:
+    """The review queue of board b (bench/review.py), one row per candidate and ratio over the seeds whose
+    records keep per-image probabilities: balanced accuracy on those seeds, calibration (ECE before and
+    after temperature scaling on the validation images, NLL, Brier), selective prediction (AURC, accuracy
+    at 90% coverage), and the camera-trap numbers at the board's recall target, with the paired verdict on
+    the common images reviewed against the reference (fewer is better)."""
+    rows, cells = [], []
+    for r in sorted(b.ratios):
+        rb = a.reviews.get((b.slug, r))
+        if rb is None:
+            continue
+        d = rb.decision
+        order = sorted(rb.reviews, key=lambda m: (m != a.reference, -_mean(b, m, r, rb)))
+        for m in order:
+            c = b.cells.get((m, r))
+            get = lambda f, rb=rb, m=m: _mean_sd(rb.values(m, f))  # noqa: E731
+            if m == a.reference or d is None or m not in d.verdict:
+                versus = "reference" if m == a.reference else MISSING
+            else:
+                word = {"better": "fewer", "worse": "more", "equivalent": "equivalent", "inconclusive": "inconclusive"}
+                versus = f"{word[d.verdict[m]]} (Holm p {d.p_holm[m]:.2g})"
+            rows.append([
+                m, ratio_label(r), str(len(rb.reviews[m])),
+                _mean_sd({s: c.extra["bal_acc"][s] for s in rb.reviews[m] if s in c.extra.get("bal_acc", {})}),
+                get(lambda x: x.ece), get(lambda x: x.ece_ts), get(lambda x: x.nll), get(lambda x: x.brier),
+                get(lambda x: x.aurc), get(lambda x: x.acc_at[0.9]),
+                get(lambda x: x.rare.get("common_share")), get(lambda x: x.rare.get("review_share")),
+                get(lambda x: x.rare.get("confident_miss")), versus,
+            ])  # fmt: skip
+            cells.append([c] * 13)
+    if not rows:
+        return None
+    pct = f"{a.review_target:.0%}"
+    head = [
+        "method", "ratio", "seeds with probabilities", "bal. acc.", "ECE", "ECE after temp. scaling", "NLL",
+        "Brier", "AURC", "acc. at 90% coverage", f"common images reviewed to catch {pct} of rare",
+        "review share at training proportions", "rare called common at conf. > 0.9",
+        f"reviews vs {a.reference} (common images)",
+    ]  # fmt: skip
+    return Table(head, rows, cells, numeric_from=2)
+
+
+def _mean(b: Board, m: str, r: float, rb) -> float:
+    c = b.cells.get((m, r))
+    vals = [c.extra["bal_acc"][s] for s in rb.reviews[m] if c and s in c.extra.get("bal_acc", {})]
+    return sum(vals) / len(vals) if vals else float("-inf")
+
+
+def review_contrast(a: Analysis, b: Board) -> list[str]:
+    """Sentences naming, per ratio, a method that leads on accuracy but not on the review queue: the best
+    balanced accuracy and the fewest common images reviewed (means over the seeds with probabilities)."""
+    out = []
+    for r in sorted(b.ratios):
+        rb = a.reviews.get((b.slug, r))
+        if rb is None or len(rb.reviews) < 2:
+            continue
+        acc = max(rb.reviews, key=lambda m: _mean(b, m, r, rb))
+        share = {m: Stat(list(rb.values(m, lambda x: x.rare.get("common_share")).values())).mean for m in rb.reviews}
+        fewest = min(share, key=share.get)
+        if fewest != acc:
+            out.append(
+                f"At {ratio_label(r)}, `{acc}` has the best balanced accuracy but `{fewest}` asks a person to review "
+                f"the fewest common images to catch {a.review_target:.0%} of the rare class ({share[fewest]:.1%} "
+                f"against {share[acc]:.1%}; means over the seeds with probabilities)."
+            )
+    return out
+
+
+REVIEW_NOTE = (
+    "The review queue (bench/review.py), from each run's per-image probabilities (records since round four; "
+    "seeds without them are left out, and `seeds with probabilities` says how many remain): a person accepts "
+    "the confident predictions and reviews the rest. ECE: expected calibration error of the top-label "
+    "confidence, 15 equal-width bins (torchmetrics), before and after one temperature fitted on the run's "
+    "validation images (— without them); NLL and the multi-class Brier score; AURC: area under the "
+    "risk-coverage curve (lower is better); accuracy of the 90% most confident images. The camera-trap "
+    "numbers: to catch {target} of the rare (last) class's test images, a person reviews every image whose "
+    "rare-class probability reaches the threshold that catches them; `common images reviewed` is the share of "
+    "the common class's test images above it (the false alarms, whatever the rare class's frequency), and "
+    "`review share` the share of all images flagged if the classes came in the training set's proportions. "
+    "`rare called common at conf. > 0.9`: rare images no reviewer would see. The last column compares the "
+    "common images reviewed with the reference's, paired by seed (seeds only), Holm-corrected over the "
+    "board's methods at that ratio: fewer, more, or inconclusive."
+)
