@@ -52,6 +52,7 @@ class Paired:
     se: float = float("nan")  # the standard error behind the interval
     sd: float = float("nan")  # standard deviation of the per-seed differences
     with_test: bool = False  # whether the test set's sampling error is in the interval
+    image_var: float = 0.0  # the test images' shared term inside se^2 (does not shrink with seeds)
 
     def fmt(self) -> str:
         return f"{self.mean:+.3f} [{self.lo:+.3f}, {self.hi:+.3f}] p={self.p:.2g} (n={self.n})"
@@ -86,7 +87,9 @@ def paired_difference(method: dict[int, float], reference: dict[int, float], tes
         p = float(2 * stats.t.sf(abs(mean) / se, n - 1))
     else:
         p = 1.0 if mean == 0 else 0.0
-    return Paired(n=n, mean=mean, lo=mean - half, hi=mean + half, p=p, se=se, sd=sd, with_test=test_var > 0)
+    return Paired(
+        n=n, mean=mean, lo=mean - half, hi=mean + half, p=p, se=se, sd=sd, with_test=test_var > 0, image_var=test_var
+    )
 
 
 def image_shared_var(outcomes_a: list[tuple], outcomes_b: list[tuple], classes=None) -> float:
@@ -149,7 +152,9 @@ class Decision:
     p_equiv_holm: dict[str, float] = field(default_factory=dict)  # Holm-adjusted TOST p
     may_be_best: list[str] = field(default_factory=list)
     best_by_mean: str = ""
-    seeds_needed: dict[str, int | None] = field(default_factory=dict)  # inconclusive ones: seeds to decide
+    seeds_needed: dict[str, int | float | None] = field(default_factory=dict)  # inconclusive: seeds to find
+    # DETECT (math.inf: not reachable)
+    mde: dict[str, float | None] = field(default_factory=dict)  # minimum detectable effect at the seeds run
     aliases: dict[str, list[str]] = field(default_factory=dict)  # a method -> those that computed the same
 
     def name(self, m: str) -> str:
@@ -193,7 +198,9 @@ def decide(
         else:
             d.verdict[m] = "inconclusive"
             if plan_seeds:
-                d.seeds_needed[m] = seeds_to_detect(pairs[m].sd, len(names), alpha)
+                d.seeds_needed[m] = seeds_to_detect(pairs[m].sd, len(names), alpha, image_var=pairs[m].image_var)
+        if plan_seeds:
+            d.mde[m] = min_detectable(pairs[m].sd, pairs[m].image_var, pairs[m].n, alpha / len(names))
     means = {m: float(np.mean(list(v.values()))) for m, v in scores.items() if v}
     d.best_by_mean = max(means, key=lambda m: (means[m], m == reference))
     d.may_be_best = may_be_best(scores, alpha, tv) if best_set else []
@@ -223,23 +230,70 @@ def may_be_best(scores: dict[str, dict[int, float]], alpha: float = ALPHA, test_
     return sorted(keep, key=lambda m: -float(np.mean(list(scores[m].values()))))
 
 
-def seeds_to_detect(sd: float, comparisons: int, alpha: float = ALPHA, delta: float = DETECT) -> int | None:
-    """Seeds a paired t-test needs to find a true difference of `delta` with probability POWER at the
-    first step of Holm over `comparisons` tests (alpha / comparisons), at the observed spread `sd` of the
-    per-seed differences (statsmodels' TTestPower); None when the spread is 0 or unknown."""
-    if not (sd > 0 and math.isfinite(sd)):
-        return None
-    from statsmodels.stats.power import TTestPower
+MAX_SEEDS = 50  # a seed plan beyond this is reported as not reachable
 
-    power, effect, level = TTestPower(), delta / sd, alpha / max(1, comparisons)
-    for n in range(2, 12):  # small designs by direct search (the solver finds no root below its bracket)
-        if power.power(effect_size=effect, nobs=n, alpha=level) >= POWER:
-            return n
-    try:
-        n = float(power.solve_power(effect_size=effect, alpha=level, power=POWER))
-    except (ValueError, RuntimeError):
+
+def power_at(delta: float, sd: float, image_var: float, n: int, level: float) -> float:
+    """Probability that the two-sided paired t-test of this module (n - 1 degrees of freedom, standard error
+    sqrt(sd^2 / n + image_var)) finds a true difference `delta` at `level`: the noncentral t's tail."""
+    se = math.sqrt(sd**2 / n + image_var)
+    if not se > 0:
+        return 1.0 if delta else 0.0
+    crit, nc = stats.t.ppf(1 - level / 2, n - 1), abs(delta) / se
+    p = float(stats.nct.sf(crit, n - 1, nc) + stats.nct.cdf(-crit, n - 1, nc))
+    if not math.isfinite(p):  # scipy's noncentral t fails far in its tail: the answer is then 0 or 1
+        p = 1.0 if nc > crit else 0.0
+    return p
+
+
+def min_detectable(sd: float, image_var: float, n: int, level: float, power: float = POWER) -> float | None:
+    """The smallest true difference the test finds with probability `power` at `level` with n seeds (the
+    procedure's own test: the seeds' spread shrinks with n, the images' shared term does not); None when the
+    spread is unknown."""
+    if n < 2 or not (math.isfinite(sd) and sd >= 0) or not (sd > 0 or image_var > 0):
         return None
-    return int(math.ceil(n)) if math.isfinite(n) else None
+    from scipy.optimize import brentq
+
+    se = math.sqrt(sd**2 / n + image_var)
+    return float(brentq(lambda d: power_at(d, sd, image_var, n, level) - power, 0.0, 100 * se + 1e-9))
+
+
+def seeds_to_detect(
+    sd: float, comparisons: int, alpha: float = ALPHA, delta: float = DETECT, image_var: float = 0.0
+) -> int | float | None:
+    """Seeds the procedure's test needs to find a true difference of `delta` with probability POWER at the
+    first step of Holm over `comparisons` tests (alpha / comparisons), at the observed spread `sd` of the
+    per-seed differences and the images' shared term `image_var`: math.inf when no number of seeds up to
+    MAX_SEEDS reaches it (the images' term alone can forbid it: it never shrinks), None when the spread is
+    unknown. Without the image term this is statsmodels' TTestPower (a test checks it)."""
+    if not (math.isfinite(sd) and sd >= 0) or not (sd > 0 or image_var > 0):
+        return None
+    level = alpha / max(1, comparisons)
+    for n in range(2, MAX_SEEDS + 1):
+        if power_at(delta, sd, image_var, n, level) >= POWER:
+            return n
+    return math.inf
+
+
+# ---- sequential looks: alpha spent over the seeds of a race -------------------------------------------------
+
+
+def obrien_fleming_spent(fraction: float, alpha: float = ALPHA) -> float:
+    """Lan-DeMets O'Brien-Fleming-type spending: the alpha spent by the information fraction t (seeds so far
+    over the planned maximum), 2 - 2 Phi(z_{1-alpha/2} / sqrt(t))."""
+    if fraction <= 0:
+        return 0.0
+    z = stats.norm.ppf(1 - alpha / 2)
+    return float(2 - 2 * stats.norm.cdf(z / math.sqrt(min(1.0, fraction))))
+
+
+def look_levels(looks: list[int], alpha: float = ALPHA) -> list[float]:
+    """The level of each look (seeds at the look, the last the maximum): the alpha spent between it and the
+    previous look. Testing look j at its increment and adding the increments (a union bound over looks)
+    keeps the family-wise error over all looks at most alpha whatever the correlation between looks:
+    conservative, and exact to compute (a simulation in the tests shows it)."""
+    spent = [obrien_fleming_spent(n / looks[-1], alpha) for n in looks]
+    return [b - a for a, b in zip([0.0, *spent[:-1]], spent)]
 
 
 @dataclass(frozen=True)
@@ -282,3 +336,67 @@ def rank_methods(scores: dict[str, dict[str, float]]) -> Ranking | None:
         p=float(friedman.pvalue),
         nemenyi=nemenyi,
     )
+
+
+# ---- the confirmatory family: contrasts declared before the runs, decided at sequential looks -------------
+
+
+@dataclass
+class ContrastResult:
+    """One confirmatory contrast (method − reference): its verdict, the look that made it, the paired
+    difference at the latest look reached (or over the seeds so far, before the first look), and the
+    minimum detectable effect at that look's level."""
+
+    method: str
+    reference: str
+    verdict: str = "waiting"  # better / worse (decided), open (next look to come), not decided (last look)
+    look: int | None = None  # seeds at the look that decided it, or the latest look reached
+    paired: Paired | None = None
+    p_holm: float | None = None  # Holm-adjusted p at that look (to compare with the look's level)
+    level: float | None = None  # the alpha the look spends
+    mde: float | None = None
+    next_look: int | None = None  # seeds the race asks for next (undecided contrasts)
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} − {self.reference}"
+
+
+def sequential_family(
+    contrasts, paired_at, looks: list[int], alpha: float = ALPHA, with_mde: bool = True
+) -> list[ContrastResult]:
+    """The confirmatory procedure: at each look (the first n seeds of each contrast, n in `looks`), the
+    contrasts still open are tested together with Holm's correction at the alpha that look spends
+    (`look_levels`: O'Brien-Fleming-type, added over looks), counting in Holm's family every open contrast,
+    also one whose seeds have not reached the look yet (conservative). A contrast rejected at a look is
+    decided there and stops; the others go on to the next look, until the last. `paired_at(method,
+    reference, n)` gives the Paired over the contrast's first n seeds, None when it has fewer. The family-wise
+    error over every contrast and look is at most alpha (a simulation in the tests shows it). `with_mde`
+    can be switched off where only the verdicts are wanted (simulations)."""
+    results = {c: ContrastResult(*c) for c in contrasts}
+    for look, level in zip(looks, look_levels(looks, alpha)):
+        open_ = [c for c in contrasts if results[c].verdict in ("waiting", "open")]
+        if not open_:
+            break
+        pairs = {c: pd for c in open_ if (pd := paired_at(*c, look)) is not None}
+        if not pairs:
+            break
+        order = sorted(pairs, key=lambda c: pairs[c].p)
+        m, running, stop = len(open_), 0.0, False
+        for i, c in enumerate(order):
+            running = max(running, min(1.0, (m - i) * pairs[c].p))  # Holm-adjusted p, as in `holm`
+            r = results[c]
+            r.look, r.paired, r.p_holm, r.level = look, pairs[c], running, level
+            r.mde = min_detectable(pairs[c].sd, pairs[c].image_var, look, level / m) if with_mde else None
+            if not stop and running <= level:
+                r.verdict = "better" if pairs[c].mean > 0 else "worse"
+            else:
+                stop = True  # Holm stops at the first acceptance
+                r.verdict = "open"
+    for r in results.values():
+        if r.verdict in ("waiting", "open"):
+            later = [n for n in looks if r.look is None or n > r.look]
+            r.next_look = later[0] if later else None
+            if r.next_look is None:
+                r.verdict = "not decided"
+    return [results[c] for c in contrasts]

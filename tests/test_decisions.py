@@ -282,3 +282,71 @@ def test_a_race_whose_best_is_clear_asks_for_no_more_than_five():
     scores = {"os": list(0.70 + rng.normal(0, 0.003, 5)), "la": list(0.90 + rng.normal(0, 0.003, 5))}
     [plan] = race_plans(Analysis.of(aggregate(_race_records(scores))))
     assert plan.targets == {} and plan.stopped == {"os": 5} and plan.settled == ["la"]
+
+
+# ---- issue 36: minimum detectable effects, seed plans that can be reached, looks that spend alpha ---------
+
+
+def test_the_minimum_detectable_effect_is_the_procedures_and_seed_plans_say_when_unreachable():
+    """Without the image term the power is statsmodels' TTestPower; the minimum detectable effect is found
+    with 80% power; the images' shared term, which no seed removes, can make a difference unreachable."""
+    from bench.stats import min_detectable, power_at, seeds_to_detect
+
+    assert power_at(0.02, 0.03, 0.0, 10, 0.05) == pytest.approx(
+        TTestPower().power(effect_size=0.02 / 0.03, nobs=10, alpha=0.05), rel=1e-9
+    )
+    mde = min_detectable(0.03, 1e-4, 10, 0.05 / 7)
+    assert power_at(mde, 0.03, 1e-4, 10, 0.05 / 7) == pytest.approx(0.8, abs=1e-6)
+    assert min_detectable(0.03, 1e-4, 20, 0.05 / 7) < mde  # more seeds, smaller
+    # the image term alone: se >= 0.01, a 0.02 difference needs about 2.8 se at 80% power and alpha / 35
+    assert seeds_to_detect(0.03, 35, image_var=1e-4) == math.inf
+    assert seeds_to_detect(0.03, 35, image_var=0.0) < seeds_to_detect(0.03, 35, image_var=1e-6) < math.inf
+
+
+def _null_race(rng, k: int, seeds: int):
+    """k methods and the reference 'os', all equal: a shared seed effect and each method's own noise."""
+    shared = rng.normal(0, 0.03, seeds)
+    return {m: {s: 0.8 + shared[s] + rng.normal(0, 0.02) for s in range(seeds)} for m in ["os", *map(str, range(k))]}
+
+
+@pytest.mark.parametrize("k", [7, pytest.param(20, marks=pytest.mark.slow)])
+def test_looks_that_spend_alpha_hold_the_family_wise_error_where_repeated_holm_does_not(k):
+    """k null contrasts with the reference, looked at 5, 10 and 20 seeds: the sequential procedure decides a
+    false 'better' or 'worse' in at most 5% of races (within Monte Carlo error); Holm at 0.05 at every look
+    of round three's race (3, 5 and 10 seeds), each look on all its seeds, does so more often."""
+    from bench.stats import holm, sequential_family
+
+    rng = np.random.default_rng(k)
+    reps, false_new, false_old = 400, 0, 0
+    contrasts = [(str(i), "os") for i in range(k)]
+    for _ in range(reps):
+        scores = _null_race(rng, k, 20)
+        at = lambda m, ref, n, scores=scores: paired_difference(  # noqa: E731
+            {s: v for s, v in scores[m].items() if s < n}, {s: v for s, v in scores[ref].items() if s < n}
+        )
+        false_new += any(r.verdict in ("better", "worse") for r in sequential_family(contrasts, at, [5, 10, 20], with_mde=False))
+        false_old += any(min(holm([at(m, "os", n).p for m, _ in contrasts])) < 0.05 for n in (3, 5, 10))
+    mc = math.sqrt(0.05 * 0.95 / reps)
+    assert false_new / reps <= 0.05 + 2 * mc, false_new / reps
+    assert false_old / reps > false_new / reps
+
+
+def test_the_sequential_family_finds_a_planted_difference_and_stops_it_at_its_look():
+    from bench.stats import sequential_family
+
+    rng = np.random.default_rng(11)
+    scores = _null_race(rng, 3, 20)
+    for s in scores["0"]:
+        scores["0"][s] += 0.06  # three times the noise of a difference
+    for m in ("1", "2"):  # exactly level with the reference: differences +-0.01 in turn, mean 0 at every look
+        scores[m] = {s: v + (0.01 if s % 2 else -0.01) for s, v in scores["os"].items()}
+    at = lambda m, ref, n: paired_difference(  # noqa: E731
+        {s: v for s, v in scores[m].items() if s < n}, {s: v for s, v in scores[ref].items() if s < n}
+    )
+    results = {r.method: r for r in sequential_family([("0", "os"), ("1", "os"), ("2", "os")], at, [5, 10, 20])}
+    assert results["0"].verdict == "better" and results["0"].look in (5, 10)
+    assert {results["1"].verdict, results["2"].verdict} == {"not decided"} and results["1"].look == 20
+    assert results["1"].mde is not None and results["1"].mde > 0
+    # before the first look, nothing is decided and the race asks for the first look's seeds
+    waiting = sequential_family([("0", "os")], lambda m, ref, n: at(m, ref, n) if n <= 3 else None, [5, 10, 20])
+    assert waiting[0].verdict == "waiting" and waiting[0].next_look == 5
