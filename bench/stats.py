@@ -230,7 +230,7 @@ def may_be_best(scores: dict[str, dict[int, float]], alpha: float = ALPHA, test_
     return sorted(keep, key=lambda m: -float(np.mean(list(scores[m].values()))))
 
 
-MAX_SEEDS = 50  # a seed plan beyond this is reported as not reachable
+MAX_SEEDS = 100  # a seed plan beyond this is reported as not reachable
 
 
 def power_at(delta: float, sd: float, image_var: float, n: int, level: float) -> float:
