@@ -292,6 +292,13 @@ def _add_report_parser(sub, plugin) -> None:
         help="the review queue's recall target: the share of the rare class's test images a person must catch; "
         "the report gives the share of images they review to do so (default 0.95)",
     )
+    rep.add_argument(
+        "--family",
+        metavar="GRID",
+        action="append",
+        help="a grid file whose [confirmatory] table declares contrasts to decide sequentially (repeatable; "
+        "default: every grids/*.toml that declares one)",
+    )
     rep.add_argument("--html", action="store_true", help="also write a static site (OUT/site/index.html)")
     rep.add_argument(
         "--readme",
@@ -537,7 +544,7 @@ def cmd_report(a) -> int:
         raise BenchError(f"--review-target is a share of the rare class's images in (0, 1], got {a.review_target}")
     col = report(
         runs, Path(a.out), reference=a.reference or "os", figures=not a.no_figures, site=a.html, margin=a.margin,
-        review_target=a.review_target,
+        review_target=a.review_target, families=families_of(a.family),
     )  # fmt: skip
     print(
         f"read {len(col.ok)} finished and {len(col.failed)} failed records ({len(col.unreadable)} unreadable) "
@@ -651,6 +658,26 @@ COMMANDS = {
     "datasets": cmd_datasets,
     "report": cmd_report,
 }
+
+
+def families_of(paths: list[str] | None) -> list[dict]:
+    """The confirmatory families of the grid files given, else of every grids/*.toml that declares one."""
+    from .gridfile import read_family
+
+    files = paths if paths is not None else sorted(str(p) for p in Path("grids").glob("*.toml"))
+    out = []
+    for p in files:
+        if not Path(p).is_file():
+            raise BenchError(f"--family {p}: no such grid file")
+        try:
+            fam = read_family(p)
+        except (OSError, ValueError) as e:
+            raise BenchError(f"--family {p}: cannot read it ({e})") from None
+        if fam is None and paths is not None:
+            raise BenchError(f"--family {p}: it declares no [confirmatory] table")
+        if fam is not None:
+            out.append(fam)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

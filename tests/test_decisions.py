@@ -324,7 +324,8 @@ def test_looks_that_spend_alpha_hold_the_family_wise_error_where_repeated_holm_d
         at = lambda m, ref, n, scores=scores: paired_difference(  # noqa: E731
             {s: v for s, v in scores[m].items() if s < n}, {s: v for s, v in scores[ref].items() if s < n}
         )
-        false_new += any(r.verdict in ("better", "worse") for r in sequential_family(contrasts, at, [5, 10, 20], with_mde=False))
+        results = sequential_family(contrasts, at, [5, 10, 20], with_mde=False)
+        false_new += any(r.verdict in ("better", "worse") for r in results)
         false_old += any(min(holm([at(m, "os", n).p for m, _ in contrasts])) < 0.05 for n in (3, 5, 10))
     mc = math.sqrt(0.05 * 0.95 / reps)
     assert false_new / reps <= 0.05 + 2 * mc, false_new / reps
@@ -350,3 +351,56 @@ def test_the_sequential_family_finds_a_planted_difference_and_stops_it_at_its_lo
     # before the first look, nothing is decided and the race asks for the first look's seeds
     waiting = sequential_family([("0", "os")], lambda m, ref, n: at(m, ref, n) if n <= 3 else None, [5, 10, 20])
     assert waiting[0].verdict == "waiting" and waiting[0].next_look == 5
+
+
+FAMILY_GRID = """description = "test"
+[defaults]
+preset = "quick"
+task = "fine"
+ratios = 0.01
+[[run]]
+dataset = "animals"
+[confirmatory]
+contrasts = ["la - os", "os+fsc - os"]
+looks = [5, 10]
+[confirmatory.selected]
+methods = ["la"]
+dataset = "animals"
+task = "fine"
+ratio = 0.01
+seeds = [0, 1, 2]
+"""
+
+
+def test_a_declared_family_is_decided_on_the_seeds_it_may_use_and_races_the_rest(tmp_path, capsys):
+    """la was picked on seeds 0-2: its contrast waits for 5 other seeds (8 in all); os+fsc vs os, not picked
+    from data, uses seeds 0-4 and is decided at the first look; the race grid asks la and os for 8 seeds."""
+    from bench import store
+    from bench.cli import main
+    from bench.gridfile import read_grid
+
+    from .test_report import rec
+
+    grid = tmp_path / "family.toml"
+    grid.write_text(FAMILY_GRID)
+    rng = np.random.default_rng(0)
+    for s in range(6):
+        for method, mino in (("os", 0.40), ("la", 0.60), ("os+fsc", 0.10)):
+            r = rec(method, 0.01, s, 1.0, mino + rng.normal(0, 0.01))
+            store.write_record(tmp_path / "runs", r)
+    out = tmp_path / "out"
+    argv = ["report", "--runs", str(tmp_path / "runs"), "--out", str(out), "--no-figures", "--family", str(grid)]
+    assert main([*argv, "--race-grid", str(tmp_path / "race.toml")]) == 0
+    md = (out / "leaderboard.md").read_text()
+    la = next(line for line in md.splitlines() if "| la − os" in line)
+    fsc = next(line for line in md.splitlines() if "| os+fsc − os" in line)
+    assert "| 3 (picked on seeds excluded) |" in la and "waiting for 5 seeds" in la
+    assert "| worse " in fsc and "(n=5)" in fsc  # -0.15 on five seeds: decided at the first look
+    assert "os+fsc − os" in (out / "summary.md").read_text()  # the README's confirmatory block
+    entries, _ = read_grid(str(tmp_path / "race.toml"))
+    family = [flags for name, flags in entries if "confirmatory family" in name]
+    assert [(f[f.index("--seeds") + 1], f[f.index("--methods") + 1]) for f in family] == [("8", "la,os")]
+    bad = tmp_path / "bad.toml"
+    bad.write_text(FAMILY_GRID.replace('"la - os"', '"la-os"'))
+    assert main([*argv[:-1], str(bad)]) == 2
+    assert "is not 'method - reference'" in capsys.readouterr().err

@@ -183,6 +183,7 @@ def report(
     site: bool = False,
     margin: float = MARGIN,
     review_target: float = REVIEW_TARGET,
+    families: list[dict] | None = None,
 ) -> Collected:
     """Read every record under `runs_dir`, then write leaderboard.md/.csv, latex/ and figures/ (and
     the static site with `site`) into `out_dir`. Raises BenchError, writing nothing, when there is no
@@ -198,7 +199,7 @@ def report(
         raise BenchError(
             f"no finished run records in {runs_dir}{failed}; nothing written; run `python -m bench run` first"
         )
-    a = Analysis.of(col.boards, reference, margin, review_target)
+    a = Analysis.of(col.boards, reference, margin, review_target, families)
     md, table = markdown(col, a), csv_text(T.csv_rows(col.boards))  # everything computed before writing
     pages = board_pages(a)
     summary = summary_md(a)

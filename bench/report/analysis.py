@@ -11,8 +11,11 @@ import numpy as np
 
 from ..metrics import decode_labels, outcome_arrays
 from ..review import REVIEW_TARGET, Review, review
+from ..spec import named_budget
 from ..stats import (
+    ALPHA,
     MARGIN,
+    ContrastResult,
     Decision,
     Paired,
     Ranking,
@@ -20,6 +23,7 @@ from ..stats import (
     image_shared_var,
     paired_difference,
     rank_methods,
+    sequential_family,
 )
 from .model import Board, ratio_label
 
@@ -46,15 +50,16 @@ def select_on_validation(b: Board) -> dict[tuple[str, float], str]:
     return chosen
 
 
-def cell_test_var(a, b, metric: str) -> float:
+def cell_test_var(a, b, metric: str, seeds=None) -> float:
     """The test images' shared error in the mean difference a - b in `metric` (cells a and b), for the
     metrics that are means of per-class accuracies (balanced accuracy; the minority class): the image term
     of bench/stats.py's docstring, from the per-image outcomes of the seeds both cells ran (records since
     round three). 0 for the other metrics (ROC-AUC, feature statistics) and for records without per-image
-    outcomes, whose intervals then hold the seeds' spread only (`has_outcomes` says which)."""
+    outcomes, whose intervals then hold the seeds' spread only (`has_outcomes` says which). `seeds`: those
+    of the comparison, when not every seed the cells share."""
     if metric not in ("bal_acc", "min_acc") or not a.test_counts or not has_outcomes(a, b):
         return 0.0
-    shared = sorted(set(a.seeds) & set(b.seeds))
+    shared = sorted(set(a.seeds) & set(b.seeds) & (set(seeds) if seeds is not None else set(a.seeds)))
     classes = None if metric == "bal_acc" else [len(a.test_counts) - 1]
     decode = lambda o: (decode_labels(o["labels"]), decode_labels(o["predictions"]))  # noqa: E731
     try:
@@ -251,6 +256,55 @@ def review_board(b: Board, r: float, reference: str, chosen: dict, target: float
     return rb
 
 
+def family_applies(family: dict, b: Board, r: float) -> bool:
+    """Whether a confirmatory family (bench/gridfile.py `read_family`) covers board b at ratio r: one of its
+    grid's entries makes that dataset, task, ratio and preset (a budget preset such as `standard` by name)."""
+    s = b.setting
+    return not s.get("classes") and any(
+        e["dataset"] == s["dataset"] and e["task"] == s["task"] and e["ratio"] == r
+        and e["preset"] in (s["preset"] if not named_budget(s) else None, named_budget(s))
+        for e in family["boards"]
+    )  # fmt: skip
+
+
+def excluded_seeds(family: dict, b: Board, r: float, methods) -> set[int]:
+    """The seeds a contrast of `methods` may not use on board b at ratio r: those its methods were picked on."""
+    sel = family.get("selected")
+    if not sel or not (set(methods) & set(sel["methods"])):
+        return set()
+    s = b.setting
+    picked_here = s["dataset"] == sel["dataset"] and s["task"] == sel["task"] and r == sel["ratio"]
+    return set(sel["seeds"]) if picked_here else set()
+
+
+def family_seeds(family: dict, b: Board, r: float, method: str, reference: str) -> list[int]:
+    """The seeds a contrast uses, in order: those both cells have, less the seeds its methods were picked on."""
+    c, ref = b.cells.get((method, r)), b.cells.get((reference, r))
+    if not (c and ref):
+        return []
+    return sorted((set(c.seeds) & set(ref.seeds)) - excluded_seeds(family, b, r, (method, reference)))
+
+
+def confirm(family: dict, b: Board, r: float, alpha: float = ALPHA) -> list[ContrastResult]:
+    """The family's contrasts on board b at ratio r, decided by the sequential procedure of bench/stats.py
+    on balanced accuracy (the image term included where the records keep per-image outcomes)."""
+
+    def paired_at(method, reference, n, first=True):
+        seeds = family_seeds(family, b, r, method, reference)
+        if len(seeds) < (n if first else 2):
+            return None
+        seeds = seeds[:n] if first else seeds
+        c, ref = b.cells[(method, r)], b.cells[(reference, r)]
+        bal = lambda cell: {s: v for s, v in cell.metric_by_seed("bal_acc").items() if s in seeds}  # noqa: E731
+        return paired_difference(bal(c), bal(ref), cell_test_var(c, ref, "bal_acc", seeds))
+
+    results = sequential_family(family["contrasts"], paired_at, family["looks"], alpha)
+    for res in results:  # before its first look, a contrast shows its seeds so far
+        if res.paired is None:
+            res.paired = paired_at(res.method, res.reference, 0, first=False)
+    return results
+
+
 @dataclass
 class Analysis:
     """Everything the renderers need, computed once."""
@@ -264,10 +318,17 @@ class Analysis:
     too_few_blocks: list[NamedRanking] = field(default_factory=list)  # rankings whose places carry no evidence
     review_target: float = REVIEW_TARGET
     reviews: dict[tuple[str, float], ReviewBoard] = field(default_factory=dict)  # (board slug, ratio)
+    families: list[dict] = field(default_factory=list)  # confirmatory families declared in grid files
+    confirmed: dict[tuple[str, float], tuple[dict, list[ContrastResult]]] = field(default_factory=dict)
 
     @classmethod
     def of(
-        cls, boards: list[Board], reference: str = "os", margin: float = MARGIN, review_target: float = REVIEW_TARGET
+        cls,
+        boards: list[Board],
+        reference: str = "os",
+        margin: float = MARGIN,
+        review_target: float = REVIEW_TARGET,
+        families: list[dict] | None = None,
     ) -> Analysis:
         ranked = rankings(boards)
         a = cls(
@@ -278,6 +339,7 @@ class Analysis:
             selections={b.slug: select_on_validation(b) for b in boards},
             margin=margin,
             review_target=review_target,
+            families=list(families or []),
         )
         for b in boards:
             for r in b.ratios:
@@ -287,6 +349,9 @@ class Analysis:
                 rb = review_board(b, r, reference, a.selections[b.slug], review_target)
                 if rb:
                     a.reviews[(b.slug, r)] = rb
+                for fam in a.families:
+                    if family_applies(fam, b, r):
+                        a.confirmed[(b.slug, r)] = (fam, confirm(fam, b, r))
         return a
 
     def boards_of(self, short: bool | None = None) -> list[Board]:

@@ -71,10 +71,13 @@ def markdown(col: Collected, a: Analysis) -> str:
     _section(
         md,
         "### Where more seeds would decide\n\nComparisons with the reference that the procedure leaves "
-        "inconclusive, and the seeds a paired t-test would need to find a difference of 0.02 balanced accuracy "
-        "with 80% power at the spread observed (Holm's first step), where that is more than the board has:",
+        "inconclusive: the smallest difference the test could find now with 80% power (at Holm's first step), "
+        "and the seeds it would need to find a difference of 0.02 balanced accuracy with 80% power at the spread "
+        "observed and the test images' shared term, which no seed removes ('not reachable' where it forbids "
+        "0.02 within 100 seeds), where that is more than the board has:",
         T.seed_planning(a),
     )
+    _section(md, f"## The confirmatory family\n\n{T.CONFIRM_NOTE}", T.confirmatory(a))
     _section(md, f"### Racing seeds\n\n{T.RACE_NOTE}", T.race_table(a))
     _section(
         md,
@@ -258,6 +261,8 @@ def summary_blocks(a: Analysis) -> dict[str, str]:
     for name, short in (("which-method", False), ("which-method-short", True)):
         if which := T.which_summary(a, short=short):
             blocks[name] = table_md(which)
+    if confirmed := T.confirmatory(a):
+        blocks["confirmatory"] = table_md(confirmed)
     for study in budget_studies(a.boards):
         blocks[study.slug] = table_md(budget_table(study)) + "\n" + table_md(wall_table(study))
     return blocks

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from methods import REGISTRY
 
-from .analysis import RACE, Analysis, candidates, paired_cell, race_plans, verdict
+from .analysis import RACE, Analysis, candidates, family_seeds, paired_cell, race_plans, verdict
 from .model import METRIC_TITLES, MISSING, Board, Cell, Stat, ratio_label
 
 ABLATION = ("ce", "os", "fsc", "os+fsc")
@@ -363,12 +363,18 @@ def seed_planning(a: Analysis) -> Table | None:
             for m, need in sorted(d.seeds_needed.items()):
                 pd = d.vs_reference[m]
                 if need is not None and need > pd.n:
-                    rows.append(
-                        [f"{b.group[1]}, {b.setting['task']}", ratio_label(r), m, pd.fmt(), f"{pd.sd:.3f}", str(need)]
-                    )
+                    mde = d.mde.get(m)
+                    rows.append([
+                        f"{b.group[1]}, {b.setting['task']}", ratio_label(r), m, pd.fmt(), f"{pd.sd:.3f}",
+                        f"{mde:.3f}" if mde is not None else MISSING,
+                        "not reachable" if need == float("inf") else str(need),
+                    ])  # fmt: skip
     if not rows:
         return None
-    head = ["board", "ratio", "method", "vs the reference", "sd of differences", "seeds to decide 0.02"]
+    head = [
+        "board", "ratio", "method", "vs the reference", "sd of differences", "detectable now (80% power)",
+        "seeds to find 0.02",
+    ]  # fmt: skip
     return Table(head, rows, numeric_from=3)
 
 
@@ -507,4 +513,52 @@ REVIEW_NOTE = (
     "`rare called common at conf. > 0.9`: rare images no reviewer would see. The last column compares the "
     "common images reviewed with the reference's, paired by seed (seeds only), Holm-corrected over the "
     "board's methods at that ratio: fewer, more, or inconclusive."
+)
+
+
+def confirmatory(a: Analysis) -> Table | None:
+    """The confirmatory families (declared in grid files before their runs), one row per board, ratio and
+    contrast: the seeds it may use so far, the look that decided it or the latest reached, the paired
+    difference in balanced accuracy [95% interval] there, the Holm-adjusted p against the look's level, the
+    verdict, the minimum detectable effect at that look (80% power) and the seeds the race asks for next."""
+    rows = []
+    for b in a.boards:
+        for r in sorted(b.ratios):
+            if (b.slug, r) not in a.confirmed:
+                continue
+            fam, results = a.confirmed[(b.slug, r)]
+            for res in results:
+                n = len(family_seeds(fam, b, r, res.method, res.reference))
+                excluded = res.method in (fam.get("selected") or {}).get("methods", ()) and n < len(
+                    set(b.cells[(res.method, r)].seeds) if (res.method, r) in b.cells else ()
+                )
+                rows.append([
+                    f"{b.group[1]}, {b.setting['task']}", ratio_label(r), res.name,
+                    f"{n}" + (" (picked on seeds excluded)" if excluded else ""),
+                    str(res.look) if res.look else MISSING,
+                    res.paired.fmt() if res.paired else MISSING,
+                    f"{res.p_holm:.2g} vs {res.level:.2g}" if res.p_holm is not None else MISSING,
+                    {"waiting": f"waiting for {res.next_look} seeds", "open": "open"}.get(res.verdict, res.verdict),
+                    f"{res.mde:.3f}" if res.mde is not None else MISSING,
+                    str(res.next_look) if res.next_look else MISSING,
+                ])  # fmt: skip
+    if not rows:
+        return None
+    head = [
+        "board", "ratio", "contrast", "seeds usable", "look (seeds)", "difference in bal. acc. at the look",
+        "Holm p vs the look's alpha", "verdict", "detectable at 80% power", "next look",
+    ]  # fmt: skip
+    return Table(head, rows, numeric_from=3)
+
+
+CONFIRM_NOTE = (
+    "The confirmatory family: contrasts declared in a grid file's `[confirmatory]` table before their runs "
+    "(the paper's claims and the contenders the file names, with the rule that picked them), decided on "
+    "balanced accuracy by bench/stats.py's sequential procedure: at each look (the first 5, 10 and 20 seeds of "
+    "a contrast) the open contrasts are tested together, paired by seed with the test images' shared error, "
+    "Holm-corrected at the alpha that look spends (O'Brien-Fleming-type, 0.05 over all looks); a decided "
+    "contrast stops, the others race on. A contender picked on some seeds of a board is tested there on the "
+    "other seeds only. `detectable`: the smallest true difference that look finds with 80% power: a contrast "
+    "not decided is not a finding of 'no difference' beyond it. Every other comparison on the boards is "
+    "exploratory (the which-method table)."
 )
