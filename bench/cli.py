@@ -105,6 +105,11 @@ def _add_run_parser(sub, plugin) -> None:
         help="hold out this many training-pool images per class as a balanced validation set (for --sweep "
         "selection); never taken from the test set",
     )
+    r.add_argument(
+        "--tune",
+        help="how much of the network trains (with --pretrained): full (default), last:N (the last N of the 4 "
+        "stages and the head), head (a linear probe); frozen parts keep their BatchNorm statistics",
+    )
     r.add_argument("--data-root", help="data folder (Fashion-MNIST IDX files, CIFAR root, or your photos)")
     r.add_argument("--image-size", type=int, help="resize for 'folder' (default 64); others keep native size")
     r.add_argument(
@@ -148,7 +153,16 @@ def _add_training_args(r) -> None:
         "bf16 (AVX512-BF16/AMX), part of the run key",
     )
     r.add_argument("--lr", type=float)
-    r.add_argument("--weights", help="a state_dict file (or torchvision weights name) to start from")
+    r.add_argument(
+        "--pretrained",
+        "--weights",
+        dest="weights",
+        metavar="START",
+        help="start from pretrained weights: a start the suite ships (animals-other8, fashion-other8: the quick "
+        "model trained on the 8 classes the fine task does not use; `bench pretrain`), a state_dict file, or a "
+        "torchvision weights name; the whole trunk must match, and a start trained on a class of the task is "
+        "refused",
+    )
     r.add_argument(
         "--set",
         action="append",
@@ -236,6 +250,17 @@ def _add_info_parsers(sub, plugin) -> None:
     d = sub.add_parser("datasets", help="each data source: available here?, from where, tasks and counts")
     d.add_argument("--data-root")
     d.add_argument("--figure", metavar="PNG", help="also draw example images of each available built-in task")
+
+    pt = sub.add_parser(
+        "pretrain",
+        help="make a pretrained start: the quick model trained on a source's classes that its tasks do not use "
+        "(animals-other8, fashion-other8), written with its config and provenance",
+    )
+    pt.add_argument("name", help="the start to make: animals-other8 or fashion-other8")
+    pt.add_argument("--steps", type=int, default=3000, help="training steps of 64 images (default 3000)")
+    pt.add_argument("--seed", type=int, default=0)
+    pt.add_argument("--out", help="folder for NAME.pt, NAME.pt.json, NAME.provenance.json (default: the shipped "
+                    "bench/pretrained/)")  # fmt: skip
 
     st = sub.add_parser("status", help="done / failed / pending per grid from the records (and SLURM job ids)")
     st.add_argument("--out", default="results/runs", help="folder of run records")
@@ -556,7 +581,7 @@ def cmd_report(a) -> int:
             "no figure: each figure needs more than these records give: accuracy against ratio two ratios or more "
             "on a two-class board; accuracy against class frequency a long-tailed board; paired differences "
             f"the reference method ({a.reference or 'os'}) and another with two seeds in common; a budget study two "
-            "--steps budgets; embeddings --save-features"
+            "--steps budgets; embeddings --save-features; the review queue records with per-image probabilities"
         )
     for p, why in col.unreadable:
         print(f"warning: unreadable record {p}: {why} (skipped)", file=sys.stderr)
@@ -650,7 +675,23 @@ def _perf_grid(a, device, preset: str) -> int:
     return 0
 
 
+def cmd_pretrain(a) -> int:
+    from .pretrain import SHIPPED, pretrain
+    from .progress import plain_progress
+
+    out = Path(a.out) if a.out else SHIPPED
+    prov = pretrain(a.name, a.steps, a.seed, out, progress=plain_progress(f"pretrain {a.name}"))
+    print(
+        f"{a.name}: {prov['steps']} steps on {len(prov['classes'])} {prov['source']} classes "
+        f"({', '.join(prov['classes'])}), held-out accuracy {prov['heldout_accuracy']:.3f} on "
+        f"{prov['heldout_images']} test images; wrote {out / (a.name + '.pt')} (sha256 {prov['sha256'][:12]}) "
+        "with its config and provenance"
+    )
+    return 0
+
+
 COMMANDS = {
+    "pretrain": cmd_pretrain,
     "status": cmd_status,
     "perf": cmd_perf,
     "run": cmd_run,

@@ -23,6 +23,7 @@ from __future__ import annotations
 LATE_DEFAULTS = {
     "precision": "auto",
     "val_per_class": 0,
+    "tune": "full",
     "numerics": None,
     "weights_sha256": None,
     "data_digest": None,

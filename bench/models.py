@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -11,6 +10,7 @@ from torchvision.models import ResNet
 from torchvision.models.resnet import BasicBlock
 
 from .errors import BenchError
+from .starts import weights_file
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
 
@@ -61,6 +61,19 @@ class TappedResNet(ResNet):
 
 
 STEMS = ("imagenet", "cifar")
+STEM = ("conv1", "bn1")
+
+
+def frozen_parts(tune: str) -> tuple[str, ...]:
+    """The model's parts that `--tune` leaves untrained: none for 'full'; the stem and the first 4 - N stages
+    for 'last:N'; the whole trunk for 'head' (a linear probe). ValueError naming the choices otherwise."""
+    if tune == "full":
+        return ()
+    if tune == "head":
+        return (*STEM, *LAYERS)
+    if tune.startswith("last:") and tune[5:].isdigit() and 1 <= int(tune[5:]) <= len(LAYERS):
+        return (*STEM, *LAYERS[: len(LAYERS) - int(tune[5:])])
+    raise ValueError(f"choose full, head or last:N with N from 1 to {len(LAYERS)} (the ResNet's stages)")
 
 
 def build_model(
@@ -81,9 +94,9 @@ def read_weights(weights: str) -> tuple[dict, dict]:
     'std' of the inputs (per channel, 0-1 scale), 'stem' ('imagenet': 7x7 stride 2 + max-pool,
     'cifar': 3x3 stride 1). It comes from the checkpoint's 'pretrained_cfg' entry, else a JSON file
     beside the weights (FILE.json), else torchvision's metadata for its own weights."""
-    path = Path(weights)
+    path = weights_file(weights)
     cfg: dict = {}
-    if path.is_file():
+    if path is not None:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
@@ -115,24 +128,24 @@ def read_weights(weights: str) -> tuple[dict, dict]:
             ) from None
         cfg = {"mean": list(w.transforms().mean), "std": list(w.transforms().std), "stem": "imagenet"}
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise BenchError(f"--weights {weights}: not a state dict of tensors")
+        raise BenchError(f"--pretrained {weights}: not a state dict of tensors")
     return state, check_cfg(cfg, weights)
 
 
 def check_cfg(cfg: dict, weights: str) -> dict:
     if not isinstance(cfg, dict):
-        raise BenchError(f"--weights {weights}: its pretrained config is not a JSON object")
+        raise BenchError(f"--pretrained {weights}: its pretrained config is not a JSON object")
     unknown = set(cfg) - {"mean", "std", "stem", "classifier"}
     if unknown:
-        raise BenchError(f"--weights {weights}: unknown pretrained-config keys {sorted(unknown)} (mean, std, stem)")
+        raise BenchError(f"--pretrained {weights}: unknown pretrained-config keys {sorted(unknown)} (mean, std, stem)")
     if "stem" in cfg and cfg["stem"] not in STEMS:
-        raise BenchError(f"--weights {weights}: stem must be one of {', '.join(STEMS)}, got {cfg['stem']!r}")
+        raise BenchError(f"--pretrained {weights}: stem must be one of {', '.join(STEMS)}, got {cfg['stem']!r}")
     for k in ("mean", "std"):
         v = cfg.get(k)
         if v is not None and not (isinstance(v, list) and v and all(isinstance(x, int | float) for x in v)):
-            raise BenchError(f"--weights {weights}: pretrained-config {k} must be a list of numbers")
+            raise BenchError(f"--pretrained {weights}: pretrained-config {k} must be a list of numbers")
     if cfg.get("std") and min(cfg["std"]) <= 0:
-        raise BenchError(f"--weights {weights}: pretrained-config std must be > 0")
+        raise BenchError(f"--pretrained {weights}: pretrained-config std must be > 0")
     return cfg
 
 
@@ -143,8 +156,9 @@ def load_weights(model: nn.Module, weights: str) -> dict:
 
 def load_state(model: nn.Module, state: dict, weights: str) -> dict:
     """Load the tensors whose name and shape match; a 3-channel first convolution is summed over its
-    input channels for 1-channel images (timm's adapt_input_conv); the rest (another number of classes)
-    is skipped and reported. A file sharing no tensor with the model is an error."""
+    input channels for 1-channel images (timm's adapt_input_conv); the classifier of another number of
+    classes is skipped and reported. A file that does not fill the whole trunk (every tensor but the
+    classifier) is an error naming what did not match."""
     own = model.state_dict()
     adapted = []
     state = dict(state)
@@ -155,7 +169,24 @@ def load_state(model: nn.Module, state: dict, weights: str) -> dict:
         adapted.append("conv1.weight: 3 input channels summed for 1-channel images")
     usable = {k: v for k, v in state.items() if k in own and isinstance(v, torch.Tensor) and own[k].shape == v.shape}
     if not usable:
-        raise BenchError(f"--weights {weights}: no tensor matches this model's names and shapes")
+        raise BenchError(f"--pretrained {weights}: no tensor matches this model's names and shapes")
+    # a pretrained start is the whole trunk: one that would load part of it (another width or stem) and
+    # train the rest from scratch is refused, not run under the start's name
+    missing = [k for k in own if not k.startswith(HEAD) and k not in usable]
+    if missing:
+        def why(k):
+            return f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" if k in state and hasattr(
+                state[k], "shape") else f"{k} absent"  # fmt: skip
+
+        raise BenchError(
+            f"--pretrained {weights}: {len(missing)} of {sum(not k.startswith(HEAD) for k in own)} trunk tensors do "
+            f"not match this model ({'; '.join(map(why, missing[:3]))}{'; ...' if len(missing) > 3 else ''}); "
+            "pass weights of the same architecture, width and stem"
+        )
     model.load_state_dict(usable, strict=False)
     skipped = sorted(k for k in own if k not in usable)
+    adapted = [a for a in adapted if a.split(":")[0] in usable]
     return {"loaded": len(usable), "skipped": skipped, "adapted": adapted}
+
+
+HEAD = "fc."  # the classifier: the one part of the model a pretrained start does not need to match

@@ -126,3 +126,17 @@ class RichProgress:
 
 def make_progress(total: int, skipped: int, plain: bool):
     return (PlainProgress if plain or not sys.stdout.isatty() else RichProgress)(total, skipped)
+
+
+def plain_progress(label: str, every: int = 10):
+    """An on_progress callback for one long run outside a grid: a plain line at every `every`% of its steps."""
+    shown = set()
+
+    def on_progress(step: int, total: int, loss: float) -> None:
+        pct = 100 * step // max(1, total)
+        mark = pct // every
+        if mark not in shown:
+            shown.add(mark)
+            print(f"  ... {label}: step {step}/{total}, loss {loss:.4f}", flush=True)
+
+    return on_progress

@@ -86,6 +86,16 @@ def check_weights(weights: str, cache: DataCache, req: GridRequest) -> None:
     )
     size = data.train_x.shape[2]
     load_weights(build_model(len(classes), data.train_x.shape[1], size, req.train["width"]), weights)
+    from .pretrain import check_provenance
+    from .starts import weights_file
+
+    path = weights_file(weights)
+    for ds in req.datasets:
+        src, data = cache.get(ds)
+        for task in req.tasks:
+            names = resolve_classes(ds, data, src.pairs, task, list(req.classes) if req.classes else None)
+            if path is not None:
+                check_provenance(path, ds, names)
 
 
 def expand(req: GridRequest, cache: DataCache) -> list[RunSpec]:

@@ -81,16 +81,19 @@ def overrides_of(items: list[str], flag: str = "--set") -> dict[str, dict[str, s
 
 def weights_digest(weights: str | None) -> str | None:
     """The SHA-256 of a --weights file (part of the run key: a path names a file, its content is what counts)."""
-    if not weights or not Path(weights).is_file():
+    from .starts import weights_file
+
+    path = weights_file(weights)
+    if path is None:
         return None
     from datasets.base import sha256_of
 
     try:
-        digest = sha256_of(Path(weights))
-        side = Path(weights).with_name(Path(weights).name + ".json")  # its pretrained config, if any
+        digest = sha256_of(path)
+        side = path.with_name(path.name + ".json")  # its pretrained config, if any
         return digest + (":" + sha256_of(side)[:16] if side.is_file() else "")
     except OSError as e:
-        raise BenchError(f"--weights {weights}: cannot read it ({e.strerror})") from None
+        raise BenchError(f"--pretrained {weights}: cannot read it ({e.strerror})") from None
 
 
 def expand_methods(names: list[str], validation: bool = True) -> list[str]:
@@ -194,6 +197,17 @@ class RunSettings:
         )
 
 
+def check_tune(tune: str) -> str:
+    """--tune's value, or BenchError naming the choices (bench/models.py `frozen_parts` reads it)."""
+    from .models import frozen_parts
+
+    try:
+        frozen_parts(tune)
+    except ValueError as e:
+        raise BenchError(f"--tune {tune}: {e}") from None
+    return tune
+
+
 def _training(a) -> tuple[dict, list[int]]:
     """The preset's training settings with the single flags that override them, and the step budgets."""
     preset = PRESETS[a.preset]
@@ -209,6 +223,7 @@ def _training(a) -> tuple[dict, list[int]]:
     for flag in ("lr", "width"):
         if not (math.isfinite(train[flag]) and train[flag] > 0):
             raise BenchError(f"--{flag} must be a finite number > 0, got {train[flag]}")
+    check_tune(train["tune"])
     if train["val_per_class"] < 0:
         raise BenchError(f"--val-per-class is a count of images (>= 0), got {train['val_per_class']}")
     # a budget preset (standard) records the preset it is a budget of: its runs share the study's keys

@@ -22,6 +22,7 @@ TRAIN_FLAGS = (
     "warmup_steps",
     "precision",
     "val_per_class",
+    "tune",
 )
 PAPER_RATIOS = (1.0, 0.1, 0.05, 0.01, 0.005, 0.001)
 STANDARD_STEPS = 2400  # see PRESETS["standard"]
@@ -44,6 +45,7 @@ PRESETS: dict[str, dict] = {
         eval_batch_size=1024,
         precision="auto",
         val_per_class=0,
+        tune="full",
     ),
     # The quick model trained longer, for the which-method answer; its runs are recorded as quick runs of
     # STANDARD_STEPS steps (BUDGET_OF below). Provisional: 2400 steps is the largest budget the budget study
@@ -64,6 +66,7 @@ PRESETS: dict[str, dict] = {
         eval_batch_size=1024,
         precision="auto",
         val_per_class=0,
+        tune="full",
     ),
     # GPU-sized: the full-width ResNet-18 of the paper, 1500 steps of 128 (~120 passes over 1:1), 3 seeds.
     "paper": dict(
@@ -79,6 +82,7 @@ PRESETS: dict[str, dict] = {
         eval_batch_size=2048,
         precision="auto",
         val_per_class=0,
+        tune="full",
     ),
     # For tests and CI smoke runs only: a handful of steps.
     "tiny": dict(
@@ -94,6 +98,7 @@ PRESETS: dict[str, dict] = {
         eval_batch_size=512,
         precision="auto",
         val_per_class=0,
+        tune="full",
     ),
 }
 
@@ -229,6 +234,7 @@ class RunSpec:
     # Fields added after records existed; left out of the key at their default so old keys stay valid.
     precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 on CPU; or 'fp32' / 'bf16' everywhere
     val_per_class: int = 0  # a balanced validation set held out of the training pool (for selection)
+    tune: str = "full"  # how much of the network trains: full, last:N (the last N stages and the head), head
     # What decides the arithmetic besides the fields above (see `numerics`): device kind, resolved
     # precision, CPU threads, torch release. Part of the key, so a GPU record never makes a CPU run
     # skip and a 1-thread run never stands for a 2-thread one; boards never mix two values.

@@ -23,7 +23,7 @@ from methods.base import epoch_indices
 
 from .evaluation import balanced_bn_metrics, convergence, evaluate_model, predict
 from .metrics import evaluate
-from .models import build_model
+from .models import build_model, frozen_parts
 from .spec import RunSpec, resolved_precision
 from .stacking import stacked_forward, trunk_problem
 
@@ -189,6 +189,9 @@ class _Run:
         if stage.on_start:
             stage.on_start(model)
         trainable = stage.trainable(model) if stage.trainable else list(model.parameters())
+        frozen = [getattr(model, name) for name in frozen_parts(self.spec.tune)]
+        untrained = {id(p) for part in frozen for p in part.parameters()}
+        trainable = [p for p in trainable if id(p) not in untrained]
         wanted = {id(p) for p in trainable}
         for p in model.parameters():
             p.requires_grad_(id(p) in wanted)
@@ -198,6 +201,8 @@ class _Run:
         # may replace the factor, e.g. DRW's step levels).
         self.warmup = round(self.spec.warmup_steps * n_steps / self.spec.steps)
         model.train(stage.bn_training)
+        for part in frozen:  # frozen parts keep their (pretrained) BatchNorm statistics: eval mode
+            part.eval()
         x, y = self.task.train_x, self.task.train_y
         if stage.sampler is not None:  # a sampler may resample the training set once (SMOTE)
             x, y = stage.sampler.prepare(x, y, self.rng)
@@ -288,10 +293,14 @@ def train_and_evaluate(
     on_progress: Callable[[int, int, float], None] | None = None,
     compile: bool = False,
     features_path: Path | None = None,
+    keep_model: bool = False,
 ) -> dict:
     """Train one run and return the record's measured part: metrics, loss history, timings (a stack of
-    one: see `train_stack`). A failure raises."""
-    return train_stack([spec], [task], [method], device, eval_batch_size, [on_progress], compile, [features_path])[0]
+    one: see `train_stack`); with `keep_model` also the trained model under "model" (not for the record:
+    `bench pretrain` saves it). A failure raises."""
+    return train_stack(
+        [spec], [task], [method], device, eval_batch_size, [on_progress], compile, [features_path], keep_model
+    )[0]
 
 
 def train_stack(
@@ -303,6 +312,7 @@ def train_stack(
     on_progress: list | None = None,
     compile: bool = False,
     features_paths: list | None = None,
+    keep_models: bool = False,
 ) -> list[dict | Exception]:
     """Train K runs in one loop and return each one's measured part (or, in a stack, the exception that
     ended it): the one training loop of the suite. K = 1 is a plain run; K > 1 computes the runs' trunks
@@ -313,7 +323,7 @@ def train_stack(
     stage gets a fresh optimiser and learning-rate schedule and trains the parameters it names.
     `compile=True` (single runs) wraps the training forward in torch.compile; dynamo's cache is keyed by
     code and guards, not by the model instance, so the runs of a grid with the same shapes reuse one
-    compilation."""
+    compilation. `keep_models` adds each trained model to its result under "model"."""
     k = len(specs)
     stacked = k > 1
     if stacked and compile:
@@ -343,6 +353,8 @@ def train_stack(
             try:
                 with r.own_rng():
                     out.append(_evaluate_run(r, train_s, eval_batch_size, autocast, features_path, k))
+                    if keep_models:
+                        out[-1]["model"] = r.model
                 continue
             except Exception as e:
                 r.fail(e)
