@@ -360,6 +360,11 @@ def cmd_run_grid(a, argv: list[str]) -> int:
     entries, digest = read_grid(a.grid)
     rest = _flags_besides_grid(argv)
     parser, planned = build_parser(), []
+    # plug-ins named in the file load before any entry is checked, as --plugin does on the command line
+    # (gridfile.py documents `plugin`): a method they register is then known, a clash is refused
+    from_file = sorted({f[i + 1] for _, f in entries for i, x in enumerate(f) if x == "--plugin"} - set(a.plugin))
+    if from_file:
+        load_plugins(from_file)
     for label, flags in entries:
         _GRID_ENTRY.append(label)
         try:

@@ -324,8 +324,8 @@ def pending(specs: list[RunSpec], out: Path, force: bool) -> list[RunSpec]:
     todo, done = [], []
     for s in specs:
         path = store.record_path(out, s.key)
-        if path.exists() and not path.is_file():
-            print(f"warning: {path} is not a record file (remove it); run {s.label()} skipped", file=sys.stderr)
+        if path.is_dir():  # a record can be written over a pipe or socket (rename), not over a folder
+            print(f"warning: {path} is a folder, not a record file (remove it); {s.label()} skipped", file=sys.stderr)
             continue
         if force:
             todo.append(s)

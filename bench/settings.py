@@ -23,6 +23,7 @@ from .runner import GridRequest
 from .spec import PRESETS, TRAIN_FLAGS, named_budget, numerics, recorded_preset
 from .train import pick_device
 
+MAX_STEPS = 10_000_000  # a larger --steps is a typo, not a budget (issue 37: 2^63 steps were claimed and trained)
 MAX_RUNS_UNASKED = 10_000  # a bigger grid needs --yes (a typo such as --seeds 100000 costs days)
 
 
@@ -220,6 +221,8 @@ def _training(a) -> tuple[dict, list[int]]:
     train["steps"] = budgets[0]  # the first budget; each one is its own run (GridRequest.budgets)
     if min(budgets) < 1 or train["batch_size"] < 2:
         raise BenchError("--steps must be >= 1 and --batch-size >= 2")
+    if max(budgets) > MAX_STEPS:
+        raise BenchError(f"--steps {max(budgets)} is more than {MAX_STEPS:,} steps (years on any machine); a typo?")
     for flag in ("lr", "width"):
         if not (math.isfinite(train[flag]) and train[flag] > 0):
             raise BenchError(f"--{flag} must be a finite number > 0, got {train[flag]}")

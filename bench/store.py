@@ -6,6 +6,7 @@ import errno
 import json
 import math
 import os
+import shutil
 import socket
 import stat
 import tempfile
@@ -90,7 +91,7 @@ def write_record(out: Path, record: dict) -> Path:
     record = with_failed_attempts(out, record)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        if path.exists() and not path.is_file():
+        if path.is_dir():  # a pipe or socket in the record's place is replaced by the rename below
             raise IsADirectoryError(errno.EISDIR, "a folder has the record's name", str(path))
         fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{record['key']}.", suffix=".tmp")
     except OSError as e:
@@ -156,6 +157,8 @@ def process_start(pid: int) -> float | None:
 def read_claim(path: Path) -> dict | None:
     """The claim's holder {pid, host} (JSON, or the 'pid host' lines of older claims), or None."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe would block the reader for good; a folder is no claim
+            return None
         text = path.read_text()
         holder = json.loads(text) if text.lstrip().startswith("{") else dict(zip(("pid", "host"), text.split()[:2]))
         return {"pid": int(holder["pid"]), "host": str(holder["host"])}
@@ -204,9 +207,14 @@ def claim(out: Path, key: str) -> Path | None:
             stale = path.with_name(f"{key}.stale.{os.getpid()}")
             try:
                 os.rename(path, stale)  # only one taker wins the rename; the others see no file, then retry
-                stale.unlink()
+                if stale.is_dir() and not stale.is_symlink():  # a folder in the claim's place (not ours to keep)
+                    shutil.rmtree(stale, ignore_errors=True)
+                else:
+                    stale.unlink()
             except FileNotFoundError:
                 pass
+            except OSError as e:
+                raise write_failure(path, e) from None
             continue
         except OSError as e:
             raise write_failure(path, e) from None
@@ -236,7 +244,10 @@ def held_claims(out: Path) -> list[tuple[str, dict | None, str | None]]:
     d = claims_dir(out)
     if not d.is_dir():
         return []
-    return [(p.name, *claim_state(p)) for p in sorted(d.iterdir()) if p.is_file() and ".stale." not in p.name]
+    # every entry, not only regular files: a pipe or a folder in a claim's place is named too (and is stale
+    # after WRITE_GRACE_S, like any claim that cannot be read)
+    names = [p for p in sorted(d.iterdir()) if ".stale." not in p.name and not p.name.startswith(".")]
+    return [(p.name, *claim_state(p)) for p in names]
 
 
 def release(path: Path | None) -> None:
@@ -274,6 +285,8 @@ def record_problem(rec: dict) -> str | None:
             return f"finished record without {dotted}"
         if not isinstance(value, tp) or isinstance(value, bool):
             return f"finished record whose {dotted} is not a {getattr(tp, '__name__', 'number')}"
+    if not 0 < rec["spec"]["ratio"] <= 1:  # an edited record (issue 37: a board row '1:-1')
+        return "finished record whose spec.ratio is outside (0, 1]"
     if len(rec["metrics"]["per_class_acc"]) != len(rec["counts"]["classes"]):
         return "finished record whose per-class accuracies do not match its classes"
     values = [*rec["metrics"]["per_class_acc"], rec["metrics"].get("balanced_acc", 0.0)]

@@ -4,8 +4,10 @@ Each draws an epoch of N indices (N = training images) with replacement: first a
 probability p_c, then an image of that class uniformly. With p_c proportional to n_c^q, q = 1 is
 instance-balanced sampling, q = 1/2 square-root sampling and q = 0 class-balanced sampling (Kang et
 al., ICLR 2020, Eq. 1). Progressively balanced sampling moves from instance- to class-balanced as
-training goes on: p_c(t) = (1 - t) p_c^IB + t p_c^CB (Kang et al., Eq. 2, t = epoch / total epochs).
-Here t runs from 0 for the epoch drawn at the first step to 1 for the last epoch of the budget:
+training goes on: p_c(t) = (1 - t) p_c^IB + t p_c^CB (Kang et al., Eq. 2, where the paper writes t as the
+epoch over the total; the authors' code takes t = np.linspace(0, 1, E)[epoch], from 0 at the first epoch to
+1 at the last). Here, as in their code, t runs from 0 for the epoch drawn at the first step to 1 for the last
+epoch of the budget:
 t = step / (total steps - steps per epoch), capped at 1. Revision 0 used t = step / total steps, whose
 last epoch peaked near 0.95 with the suite's ~20 epochs (such records show `(rev 0)`).
 

@@ -90,6 +90,10 @@ class WeightBalancing(Stages):
     summary = "weight balancing: tuned weight decay, then the classifier fine-tuned class-balanced under MaxNorm"
     paper = "Alshammari et al., Long-tailed recognition via weight balancing, CVPR 2022"
     rebalances_classifier = True
+    # its stage two fine-tunes the classifier under MaxNorm, so it cannot share the classifier with a method that
+    # replaces it: under ldam's cosine classifier (a (features, classes) weight) MaxNorm bounded 64 feature rows
+    # instead of the class vectors (issue 37); such compositions are refused
+    changes_classifier = True
     search_space = {"weight_decay": (5e-4, 1e-3, 5e-3, 1e-2)}
     weight_decay: float = hp(5e-3, ge=0, help="stage one's weight decay (the tuned lambda)")
     share: float = hp(AUTHORS_SHARE, gt=0, lt=1)

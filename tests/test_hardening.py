@@ -159,9 +159,66 @@ def test_bad_files_in_the_runs_folder_are_named_and_the_grid_goes_on(tmp_path, c
     assert main([*TINY, "--ratios", "0.25", "--methods", "ce,os", "--executor", "local", "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert f"unreadable record {store.record_path(out, a.key)} (not UTF-8 text); run" in err
-    assert f"{store.record_path(out, b.key)} is not a record file (remove it)" in err
+    assert f"{store.record_path(out, b.key)} is a folder, not a record file (remove it)" in err
     assert store.read_record(store.record_path(out, a.key))["status"] == "ok"  # redone
     assert main(["status", "--out", str(out)]) == 0
+
+
+# ---- issue 37: faults the round-four re-test found ---------------------------------------------------
+
+
+def test_a_pipe_at_a_records_path_is_trained_again_not_counted_done(tmp_path, capsys):
+    from .conftest import tiny_specs
+
+    out = tmp_path / "runs"
+    [a] = tiny_specs(["ce"])
+    out.mkdir()
+    os.mkfifo(store.record_path(out, a.key))
+    assert main([*TINY, "--ratios", "0.25", "--methods", "ce", "--executor", "local", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "not a regular file (a pipe, socket or device)" in err and "is redone" in err
+    assert store.read_record(store.record_path(out, a.key))["status"] == "ok"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_a_pipe_or_folder_in_a_claims_place_neither_hangs_nor_crashes_the_run(kind, tmp_path, capsys):
+    """A pipe at .claims/KEY used to block `bench run` for ever, a folder older than 10 s made a traceback:
+    both are unreadable claims, named by `status`, and taken over once stale."""
+    from .conftest import tiny_specs
+
+    out = tmp_path / "runs"
+    [a] = tiny_specs(["ce"])
+    (out / ".claims").mkdir(parents=True)
+    path = out / ".claims" / a.key
+    os.mkfifo(path) if kind == "fifo" else path.mkdir()
+    old = time.time() - 60
+    os.utime(path, (old, old))
+    assert [k for k, *_ in store.held_claims(out)] == [a.key]  # status names it
+    assert main(["status", "--out", str(out)]) == 0
+    assert main([*TINY, "--ratios", "0.25", "--methods", "ce", "--executor", "local", "--out", str(out)]) == 0
+    assert store.read_record(store.record_path(out, a.key))["status"] == "ok"
+    assert not path.exists()  # released after the run
+
+
+def test_an_absurd_step_budget_is_refused(tmp_path, capsys):
+    assert main([*TINY, "--steps", "9223372036854775808", "--out", str(tmp_path)]) == 2
+    assert "a typo?" in capsys.readouterr().err
+
+
+def test_a_grid_files_plugin_is_loaded_like_the_command_lines(tmp_path, capsys):
+    """gridfile.py documents `plugin`; it used to be ignored ('unknown method')."""
+    plugin = tmp_path / "my_plugin.py"
+    plugin.write_text(
+        "import methods as M\n\n\n@M.register\nclass GridOnly(M.Criterion):\n    name = 'grid_only_ce'\n\n"
+        "    def class_losses(self, logits):\n        return -logits.log_softmax(dim=1)\n"
+    )
+    grid = tmp_path / "g.toml"
+    grid.write_text(
+        f'[defaults]\nplugin = "{plugin}"\n[[run]]\ndataset = "synthetic"\npreset = "tiny"\nratios = 0.25\n'
+        'methods = "grid_only_ce"\n'
+    )
+    assert main(["run", "--grid", str(grid), "--out", str(tmp_path / "runs"), "--plain", "--executor", "local"]) == 0
+    assert len(list((tmp_path / "runs").glob("*.json"))) == 1
 
 
 @pytest.mark.slow
@@ -420,3 +477,23 @@ def test_weights_are_keyed_by_content_not_path(tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "a")]) == 0
     assert "1 ok" in capsys.readouterr().out.split("grid finished")[-1]  # trained again: a new key
     assert len(list((tmp_path / "a").glob("*.json"))) == 2
+
+
+def test_a_record_edited_to_an_impossible_ratio_is_named_not_put_on_a_board(tmp_path):
+    from .test_report import rec
+
+    r = rec("ce", 0.01, 0, 1.0, 0.5)
+    r["spec"]["ratio"] = -1
+    store.write_record(tmp_path, r)
+    assert store.load_record(store.record_path(tmp_path, r["key"]))[1] == (
+        "finished record whose spec.ratio is outside (0, 1]"
+    )
+
+
+def test_weight_balancing_is_not_composed_with_a_method_that_replaces_the_classifier():
+    """Issue 37 item 6: under wb+ldam MaxNorm bounded the 64 feature rows of LDAM's cosine classifier."""
+    from methods import MethodError, parse_method
+
+    with pytest.raises(MethodError, match="changes the classifier twice"):
+        parse_method("wb+ldam")
+    assert parse_method("os+wb").name == "os+wb"  # the standard grid's composition stays
