@@ -127,12 +127,20 @@ def expand(req: GridRequest, cache: DataCache) -> list[RunSpec]:
         for task in req.tasks:
             classes = list(req.classes) if req.classes else None
             resolve_classes(ds, data, src.pairs, task, classes)
+            cells: dict[tuple, float] = {}
             for ratio in req.ratios:  # counts, hold-out and majority cap, checked before any run
                 t = build_task(
                     data, ds, src.pairs, task, ratio, 0, n_major=req.n_major, classes=classes,
                     val_per_class=req.train.get("val_per_class", 0),
                 )  # fmt: skip
                 print(f"{ds}/{task} 1:{ratio:g}: training images per class after the ratio: {count_line(t)}")
+                same = cells.setdefault(tuple(t.train_counts), ratio)
+                if same != ratio:  # a small folder: two ratios round to one training set
+                    print(
+                        f"warning: {ds}/{task} ratios 1:{same:g} and 1:{ratio:g} give the same training counts "
+                        f"({count_line(t)}): the same cell twice under two names; use fewer ratios or more images",
+                        file=sys.stderr,
+                    )
     if req.train.get("weights"):
         check_weights(req.train["weights"], cache, req)
     # Seeds outermost: a grid cut short still covers every cell with the seeds it finished; within a

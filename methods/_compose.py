@@ -3,6 +3,7 @@ refuse a composition correcting for the class prior twice (see methods/base.py).
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 from torch import nn
@@ -140,7 +141,9 @@ def parse_method(spec: str, overrides: dict[str, dict[str, str]] | None = None) 
         raise MethodError(f"empty method {spec!r}; registered: {', '.join(sorted(REGISTRY))}")
     for n in names:
         if n not in REGISTRY:
-            raise MethodError(f"unknown method {n!r}; registered: {', '.join(sorted(REGISTRY))}")
+            close = difflib.get_close_matches(n, REGISTRY, n=3, cutoff=0.6)
+            hint = f"did you mean {' or '.join(close)}? " if close else ""
+            raise MethodError(f"unknown method {n!r}; {hint}registered: {', '.join(sorted(REGISTRY))}")
     if len(set(names)) != len(names):
         raise MethodError(f"{spec!r} names a method twice")
     by_role: dict[str, list[str]] = {r: sorted(n for n in names if REGISTRY[n].role == r) for r in ROLES}

@@ -497,3 +497,16 @@ def test_weight_balancing_is_not_composed_with_a_method_that_replaces_the_classi
     with pytest.raises(MethodError, match="changes the classifier twice"):
         parse_method("wb+ldam")
     assert parse_method("os+wb").name == "os+wb"  # the standard grid's composition stays
+
+
+def test_a_typo_in_a_method_name_suggests_the_name_meant(tmp_path, capsys):
+    """Issue 38: the error used to list 25 names and nothing else."""
+    assert main([*TINY, "--methods", "ce,os+fsx", "--out", str(tmp_path)]) == 2
+    assert "unknown method 'fsx'; did you mean fsc?" in capsys.readouterr().err
+
+
+def test_two_ratios_that_give_one_training_set_are_named(tmp_path, capsys):
+    """Issue 38: on a small class two ratios round to the same minority count, the same cell twice."""
+    assert main([*TINY, "--methods", "ce", "--ratios", "0.004,0.003", "--out", str(tmp_path), "--executor",
+                 "local"]) == 0  # fmt: skip
+    assert "ratios 1:0.004 and 1:0.003 give the same training counts" in capsys.readouterr().err
