@@ -324,6 +324,7 @@ def _add_report_parser(sub, plugin) -> None:
         help="a grid file whose [confirmatory] table declares contrasts to decide sequentially (repeatable; "
         "default: every grids/*.toml that declares one)",
     )
+    rep.add_argument("--verbose", action="store_true", help="print every board's table, not one line per board")
     rep.add_argument("--html", action="store_true", help="also write a static site (OUT/site/index.html)")
     rep.add_argument(
         "--readme",
@@ -574,7 +575,7 @@ def cmd_report(a) -> int:
         raise BenchError(f"--review-target is a share of the rare class's images in (0, 1], got {a.review_target}")
     col = report(
         runs, Path(a.out), reference=a.reference or "os", figures=not a.no_figures, site=a.html, margin=a.margin,
-        review_target=a.review_target, families=families_of(a.family),
+        review_target=a.review_target, families=families_of(a.family), verbose=a.verbose,
     )  # fmt: skip
     print(
         f"read {len(col.ok)} finished and {len(col.failed)} failed records ({len(col.unreadable)} unreadable) "

@@ -91,3 +91,15 @@ def test_a_figure_draws_at_most_eight_methods_and_never_joins_points_of_differen
     assert segments == [[0.001], [0.01, 0.1], [1]]  # 1 seed | 3 seeds | 1 seed: only the 3-seed pair is joined
     assert [line.get_label() for line in ax.get_lines()][0] == "os"
     plt.close(fig)
+
+
+def test_report_prints_a_line_per_board_unless_asked_for_every_table(tmp_path, capsys):
+    """Issue 38: `bench report` printed every board (707 lines on the committed records)."""
+    out = tmp_path / "r"
+    assert main([*TINY, "--methods", "ce,os", "--ratios", "0.1", "--executor", "local", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["report", "--runs", str(out), "--out", str(tmp_path / "rep"), "--no-figures"]) == 0
+    said = capsys.readouterr().out
+    assert "1 boards (each one's tables" in said and "minority" not in said
+    assert main(["report", "--runs", str(out), "--out", str(tmp_path / "rep"), "--no-figures", "--verbose"]) == 0
+    assert "minority" in capsys.readouterr().out

@@ -24,7 +24,7 @@ from ..review import REVIEW_TARGET
 from ..stats import MARGIN
 from . import tables as T
 from .analysis import Analysis, paired_cell, rankings, select_on_validation
-from .console import print_console
+from .console import print_console, print_summary
 from .latex import board_latex
 from .markdown import board_pages, markdown, summary_blocks, summary_md, summary_values
 from .model import METRIC_TITLES, Board, aggregate, method_label, ratio_label
@@ -184,6 +184,7 @@ def report(
     margin: float = MARGIN,
     review_target: float = REVIEW_TARGET,
     families: list[dict] | None = None,
+    verbose: bool = True,
 ) -> Collected:
     """Read every record under `runs_dir`, then write leaderboard.md/.csv, latex/ and figures/ (and
     the static site with `site`) into `out_dir`. Raises BenchError, writing nothing, when there is no
@@ -232,6 +233,9 @@ def report(
         from .site import build_site
 
         build_site(col, a, runs_dir, out_dir / "site", figs)
-    print_console(col.boards, len(col.failed), console)
+    if verbose:
+        print_console(col.boards, len(col.failed), console)
+    else:
+        print_summary(col.boards, len(col.failed))
     col.figures = figs
     return col

@@ -28,3 +28,13 @@ def print_console(boards: list[Board], n_failed: int = 0, console=None) -> None:
             print(f"\n{b.title}\n{T.console_order(b)}\n{table}")
     if n_failed:
         console.print(f"[red]{n_failed} failed run(s)[/red], not averaged: see the report's failed list")
+
+
+def print_summary(boards: list[Board], n_failed: int = 0) -> None:
+    """`bench report`'s console output without --verbose: one line per board (its tables are in the files)."""
+    print(f"{len(boards)} boards (each one's tables: leaderboard.md and boards/; every board here: --verbose):")
+    for b in boards:
+        seeds = max((len(c.seeds) for c in b.cells.values()), default=0)
+        print(f"  {b.slug}: {len(b.methods)} methods, ratios {len(b.ratios)}, up to {seeds} seeds")
+    if n_failed:
+        print(f"{n_failed} failed run(s), not averaged: see the report's failed list")
