@@ -277,8 +277,10 @@ def summary_values(a: Analysis) -> dict[str, str]:
     """The numbers the README's prose may quote (`<!--v:KEY-->...<!--/v-->`), under "v:KEY": balanced
     accuracy of every board cell (`BOARD:METHOD:RATIO`) and budget-study cell (`STUDY:METHOD:STEPS`),
     as the tables print it (mean±sd, or the mean of one seed), with `:mean` (the mean alone) and `:n`
-    (the seeds) beside it; and the which-method table's counts (`which:settings`, `which:better`, ... over the
-    boards of at least the standard budget; `which-short:...` over the short-budget ones)."""
+    (the seeds) beside it; `BOARD:METHOD:RATIO:mde`, the smallest difference from the reference its test
+    could find with 80% power at the seeds run (Holm's first step); and the which-method table's counts
+    (`which:settings`, `which:better`, ... over the boards of at least the standard budget; `which-short:...`
+    over the short-budget ones)."""
     values = {}
 
     def put(key, stat):
@@ -310,6 +312,10 @@ def summary_values(a: Analysis) -> dict[str, str]:
     for board in a.boards:
         for (method, ratio), cell in board.cells.items():
             put(value_key(board.slug, method, f"{ratio:g}"), cell.stat("bal_acc"))
+    for (slug, ratio), d in a.decisions.items():  # the smallest difference from the reference the test could find
+        for method, mde in d.mde.items():
+            if mde is not None:
+                values["v:" + value_key(slug, method, f"{ratio:g}", "mde")] = f"{mde:.3f}"
     for study in budget_studies(a.boards):
         for method in study.methods():
             for steps in study.budgets:
