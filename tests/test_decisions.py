@@ -281,7 +281,8 @@ def test_a_race_whose_best_is_clear_asks_for_no_more_than_five():
     rng = np.random.default_rng(1)
     scores = {"os": list(0.70 + rng.normal(0, 0.003, 5)), "la": list(0.90 + rng.normal(0, 0.003, 5))}
     [plan] = race_plans(Analysis.of(aggregate(_race_records(scores))))
-    assert plan.targets == {} and plan.stopped == {"os": 5} and plan.settled == ["la"]
+    # the reference is never stopped (issue 36); here nothing is open, so it is settled where it is
+    assert plan.targets == {} and plan.stopped == {} and plan.settled == ["la", "os"]
 
 
 # ---- issue 36: minimum detectable effects, seed plans that can be reached, looks that spend alpha ---------
@@ -404,3 +405,33 @@ def test_a_declared_family_is_decided_on_the_seeds_it_may_use_and_races_the_rest
     bad.write_text(FAMILY_GRID.replace('"la - os"', '"la-os"'))
     assert main([*argv[:-1], str(bad)]) == 2
     assert "is not 'method - reference'" in capsys.readouterr().err
+
+
+def test_dunnetts_critical_value_is_exact_and_below_bonferronis():
+    """The published one-sided normal-case values (2 and 5 comparisons: 1.916, 2.234), Student's t for one,
+    a Monte Carlo draw of the max of 5 equicorrelated t's, and far below Bonferroni for 35 at 3 seeds."""
+    from bench.stats import dunnett_critical
+
+    assert dunnett_critical(1, 10) == pytest.approx(st.t.ppf(0.95, 10))
+    assert dunnett_critical(2, math.inf) == pytest.approx(1.916, abs=1e-3)
+    assert dunnett_critical(5, math.inf) == pytest.approx(2.234, abs=1e-3)
+    rng = np.random.default_rng(0)
+    w, e, v = rng.normal(size=200_000), rng.normal(size=(200_000, 5)), rng.chisquare(20, 200_000)
+    t_max = ((w[:, None] + e) / math.sqrt(2) / np.sqrt(v / 20)[:, None]).max(axis=1)
+    assert dunnett_critical(5, 20) == pytest.approx(np.quantile(t_max, 0.95), abs=0.01)
+    assert dunnett_critical(35, 2) < st.t.ppf(1 - 0.05 / 35, 2) / 2
+
+
+@pytest.mark.slow
+def test_the_exact_best_set_keeps_the_true_best_and_is_no_larger_than_bonferronis():
+    rng = np.random.default_rng(7)
+    kept = smaller = 0
+    for _ in range(200):
+        scores = simulate(rng, k=15, seeds=5, planted={"m3": 0.03})
+        exact = may_be_best(scores)
+        kept += "m3" in exact
+        bonf = [i for i in scores if not any(
+            paired_difference(scores[j], scores[i]).one_sided_p() < 0.05 / 15 for j in scores if j != i)]  # fmt: skip
+        assert set(exact) <= set(bonf)
+        smaller += len(exact) < len(bonf)
+    assert kept / 200 >= 0.95 - 2 * math.sqrt(0.05 * 0.95 / 200) and smaller > 0

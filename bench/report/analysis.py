@@ -391,7 +391,8 @@ def race(b: Board, r: float, d: Decision | None, reference: str, chosen: dict, c
     outside the set that may hold the best stops (it is beaten, at 0.95 confidence, by at least one other);
     one inside gets counts[1]; beyond that, up to counts[2] while the set holds more than one method and its
     comparison with the reference is inconclusive (the reference: while any is). Methods that computed the
-    same numbers as another (aliases) are run once, under the kept name."""
+    same numbers as another (aliases) are run once, under the kept name. The reference is never stopped (issue
+    36: stopping it froze every comparison with it)."""
     first, more, most = counts
     cands, _ = collapse_aliases(candidates(b, r, chosen), reference)
     plan = RacePlan(b, r)
@@ -400,7 +401,7 @@ def race(b: Board, r: float, d: Decision | None, reference: str, chosen: dict, c
         n = len(c.seeds)
         if n < first or d is None:
             target = max(first, n)
-        elif m not in d.may_be_best:
+        elif m not in d.may_be_best and m != reference:  # the reference never stops: every comparison needs it
             plan.stopped[m] = n
             continue
         elif n < more:
