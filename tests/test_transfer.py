@@ -105,3 +105,17 @@ def test_the_shipped_starts_are_there_with_provenance_that_excludes_their_tasks(
         from datasets.base import sha256_of
 
         assert prov["sha256"] == sha256_of(SHIPPED / f"{name}.pt")
+
+
+def test_boards_of_a_pretrained_start_are_titled_and_filed_apart_from_scratch():
+    """Issue 34 item 5: a reader can never mix a transfer board with a from-scratch one."""
+    from bench.report.model import Board
+
+    from .test_report import SETTING
+
+    setting = dict(SETTING, numerics="cpu fp32 threads=1 torch=2.14.1", precision="auto", val_per_class=0, tune="full")
+    scratch = Board(setting, ["horse", "dog"])
+    start = Board(dict(scratch.setting, weights="animals-other8", tune="last:1"), ["horse", "dog"])
+    assert scratch.slug != start.slug and ":" not in start.slug
+    assert "from=animals-other8, tune=last:1" in start.group[1] and "from=" not in scratch.group[1]
+    assert "pretrained start animals-other8, tune last:1" in start.title

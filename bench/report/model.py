@@ -158,8 +158,12 @@ class Board:
         preset = f"preset {named} (the {s['preset']} model)" if named else f"preset {s['preset']}"
         train = f"{preset}, width {s['width']}, {s['steps']} steps x {s['batch_size']}"
         held = f", validation hold-out {self.held_out}/class" if self.held_out else ""
+        start = ""
+        if s.get("weights"):
+            start = f", pretrained start {str(s['weights']).rsplit('/', 1)[-1].removesuffix('.pt')}"
+            start += f", tune {s.get('tune') or 'full'}"
         short = " — short budget" if self.short_budget else ""
-        return f"{s['dataset']} / {s['task']} ({classes}) — {train}{held}; {s['numerics']}{short}"
+        return f"{s['dataset']} / {s['task']} ({classes}) — {train}{held}{start}; {s['numerics']}{short}"
 
     @property
     def short_budget(self) -> bool:
@@ -187,7 +191,10 @@ class Board:
             extra["n_major"] = s["n_major"]
         if s.get("suite_version", SUITE_VERSION) != SUITE_VERSION:
             extra["suite"] = s["suite_version"]
+        if s.get("weights"):  # a pretrained start: never titled or filed like a from-scratch board
+            extra = {"from": str(s["weights"]).rsplit("/", 1)[-1].removesuffix(".pt"), **extra}
         slug = "_".join([s["dataset"], s["preset"], *(f"{k.replace('_', '-')}{v}" for k, v in extra.items())])
+        slug = slug.replace(":", "-")  # tune=last:1 in a file name
         # a budget preset's board (standard = quick at its steps) is titled by it; its file names stay those
         # of the preset it records, so that moving the standard budget renames no file and no quoted value
         if named := named_budget(s):
