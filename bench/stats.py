@@ -18,10 +18,12 @@ n - 1 degrees of freedom on the combined standard error, conservative when the i
 interval and p never disagree.
 
 The decision procedure (`decide`), one per board and ratio, against a reference method:
-- 'better' / 'worse': the two-sided paired test above, Holm-corrected over the board's methods at that
-  ratio (family-wise error at most alpha);
+- 'better' / 'worse': the two-sided paired test above, corrected over the board's methods at that ratio
+  with Benjamini-Hochberg (the boards' comparisons are an exploratory screen since round four: false
+  discoveries at most alpha of the claims; `correction='holm'` gives the family-wise version). The
+  confirmatory contrasts, declared in advance, are decided apart (`sequential_family`);
 - 'equivalent': two one-sided tests (TOST, Schuirmann 1987) against a declared margin (default 0.01
-  balanced accuracy), Holm-corrected the same way;
+  balanced accuracy), corrected the same way;
 - 'inconclusive': neither.
 The set of methods that may be the best: a method leaves it only when some other method beats it in a
 one-sided paired test beyond the exact Dunnett critical value for k - 1 comparisons (multiple comparisons
@@ -142,6 +144,19 @@ def holm(pvalues: list[float], alpha: float = ALPHA) -> list[float]:
     return adjusted
 
 
+def benjamini_hochberg(pvalues: list[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values: p_(i) m / i made monotone from the largest down, capped at 1
+    (statsmodels' multipletests(method='fdr_bh'), a test checks it; written out for the reason `holm` is)."""
+    m = len(pvalues)
+    order = np.argsort(pvalues, kind="stable")
+    adjusted, running = [0.0] * m, 1.0
+    for rank in range(m - 1, -1, -1):
+        i = order[rank]
+        running = min(running, m * float(pvalues[i]) / (rank + 1))
+        adjusted[i] = min(1.0, running)
+    return adjusted
+
+
 @dataclass
 class Decision:
     """The verdicts of one board and ratio against its reference, and the set that may hold the best."""
@@ -150,8 +165,9 @@ class Decision:
     margin: float
     verdict: dict[str, str] = field(default_factory=dict)  # method -> better / worse / equivalent / inconclusive
     vs_reference: dict[str, Paired] = field(default_factory=dict)
-    p_holm: dict[str, float] = field(default_factory=dict)  # Holm-adjusted p of the difference test
-    p_equiv_holm: dict[str, float] = field(default_factory=dict)  # Holm-adjusted TOST p
+    p_adj: dict[str, float] = field(default_factory=dict)  # adjusted p of the difference test (`correction`)
+    p_equiv_adj: dict[str, float] = field(default_factory=dict)  # adjusted TOST p
+    correction: str = "bh"  # bh: Benjamini-Hochberg (an exploratory screen), holm: family-wise
     may_be_best: list[str] = field(default_factory=list)
     best_by_mean: str = ""
     seeds_needed: dict[str, int | float | None] = field(default_factory=dict)  # inconclusive: seeds to find
@@ -175,8 +191,11 @@ def decide(
     test_var=None,
     plan_seeds: bool = True,
     best_set: bool = True,
+    correction: str = "bh",
 ) -> Decision | None:
-    """The decision procedure (module docstring) over `scores[method][seed]`, higher is better.
+    """The decision procedure (module docstring) over `scores[method][seed]`, higher is better; `correction`
+    'bh' (Benjamini-Hochberg: the boards' exploratory screen, false discoveries at most alpha of the
+    claims) or 'holm' (family-wise error at most alpha).
     `test_var(a, b)` gives the test-sampling variance of a − b (None: seeds only). None when the
     reference is missing or no other method shares two seeds with it. `plan_seeds` and `best_set`
     can be switched off where only the verdicts are wanted (simulations)."""
@@ -189,9 +208,12 @@ def decide(
     if not pairs:
         return None
     names = list(pairs)
-    adj = dict(zip(names, holm([pairs[m].p for m in names], alpha)))
-    adj_eq = dict(zip(names, holm([pairs[m].tost_p(margin) for m in names], alpha)))
-    d = Decision(reference=reference, margin=margin, vs_reference=pairs, p_holm=adj, p_equiv_holm=adj_eq)
+    adjust = {"holm": holm, "bh": benjamini_hochberg}[correction]
+    adj = dict(zip(names, adjust([pairs[m].p for m in names])))
+    adj_eq = dict(zip(names, adjust([pairs[m].tost_p(margin) for m in names])))
+    d = Decision(
+        reference=reference, margin=margin, vs_reference=pairs, p_adj=adj, p_equiv_adj=adj_eq, correction=correction
+    )
     for m in names:
         if adj[m] < alpha:
             d.verdict[m] = "better" if pairs[m].mean > 0 else "worse"

@@ -252,7 +252,9 @@ def review_board(b: Board, r: float, reference: str, chosen: dict, target: float
         return None
     rb = ReviewBoard(r, target, reviews, None)
     fewer = {m: {s: -v for s, v in rb.values(m, lambda x: x.common_share).items()} for m in reviews}
-    rb.decision = decide(fewer, reference, plan_seeds=False, best_set=False) if reference in reviews else None
+    rb.decision = (
+        decide(fewer, reference, plan_seeds=False, best_set=False, correction="holm") if reference in reviews else None
+    )
     return rb
 
 

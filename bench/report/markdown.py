@@ -71,7 +71,8 @@ def markdown(col: Collected, a: Analysis) -> str:
     _section(
         md,
         "### Where more seeds would decide\n\nComparisons with the reference that the procedure leaves "
-        "inconclusive: the smallest difference the test could find now with 80% power (at Holm's first step), "
+        "inconclusive: the smallest difference the test could find now with 80% power (at the correction's first "
+        "step), "
         "and the seeds it would need to find a difference of 0.02 balanced accuracy with 80% power at the spread "
         "observed and the test images' shared term, which no seed removes ('not reachable' where it forbids "
         "0.02 within 100 seeds), where that is more than the board has:",
@@ -195,7 +196,7 @@ def board_page(a: Analysis, b) -> str:
             md,
             f"Paired by seed against `{a.reference}` (same seed = same training subset): mean difference in "
             f"{METRIC_TITLES[metric]} [95% interval] and the two-sided p of the t-test that made it, uncorrected "
-            "(the which-method table applies Holm's correction)"
+            "(the which-method table corrects them for the board's comparisons)"
             + (
                 "; the interval includes the test images' shared error (seeds only where records lack "
                 "per-image outcomes)."
@@ -278,7 +279,7 @@ def summary_values(a: Analysis) -> dict[str, str]:
     accuracy of every board cell (`BOARD:METHOD:RATIO`) and budget-study cell (`STUDY:METHOD:STEPS`),
     as the tables print it (mean±sd, or the mean of one seed), with `:mean` (the mean alone) and `:n`
     (the seeds) beside it; `BOARD:METHOD:RATIO:mde`, the smallest difference from the reference its test
-    could find with 80% power at the seeds run (Holm's first step); and the which-method table's counts
+    could find with 80% power at the seeds run (the correction's first step); and the which-method table's counts
     (`which:settings`, `which:better`, ... over the boards of at least the standard budget; `which-short:...`
     over the short-budget ones)."""
     values = {}

@@ -276,7 +276,7 @@ def _board_sections(a: Analysis, b: Board) -> list[dict]:
             f"Paired against {a.reference}: {METRIC_TITLES[metric]}",
             T.paired(b, a.reference, metric),
             "Mean difference [95% t-interval] and the two-sided p of the paired t-test that made it, uncorrected "
-            "(n seeds); the which-method table applies Holm's correction.",
+            "(n seeds); the which-method table corrects them for the board's comparisons.",
         )
     add(
         "Review queue",

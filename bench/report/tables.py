@@ -280,8 +280,10 @@ WHICH_NOTE = (  # .format(margin=...)
     "Procedure (bench/stats.py): every method is compared with the reference by a paired t-test over seeds "
     "whose standard error also holds the test images' error that every seed shares (the image term of a "
     "two-way seeds x images layout, from the records' per-image outcomes; records without them: seeds only); "
-    "Holm's correction over the methods of the board at that ratio; 'better'/'worse' at a Holm-adjusted "
-    "p < 0.05, else 'equivalent' when two one-sided tests put the difference inside ±{margin} (Holm-adjusted "
+    "an exploratory screen corrected with Benjamini-Hochberg over the methods of the board at that ratio (at "
+    "most 5% of the 'better'/'worse' claims false; the declared confirmatory contrasts are decided apart, in "
+    "their own table); 'better'/'worse' at an adjusted p < 0.05, else 'equivalent' when two one-sided tests put "
+    "the difference inside ±{margin} (adjusted "
     "p < 0.05), else 'inconclusive'. 'May be the best': the methods that no other beats in a one-sided "
     "paired test beyond the exact one-sided Dunnett critical value for k − 1 comparisons (Hsu's multiple "
     "comparisons with the best): the true best is "
@@ -332,6 +334,7 @@ def which_method(a: Analysis, reference: str | None = None, short: bool | None =
                     f"{len(d.named('inconclusive'))} inconclusive",
                     evidence,
                     cost,
+                    _confirmed_cell(a, b, r),
                 ]
             )
     if not rows:
@@ -342,18 +345,33 @@ def which_method(a: Analysis, reference: str | None = None, short: bool | None =
         "best by mean",
         "its test accuracy",
         "may be the best",
-        f"better than {reference}",
+        f"better than {reference} (exploratory, BH)",
         f"equivalent to {reference} (±{a.margin:g})",
         "the others",
         "evidence",
         "cost",
+        "confirmatory family",
     ]
     return Table(head, rows, numeric_from=3)
 
 
+def _confirmed_cell(a: Analysis, b: Board, r: float) -> str:
+    """The which-method row's word on the confirmatory family of that board and ratio (its own table has the rest)."""
+    if (b.slug, r) not in a.confirmed:
+        return "none declared"
+    fam, results = a.confirmed[(b.slug, r)]
+    decided = [x.name + f" {x.verdict}" for x in results if x.verdict in ("better", "worse")]
+    mdes = [x.mde for x in results if x.mde is not None and x.verdict not in ("better", "worse")]
+    return (
+        f"{len(results)} contrasts ({fam['source'].split()[0]}), sequential Holm: "
+        + (", ".join(decided) if decided else "none decided yet")
+        + (f"; open ones detectable from {min(mdes):.3f}" if mdes else "")
+    )
+
+
 def seed_planning(a: Analysis) -> Table | None:
     """Inconclusive comparisons with the reference and the seeds that would decide a difference of 0.02
-    balanced accuracy at 80% power at their observed spread (first step of Holm), where more seeds than
+    balanced accuracy at 80% power at their observed spread (the correction's first step), where more seeds than
     the board has would change a verdict."""
     rows = []
     for b in a.boards:
@@ -418,7 +436,8 @@ def which_summary(a: Analysis, short: bool | None = None) -> Table | None:
     full = which_method(a, short=short)
     if not full:
         return None
-    keep = [0, 1, 2, 4, 5, 6, 8]  # board, ratio, best by mean, may be the best, better, equivalent, evidence
+    keep = [0, 1, 2, 4, 5, 6, 8, 10]  # board, ratio, best by mean, may be the best, better, equivalent, evidence,
+    # confirmatory family
     rows = []
     for row in full.rows:
         short = [row[i] for i in keep]
@@ -452,7 +471,7 @@ def review_queue(a: Analysis, b: Board) -> Table | None:
                 versus = "reference" if m == a.reference else MISSING
             else:
                 word = {"better": "fewer", "worse": "more", "equivalent": "equivalent", "inconclusive": "inconclusive"}
-                versus = f"{word[d.verdict[m]]} (Holm p {d.p_holm[m]:.2g})"
+                versus = f"{word[d.verdict[m]]} (adjusted p {d.p_adj[m]:.2g})"
             rows.append([
                 m, ratio_label(r), str(len(rb.reviews[m])),
                 _mean_sd({s: c.extra["bal_acc"][s] for s in rb.reviews[m] if s in c.extra.get("bal_acc", {})}),
