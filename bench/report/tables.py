@@ -475,17 +475,19 @@ def review_queue(a: Analysis, b: Board) -> Table | None:
             rows.append([
                 m, ratio_label(r), str(len(rb.reviews[m])),
                 _mean_sd({s: c.extra["bal_acc"][s] for s in rb.reviews[m] if s in c.extra.get("bal_acc", {})}),
-                get(lambda x: x.ece), get(lambda x: x.ece_ts), get(lambda x: x.nll), get(lambda x: x.brier),
+                get(lambda x: x.ece), get(lambda x: x.ece_ts), get(lambda x: x.classwise_ece), get(lambda x: x.nll),
+                get(lambda x: x.brier),
                 get(lambda x: x.aurc), get(lambda x: x.acc_at[0.9]),
                 get(lambda x: x.rare.get("common_share")), get(lambda x: x.rare.get("review_share")),
                 get(lambda x: x.rare.get("confident_miss")), versus,
             ])  # fmt: skip
-            cells.append([c] * 13)
+            cells.append([c] * 14)
     if not rows:
         return None
     pct = f"{a.review_target:.0%}"
     head = [
-        "method", "ratio", "seeds with probabilities", "bal. acc.", "ECE", "ECE after temp. scaling", "NLL",
+        "method", "ratio", "seeds with probabilities", "bal. acc.", "ECE", "ECE after temp. scaling", "class-wise ECE",
+        "NLL",
         "Brier", "AURC", "acc. at 90% coverage", f"common images reviewed to catch {pct} of rare",
         "review share at training proportions", "rare called common at conf. > 0.9",
         f"reviews vs {a.reference} (common images)",
@@ -524,7 +526,8 @@ REVIEW_NOTE = (
     "seeds without them are left out, and `seeds with probabilities` says how many remain): a person accepts "
     "the confident predictions and reviews the rest. ECE: expected calibration error of the top-label "
     "confidence, 15 equal-width bins (torchmetrics), before and after one temperature fitted on the run's "
-    "validation images (— without them); NLL and the multi-class Brier score; AURC: area under the "
+    "validation images (— without them); class-wise ECE (Kull et al. 2019); NLL and the multi-class Brier score; "
+    "AURC: area under the "
     "risk-coverage curve (lower is better); accuracy of the 90% most confident images. The camera-trap "
     "numbers: to catch {target} of the rare (last) class's test images, a person reviews every image whose "
     "rare-class probability reaches the threshold that catches them; `common images reviewed` is the share of "
