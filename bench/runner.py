@@ -78,14 +78,14 @@ def sweep_overrides(method: str, base: dict, sweeps: dict) -> list[dict[str, dic
 
 def check_weights(weights: str, cache: DataCache, req: GridRequest) -> None:
     """Load --weights into the first task's model once, so a bad file is one line before any run."""
-    from .models import build_model, load_weights
+    from .models import build_model
 
     src, data = cache.get(req.datasets[0])
     classes = resolve_classes(
         req.datasets[0], data, src.pairs, req.tasks[0], list(req.classes) if req.classes else None
     )
     size = data.train_x.shape[2]
-    load_weights(build_model(len(classes), data.train_x.shape[1], size, req.train["width"]), weights)
+    build_model(len(classes), data.train_x.shape[1], size, req.train["width"], weights)  # the start's stem, loaded
     from .pretrain import check_provenance
     from .starts import weights_file
 

@@ -119,3 +119,25 @@ def test_boards_of_a_pretrained_start_are_titled_and_filed_apart_from_scratch():
     assert scratch.slug != start.slug and ":" not in start.slug
     assert "from=animals-other8, tune=last:1" in start.group[1] and "from=" not in scratch.group[1]
     assert "pretrained start animals-other8, tune last:1" in start.title
+
+
+def test_a_torchvision_start_loads_offline_through_torchvisions_own_loader(tmp_path, monkeypatch):
+    """There is no internet here: a state dict of ImageNet ResNet-18's shapes is written where torchvision's
+    own `get_weight(...).get_state_dict()` looks first ($TORCH_HOME/hub/checkpoints/<file of its URL>), so the
+    real loading path runs; the record says what was loaded (every trunk tensor), adapted (the 3-channel stem
+    summed for 1-channel images) and skipped (the 1000-class head), with the ImageNet stem and normalisation."""
+    from torchvision.models import get_weight, resnet18
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    url = get_weight("ResNet18_Weights.IMAGENET1K_V1").url
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(resnet18().state_dict(), cache / url.rsplit("/", 1)[1])
+    out = tmp_path / "runs"
+    argv = [*TINY, "--width", "1.0", "--pretrained", "ResNet18_Weights.IMAGENET1K_V1", "--out", str(out),
+            "--executor", "local"]  # fmt: skip
+    assert main(argv) == 0
+    [rec] = [json.loads(p.read_text()) for p in out.glob("*.json")]
+    info = rec["model_info"]["weights"]
+    assert info["skipped"] == ["fc.bias", "fc.weight"] and info["adapted"][0].startswith("conv1.weight")
+    assert info["pretrained_cfg"]["stem"] == "imagenet" and info["pretrained_cfg"]["mean"] == [0.485, 0.456, 0.406]
