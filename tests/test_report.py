@@ -632,25 +632,30 @@ def test_a_number_quoted_in_the_readme_prose_is_checked_against_the_records(tmp_
     assert main([*args, "--check-readme", str(readme)]) == 1
 
 
-@pytest.mark.parametrize("short", [True, False])
-def test_the_which_method_counts_the_readme_quotes_are_the_tables(tmp_path, short):
-    """The README's answer quotes the boards of at least the standard budget (`which:`) apart from the
-    short-budget ones (`which-short:`), each count as its own table gives it."""
+@pytest.mark.parametrize("regime", ["short", "standard", "transfer"])
+def test_the_which_method_counts_the_readme_quotes_are_the_tables(tmp_path, regime):
+    """The README's answer quotes the from-scratch boards of at least the standard budget (`which:`) apart from
+    the short-budget ones (`which-short:`) and those of a pretrained start (`which-transfer:`), each count as
+    its own table gives it."""
     from bench.report.markdown import summary_blocks, summary_values
     from bench.spec import PRESETS
 
     runs = tmp_path / "runs"
     for r in [_timed(m, s, v) for m, vals in WHICH_MIN.items() for s, v in enumerate(vals)]:
-        if not short:
+        if regime == "standard":
             r["spec"]["steps"] = PRESETS["standard"]["steps"]
+        if regime == "transfer":
+            r["spec"]["weights"] = "animals-other8"
         store.write_record(runs, r)
     a = Analysis.of(collect(runs).boards, "os")
-    rows = T.which_summary(a, short=short).rows
-    assert T.which_summary(a, short=not short) is None
-    prefix, other = ("which-short", "which") if short else ("which", "which-short")
-    assert set(summary_blocks(a)) == {"which-method-short" if short else "which-method"}
+    rows = T.which_summary(a, regime=regime).rows
+    prefix = {"short": "which-short", "standard": "which", "transfer": "which-transfer"}[regime]
+    for other in {"short", "standard", "transfer"} - {regime}:
+        assert T.which_summary(a, regime=other) is None
+    assert set(summary_blocks(a)) == {"which-method" + ("" if regime == "standard" else f"-{regime}")}
     values = summary_values(a)
-    assert values[f"v:{prefix}:settings"] == str(len(rows)) == "1" and f"v:{other}:settings" not in values
+    assert values[f"v:{prefix}:settings"] == str(len(rows)) == "1"
+    assert not [k for k in values if k.endswith(":settings") and k != f"v:{prefix}:settings"]
     assert values[f"v:{prefix}:better"] == str(sum(r[4] != "none" for r in rows))
     assert int(values[f"v:{prefix}:reference_may_be_best"]) + int(values[f"v:{prefix}:too_few_seeds"]) + int(
         values[f"v:{prefix}:reference_beaten"]

@@ -356,15 +356,15 @@ class Analysis:
                         a.confirmed[(b.slug, r)] = (fam, confirm(fam, b, r))
         return a
 
-    def boards_of(self, short: bool | None = None) -> list[Board]:
-        """The boards, or with `short` only those that are (True) or are not (False) short budgets."""
-        return [b for b in self.boards if short is None or b.short_budget == short]
+    def boards_of(self, regime: str | None = None) -> list[Board]:
+        """The boards, or only those of one regime (`Board.regime`: standard, short, transfer)."""
+        return [b for b in self.boards if regime is None or b.regime == regime]
 
-    def verdicts(self, short: bool | None = None) -> list[tuple[Decision, str]]:
+    def verdicts(self, regime: str | None = None) -> list[tuple[Decision, str]]:
         """(decision, verdict) for every board and ratio decided against the reference, in board order;
-        `short` as in `boards_of`."""
+        `regime` as in `boards_of`."""
         out = []
-        for b in self.boards_of(short):
+        for b in self.boards_of(regime):
             for r in sorted(b.ratios):
                 d = self.decisions.get((b.slug, r))
                 if d is not None and d.reference == self.reference:

@@ -258,9 +258,11 @@ def summary_blocks(a: Analysis) -> dict[str, str]:
     """The tables the README quotes, by block name: results/summary.md holds them, and the README holds
     copies between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` that CI checks against it."""
     blocks = {}
-    # the answer (boards trained at least the standard budget) apart from the short-budget boards
-    for name, short in (("which-method", False), ("which-method-short", True)):
-        if which := T.which_summary(a, short=short):
+    # the answer (from scratch, at least the standard budget) apart from the short-budget boards (the archive)
+    # and the boards of a pretrained start
+    for name, regime in (("which-method", "standard"), ("which-method-short", "short"),
+                         ("which-method-transfer", "transfer")):  # fmt: skip
+        if which := T.which_summary(a, regime=regime):
             blocks[name] = table_md(which)
     if confirmed := T.confirmatory(a):
         blocks["confirmatory"] = table_md(confirmed)
@@ -293,8 +295,8 @@ def summary_values(a: Analysis) -> dict[str, str]:
 
     # the counts the README's answer quotes: `which:` over the boards of at least the standard budget,
     # `which-short:` over the short-budget ones
-    for prefix, short in (("which", False), ("which-short", True)):
-        verdicts = a.verdicts(short=short)
+    for prefix, regime in (("which", "standard"), ("which-short", "short"), ("which-transfer", "transfer")):
+        verdicts = a.verdicts(regime=regime)
         if not verdicts:
             continue
         values[f"v:{prefix}:settings"] = str(len(verdicts))

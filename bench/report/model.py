@@ -162,12 +162,20 @@ class Board:
         if s.get("weights"):
             start = f", pretrained start {str(s['weights']).rsplit('/', 1)[-1].removesuffix('.pt')}"
             start += f", tune {s.get('tune') or 'full'}"
-        short = " — short budget" if self.short_budget else ""
+        short = " — short budget" if self.regime == "short" else ""
         return f"{s['dataset']} / {s['task']} ({classes}) — {train}{held}{start}; {s['numerics']}{short}"
 
     @property
     def short_budget(self) -> bool:
         return short_budget(self.setting)
+
+    @property
+    def regime(self) -> str:
+        """'transfer' (a pretrained start), else 'short' (from scratch, a short budget: the archive) or
+        'standard' (from scratch, at least the standard budget): boards of two regimes are never read as one."""
+        if self.setting.get("weights"):
+            return "transfer"
+        return "short" if self.short_budget else "standard"
 
     @property
     def slug(self) -> str:
@@ -203,7 +211,7 @@ class Board:
         else:
             title_extra, preset = extra, f"preset {s['preset']}"
         title = ", ".join([s["dataset"], preset, *(f"{k}={v}" for k, v in title_extra.items())])
-        short = " (short budget)" if self.short_budget else ""
+        short = " (short budget)" if self.regime == "short" else ""
         return f"{slug}_{numerics_tag(s['numerics'])}", f"{title}, {s['numerics']}{short}"
 
     @property

@@ -294,12 +294,12 @@ WHICH_NOTE = (  # .format(margin=...)
 )
 
 
-def which_method(a: Analysis, reference: str | None = None, short: bool | None = None) -> Table | None:
-    """The answer to 'which method should I use?', per board and ratio (see WHICH_NOTE); `short` as in
+def which_method(a: Analysis, reference: str | None = None, regime: str | None = None) -> Table | None:
+    """The answer to 'which method should I use?', per board and ratio (see WHICH_NOTE); `regime` as in
     `Analysis.boards_of`."""
     reference = reference or a.reference
     rows = []
-    for b in a.boards_of(short):
+    for b in a.boards_of(regime):
         for r in sorted(b.ratios):
             d = a.decisions.get((b.slug, r))
             if d is None or d.reference != reference:
@@ -430,10 +430,10 @@ RACE_NOTE = (
 )
 
 
-def which_summary(a: Analysis, short: bool | None = None) -> Table | None:
+def which_summary(a: Analysis, regime: str | None = None) -> Table | None:
     """The which-method answer in short, one row per board and ratio (the full table: `which_method`);
-    `short` as there."""
-    full = which_method(a, short=short)
+    `regime` as there."""
+    full = which_method(a, regime=regime)
     if not full:
         return None
     keep = [0, 1, 2, 4, 5, 6, 8, 10]  # board, ratio, best by mean, may be the best, better, equivalent, evidence,
