@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -404,6 +405,14 @@ def _flags_besides_grid(argv: list[str]) -> list[str]:
     return out
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during a grid: unwinds like Ctrl-C (workers stopped, claims released), with its own line."""
+
+
+def _terminated(signum, frame):
+    raise Terminated()
+
+
 def cmd_run(a, settings=None) -> int:
     from .executors import run_grid
     from .runner import DataCache, expand, plan_stacks
@@ -425,11 +434,18 @@ def cmd_run(a, settings=None) -> int:
     store.prepare_out(out)  # after every check of flags and data: a refused command leaves nothing behind
     write_manifest(out, [s.key for s in specs], [s.label() for s in specs], a.command_line)
     t0 = time.perf_counter()
+    previous = signal.signal(signal.SIGTERM, _terminated)  # `kill PID` ends the grid as Ctrl-C does (issue 37)
     try:
         outcome = run_grid(settings, stacks)
+    except Terminated:
+        print(f"terminated (SIGTERM): finished records are in {out}; run the same command again to resume",
+              file=sys.stderr)  # fmt: skip
+        return 143
     except KeyboardInterrupt:
         print(f"interrupted: finished records are in {out}; run the same command again to resume", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if outcome is None:  # submitted to SLURM without waiting
         return 0
     return _grid_finished(outcome, specs, out, t0)

@@ -222,6 +222,7 @@ def _pool_worker(
     wid: int, device: str, threads: int, tasks, results, out: str, opts: dict, parent: int, force: bool
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops the workers
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent stops a worker with SIGTERM: it just ends
     try:  # start-up: a failure here would fail every run alike, so it is reported once, not retried forever
         torch.set_num_threads(threads)
         o = RunOptions(**opts)
@@ -431,6 +432,14 @@ class _Pool:
                 p.terminate()
         for p in self.procs.values():
             p.join(timeout=10)
+        # the claims of the runs the stopped workers were in die with them (issue 37: Ctrl-C and SIGTERM left
+        # them for the next launch to find stale); a claim another process holds is not ours to release
+        for wid, p in self.procs.items():
+            for key in self.running.get(wid, []):
+                path = store.claims_dir(self.out) / key
+                holder = store.read_claim(path)
+                if key not in self.finished and holder and holder["pid"] == p.pid and not p.is_alive():
+                    store.release(path)
 
 
 def run_grid(settings, stacks: list[list[RunSpec]]) -> Outcome | None:

@@ -145,6 +145,21 @@ def test_ctrl_c_stops_the_grid_in_one_line(tmp_path):
     assert "interrupted: finished records are in" in stderr
 
 
+@pytest.mark.slow
+def test_sigterm_stops_the_grid_in_one_line_and_leaves_no_claim(tmp_path):
+    """Issue 37: `kill PID` ended with exit 143, no message and stale claims."""
+    out = tmp_path / "runs"
+    args = [*TINY, "--steps", "400", "--ratios", "1,0.25", "--methods", "ce,os,fsc", "--out", str(out)]
+    p = _bench(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    _grid_started(out)
+    os.kill(p.pid, signal.SIGTERM)  # the parent only, as `kill PID` does
+    _, stderr = p.communicate(timeout=60)
+    assert p.returncode == 143 and "Traceback" not in stderr, stderr
+    assert "terminated (SIGTERM): finished records are in" in stderr
+    left = sorted(c.name for c in (out / ".claims").iterdir()) if (out / ".claims").exists() else []
+    assert left == [], left
+
+
 # ---- 4. bad files, 7. concurrent launches ---------------------------------------------------------
 
 
