@@ -308,7 +308,12 @@ def min_detectable(sd: float, image_var: float, n: int, level: float, power: flo
     from scipy.optimize import brentq
 
     se = math.sqrt(sd**2 / n + image_var)
-    return float(brentq(lambda d: power_at(d, sd, image_var, n, level) - power, 0.0, 100 * se + 1e-9))
+    hi = 100 * se + 1e-9
+    while power_at(hi, sd, image_var, n, level) < power:  # 2 seeds at a small level: critical t in the hundreds
+        hi *= 10
+        if hi > 1e6 * (se + 1e-9):
+            return math.inf
+    return float(brentq(lambda d: power_at(d, sd, image_var, n, level) - power, 0.0, hi))
 
 
 def seeds_to_detect(
