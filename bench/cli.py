@@ -139,8 +139,14 @@ def _add_training_args(r) -> None:
         f"{STANDARD_STEPS} steps, for the which-method answer (its runs are quick runs of that budget, same keys; "
         "provisional: see the README's budget study); paper = full width for a GPU; see `list`",
     )
-    r.add_argument("--model", default="resnet18", choices=["resnet18"], help="backbone")
-    r.add_argument("--width", type=float, help="channel width multiplier of ResNet-18 (1 = full)")
+    r.add_argument(
+        "--model",
+        default="resnet18",
+        help="backbone: resnet18 (the suite's ResNet-18, with --width; the default), a torchvision classification "
+        "model (resnet50, mobilenet_v3_small, efficientnet_b0, convnext_tiny, ...) or timm:NAME (any timm model); "
+        "the methods' feature taps are its last stages (docs/harness.md, 'Backbones')",
+    )
+    r.add_argument("--width", type=float, help="channel width multiplier of the suite's resnet18 (1 = full)")
     r.add_argument(
         "--steps",
         help="optimiser steps per run, the same for every method and ratio; a comma-separated list makes the "
@@ -160,7 +166,8 @@ def _add_training_args(r) -> None:
         dest="weights",
         metavar="START",
         help="start from pretrained weights: a start the suite ships (animals-other8, fashion-other8: the quick "
-        "model trained on the 8 classes the fine task does not use; `bench pretrain`), a state_dict file, or a "
+        "model trained on the 8 classes the fine task does not use; `bench pretrain`), imagenet (the library's "
+        "default weights for --model, from its cache: $TORCH_HOME or $HF_HOME), a state_dict file, or a "
         "torchvision weights name; the whole trunk must match, and a start trained on a class of the task is "
         "refused",
     )

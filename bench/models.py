@@ -9,6 +9,7 @@ from torch import nn
 from torchvision.models import ResNet
 from torchvision.models.resnet import BasicBlock
 
+from .backbones import LIBRARY_START, SUITE_MODEL, build_library_model, is_library_model
 from .errors import BenchError
 from .starts import weights_file
 
@@ -49,6 +50,12 @@ class TappedResNet(ResNet):
     def feature_dims(self) -> dict[str, int]:
         return dict(zip(LAYERS, self.widths))
 
+    stages = len(LAYERS)  # how many stages `--tune last:N` may name
+
+    def frozen_modules(self, tune: str) -> list[nn.Module]:
+        """The parts `--tune` leaves untrained (see `frozen_parts`)."""
+        return [getattr(self, name) for name in frozen_parts(tune)]
+
     def forward(self, x: torch.Tensor, taps: tuple[str, ...] = ()):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         feats = {}
@@ -64,28 +71,49 @@ STEMS = ("imagenet", "cifar")
 STEM = ("conv1", "bn1")
 
 
+def check_tune_syntax(tune: str) -> str:
+    """full, head or last:N (N >= 1), else ValueError naming the choices; whether the model has N stages
+    is its own `frozen_modules`' check."""
+    if tune in ("full", "head") or (tune.startswith("last:") and tune[5:].isdigit() and int(tune[5:]) >= 1):
+        return tune
+    raise ValueError("choose full, head or last:N (the last N stages and the head; the suite's ResNet has 4)")
+
+
 def frozen_parts(tune: str) -> tuple[str, ...]:
-    """The model's parts that `--tune` leaves untrained: none for 'full'; the stem and the first 4 - N stages
-    for 'last:N'; the whole trunk for 'head' (a linear probe). ValueError naming the choices otherwise."""
+    """The suite's ResNet's parts that `--tune` leaves untrained: none for 'full'; the stem and the first
+    4 - N stages for 'last:N'; the whole trunk for 'head' (a linear probe). BenchError naming the choices
+    for N > 4."""
+    check_tune_syntax(tune)
     if tune == "full":
         return ()
     if tune == "head":
         return (*STEM, *LAYERS)
-    if tune.startswith("last:") and tune[5:].isdigit() and 1 <= int(tune[5:]) <= len(LAYERS):
-        return (*STEM, *LAYERS[: len(LAYERS) - int(tune[5:])])
-    raise ValueError(f"choose full, head or last:N with N from 1 to {len(LAYERS)} (the ResNet's stages)")
+    if int(tune[5:]) > len(LAYERS):
+        raise BenchError(f"--tune {tune}: the suite's ResNet has {len(LAYERS)} stages to tune; choose last:1 to last:4")
+    return (*STEM, *LAYERS[: len(LAYERS) - int(tune[5:])])
 
 
 def build_model(
-    num_classes: int, in_channels: int, image_size: int, width: float, weights: str | None = None
-) -> TappedResNet:
+    num_classes: int,
+    in_channels: int,
+    image_size: int,
+    width: float,
+    weights: str | None = None,
+    model: str = SUITE_MODEL,
+    image_size_given: bool = False,
+) -> nn.Module:
     """The model, with --weights loaded where given; `model.weights_info` says what was loaded, skipped
-    and adapted, and which pretrained config (stem, normalisation) came with the weights."""
+    and adapted, and which pretrained config (stem, normalisation) came with the weights. A `model` other
+    than the suite's resnet18 is a library backbone (bench/backbones.py)."""
+    if is_library_model(model):
+        return build_library_model(model, num_classes, in_channels, weights, image_size_given)
+    if weights == LIBRARY_START:  # the suite's ResNet-18 from torchvision's ImageNet weights
+        weights = "ResNet18_Weights.DEFAULT"
     state, cfg = read_weights(weights) if weights else (None, {})
-    model = TappedResNet(num_classes, in_channels, image_size, width, stem=cfg.get("stem"))
-    model.pretrained_cfg = cfg
-    model.weights_info = load_state(model, state, weights) | {"pretrained_cfg": cfg} if weights else None
-    return model
+    net = TappedResNet(num_classes, in_channels, image_size, width, stem=cfg.get("stem"))
+    net.pretrained_cfg = cfg
+    net.weights_info = load_state(net, state, weights) | {"pretrained_cfg": cfg} if weights else None
+    return net
 
 
 def read_weights(weights: str) -> tuple[dict, dict]:
@@ -174,6 +202,7 @@ def load_state(model: nn.Module, state: dict, weights: str) -> dict:
     # train the rest from scratch is refused, not run under the start's name
     missing = [k for k in own if not k.startswith(HEAD) and k not in usable]
     if missing:
+
         def why(k):
             return f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" if k in state and hasattr(
                 state[k], "shape") else f"{k} absent"  # fmt: skip

@@ -76,8 +76,9 @@ def sweep_overrides(method: str, base: dict, sweeps: dict) -> list[dict[str, dic
     return combos
 
 
-def check_weights(weights: str, cache: DataCache, req: GridRequest) -> None:
-    """Load --weights into the first task's model once, so a bad file is one line before any run."""
+def check_model(cache: DataCache, req: GridRequest) -> None:
+    """Build the first task's model once (with --pretrained loaded, --tune applied), so a bad backbone,
+    start or tuning mode is one line before any run; a start's provenance is checked against every task."""
     from .models import build_model
 
     src, data = cache.get(req.datasets[0])
@@ -85,12 +86,25 @@ def check_weights(weights: str, cache: DataCache, req: GridRequest) -> None:
         req.datasets[0], data, src.pairs, req.tasks[0], list(req.classes) if req.classes else None
     )
     size = data.train_x.shape[2]
-    build_model(len(classes), data.train_x.shape[1], size, req.train["width"], weights)  # the start's stem, loaded
+    t = req.train
+    model = build_model(
+        len(classes), data.train_x.shape[1], size, t["width"], t["weights"], t["model"], cache.image_size is not None
+    )
+    model.frozen_modules(t["tune"])  # a last:N the model has no N stages for is refused here
+    try:  # a library backbone whose total stride is larger than the images fails on its first batch
+        with torch.no_grad():
+            model.eval()(torch.zeros(2, *data.train_x.shape[1:]), ("layer1", "layer2", "layer3", "layer4"))
+    except RuntimeError as e:
+        raise BenchError(
+            f"--model {t['model']} cannot take this data's {size} px images ({str(e).splitlines()[0][:120]}); "
+            "pass a larger --image-size (e.g. 64)"
+        ) from None
+    weights = t["weights"]
     from .pretrain import check_provenance
     from .starts import weights_file
 
     path = weights_file(weights)
-    for ds in req.datasets:
+    for ds in req.datasets if path is not None else ():
         src, data = cache.get(ds)
         for task in req.tasks:
             names = resolve_classes(ds, data, src.pairs, task, list(req.classes) if req.classes else None)
@@ -141,8 +155,12 @@ def expand(req: GridRequest, cache: DataCache) -> list[RunSpec]:
                         f"({count_line(t)}): the same cell twice under two names; use fewer ratios or more images",
                         file=sys.stderr,
                     )
-    if req.train.get("weights"):
-        check_weights(req.train["weights"], cache, req)
+    if (
+        req.train.get("weights")
+        or req.train.get("model", "resnet18") != "resnet18"
+        or req.train.get("tune", "full") != "full"
+    ):
+        check_model(cache, req)
     # Seeds outermost: a grid cut short still covers every cell with the seeds it finished; within a
     # seed the smaller budgets first.
     budgets = req.budgets or [req.train["steps"]]

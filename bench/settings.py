@@ -80,11 +80,13 @@ def overrides_of(items: list[str], flag: str = "--set") -> dict[str, dict[str, s
     return out
 
 
-def weights_digest(weights: str | None) -> str | None:
-    """The SHA-256 of a --weights file (part of the run key: a path names a file, its content is what counts)."""
+def weights_digest(weights: str | None, model: str = "resnet18") -> str | None:
+    """The SHA-256 of a --weights file (part of the run key: a path names a file, its content is what counts);
+    for `imagenet`, of the file the library's own cache holds for the model (fetched there if missing)."""
+    from .backbones import LIBRARY_START, library_weights_file
     from .starts import weights_file
 
-    path = weights_file(weights)
+    path = library_weights_file(model, weights) if weights == LIBRARY_START else weights_file(weights)
     if path is None:
         return None
     from datasets.base import sha256_of
@@ -199,11 +201,12 @@ class RunSettings:
 
 
 def check_tune(tune: str) -> str:
-    """--tune's value, or BenchError naming the choices (bench/models.py `frozen_parts` reads it)."""
-    from .models import frozen_parts
+    """--tune's value, or BenchError naming the choices (whether the model has the stages it names is
+    checked on the model, before any run: bench/runner.py `check_model`)."""
+    from .models import check_tune_syntax
 
     try:
-        frozen_parts(tune)
+        check_tune_syntax(tune)
     except ValueError as e:
         raise BenchError(f"--tune {tune}: {e}") from None
     return tune
@@ -226,12 +229,22 @@ def _training(a) -> tuple[dict, list[int]]:
     for flag in ("lr", "width"):
         if not (math.isfinite(train[flag]) and train[flag] > 0):
             raise BenchError(f"--{flag} must be a finite number > 0, got {train[flag]}")
+    from .backbones import check_model_name, is_library_model
+
+    check_model_name(a.model)
+    if is_library_model(a.model):  # a library backbone has its own widths: the width field is left at 1
+        if getattr(a, "width", None) is not None:
+            raise BenchError(f"--width scales the suite's resnet18 only; --model {a.model} has its own widths")
+        train["width"] = 1.0
     check_tune(train["tune"])
     if train["val_per_class"] < 0:
         raise BenchError(f"--val-per-class is a count of images (>= 0), got {train['val_per_class']}")
     # a budget preset (standard) records the preset it is a budget of: its runs share the study's keys
     train.update(
-        model=a.model, weights=a.weights, preset=recorded_preset(a.preset), weights_sha256=weights_digest(a.weights)
+        model=a.model,
+        weights=a.weights,
+        preset=recorded_preset(a.preset),
+        weights_sha256=weights_digest(a.weights, a.model),
     )
     return train, budgets
 

@@ -23,7 +23,7 @@ from methods.base import epoch_indices
 
 from .evaluation import balanced_bn_metrics, convergence, evaluate_model, predict
 from .metrics import evaluate
-from .models import build_model, frozen_parts
+from .models import build_model
 from .spec import RunSpec, resolved_precision
 from .stacking import stacked_forward, trunk_problem
 
@@ -133,7 +133,9 @@ class _Run:
         with self.own_rng():
             set_determinism(spec.seed)
             channels, size = task.train_x.shape[1], task.train_x.shape[2]
-            self.model = build_model(len(task.classes), channels, size, spec.width, spec.weights)
+            self.model = build_model(
+                len(task.classes), channels, size, spec.width, spec.weights, spec.model, spec.image_size is not None
+            )
             method.adapt_model(self.model)
             self.model = self.model.to(device, memory_format=torch.channels_last if nhwc else torch.contiguous_format)
             self.bs = min(spec.batch_size, len(task.train_y))
@@ -189,7 +191,7 @@ class _Run:
         if stage.on_start:
             stage.on_start(model)
         trainable = stage.trainable(model) if stage.trainable else list(model.parameters())
-        frozen = [getattr(model, name) for name in frozen_parts(self.spec.tune)]
+        frozen = model.frozen_modules(self.spec.tune)
         untrained = {id(p) for part in frozen for p in part.parameters()}
         trainable = [p for p in trainable if id(p) not in untrained]
         wanted = {id(p) for p in trainable}
@@ -458,5 +460,6 @@ def _evaluate_run(r: _Run, train_s: float, eval_batch_size: int, autocast, featu
         }
         | ({"stack": k} if k > 1 else {}),
         "model_info": {"params": sum(p.numel() for p in model.parameters()), "widths": model.widths}
+        | ({"backbone": model.name, "input_size": model.input_size} if hasattr(model, "input_size") else {})
         | ({"weights": model.weights_info, "input_mean": r.mean, "input_std": r.std} if model.weights_info else {}),
     }

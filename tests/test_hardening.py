@@ -340,7 +340,7 @@ def test_image_size_out_of_range_is_one_line(tmp_path, capsys, size):
         (["--seeds", "100000"], "pass --yes"),
         (["--task", "lt", "--classes", "a"], "needs at least two classes"),
         (["--seeds", "x"], "argument --seeds: invalid int value"),
-        (["--model", "x"], "argument --model: invalid choice"),
+        (["--model", "x"], "--model x: not a backbone the suite knows"),
         (["--workers-per-gpu", "0"], "--workers-per-gpu must be >= 1"),
     ],
 )
