@@ -24,6 +24,7 @@ LATE_DEFAULTS = {
     "precision": "auto",
     "val_per_class": 0,
     "tune": "full",
+    "augment": "crop+flip",
     "numerics": None,
     "weights_sha256": None,
     "data_digest": None,

@@ -52,6 +52,34 @@ class TappedResNet(ResNet):
 
     stages = len(LAYERS)  # how many stages `--tune last:N` may name
 
+    def frozen_depth(self, tune: str) -> int:
+        """How many stages `tune` freezes before the first trained one (0: only the stem)."""
+        parts = frozen_parts(tune)
+        return sum(name in parts for name in LAYERS)
+
+    def frozen_prefix(self, x: torch.Tensor, depth: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The frozen part's output for `forward_from` (the stem and `depth` stages; the pooled last stage
+        when all four are frozen), and the pooled output of each frozen stage (the taps a method may ask of
+        them). The same modules and arithmetic as `forward`."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        feats = {}
+        for name in LAYERS[:depth]:
+            x = getattr(self, name)(x)
+            feats[name] = x.mean(dim=(2, 3))
+        return (feats["layer4"] if depth == len(LAYERS) else x), feats
+
+    def forward_from(self, h: torch.Tensor, depth: int, frozen_feats: dict, taps: tuple[str, ...] = ()):
+        """`forward` continued from `frozen_prefix(x, depth)`'s output, with the frozen stages' taps from
+        `frozen_feats`: the frozen-trunk cache's path (bench/train.py `FrozenCache`)."""
+        feats = {n: frozen_feats[n] for n in taps if n in frozen_feats}
+        x = h
+        for name in LAYERS[depth:]:
+            x = getattr(self, name)(x)
+            if name in taps:
+                feats[name] = x.mean(dim=(2, 3))
+        pooled = h if depth == len(LAYERS) else feats["layer4"] if "layer4" in feats else x.mean(dim=(2, 3))
+        return self.fc(pooled), feats
+
     def frozen_modules(self, tune: str) -> list[nn.Module]:
         """The parts `--tune` leaves untrained (see `frozen_parts`)."""
         return [getattr(self, name) for name in frozen_parts(tune)]

@@ -30,6 +30,7 @@ from methods import parse_method
 
 from .envinfo import device_name, environment, now
 from .models import build_model
+from .perf_cache import render_frozen_cache
 from .perf_grid import render_grid
 from .spec import PRESETS, RunSpec
 from .train import train_and_evaluate
@@ -343,7 +344,7 @@ def slug(result: dict) -> str:
 def write_results(result: dict, results_dir: Path) -> Path:
     perf_dir = results_dir / "perf"
     perf_dir.mkdir(parents=True, exist_ok=True)
-    name = ("grid_" if result.get("kind") == "grid" else "") + slug(result)
+    name = {"grid": "grid_", "frozen_cache": "frozen_cache_"}.get(result.get("kind"), "") + slug(result)
     (perf_dir / f"{name}.json").write_text(json.dumps(result, indent=1))
     perf_md = results_dir / "PERF.md"
     perf_md.write_text(render_markdown([json.loads(p.read_text()) for p in sorted(perf_dir.glob("*.json"))]))
@@ -363,14 +364,19 @@ def render_markdown(results: list[dict]) -> str:
         "converts and augments one PIL image at a time with torchvision transforms, in float32. Training "
         "images/s; `fsc`/`supcon` overhead is the per-step time relative to `ce` in the harness. "
         "`python -m bench perf --grid` (see `bench/perf_grid.py`) measures a whole grid's runs per hour, "
-        "one run per worker against stacked runs (`bench run --stack K`), side by side in one command.",
+        "one run per worker against stacked runs (`bench run --stack K`), side by side in one command; "
+        "`python -m bench perf --frozen-cache` (see `bench/perf_cache.py`) what computing a frozen trunk once "
+        "buys.",
         "",
     ]
     for r in results:
         if r.get("kind") == "grid":
             out += render_grid(r)
     for r in results:
-        if r.get("kind") == "grid":
+        if r.get("kind") == "frozen_cache":
+            out += render_frozen_cache(r)
+    for r in results:
+        if r.get("kind") in ("grid", "frozen_cache"):
             continue
         env = r["env"]
         rows = _rows(r)

@@ -23,7 +23,12 @@ TRAIN_FLAGS = (
     "precision",
     "val_per_class",
     "tune",
+    "augment",
 )
+# The training images' augmentation: random crop after padding + horizontal flip, or none (frozen parts of
+# a --tune head / last:N model then see each image the same way every step, so their outputs are computed
+# once: bench/train.py `FrozenCache`).
+AUGMENTS = ("crop+flip", "none")
 PAPER_RATIOS = (1.0, 0.1, 0.05, 0.01, 0.005, 0.001)
 STANDARD_STEPS = 2400  # see PRESETS["standard"]
 
@@ -46,6 +51,7 @@ PRESETS: dict[str, dict] = {
         precision="auto",
         val_per_class=0,
         tune="full",
+        augment="crop+flip",
     ),
     # The quick model trained longer, for the which-method answer; its runs are recorded as quick runs of
     # STANDARD_STEPS steps (BUDGET_OF below). Provisional: 2400 steps is the largest budget the budget study
@@ -67,6 +73,7 @@ PRESETS: dict[str, dict] = {
         precision="auto",
         val_per_class=0,
         tune="full",
+        augment="crop+flip",
     ),
     # GPU-sized: the full-width ResNet-18 of the paper, 1500 steps of 128 (~120 passes over 1:1), 3 seeds.
     "paper": dict(
@@ -83,6 +90,7 @@ PRESETS: dict[str, dict] = {
         precision="auto",
         val_per_class=0,
         tune="full",
+        augment="crop+flip",
     ),
     # For tests and CI smoke runs only: a handful of steps.
     "tiny": dict(
@@ -99,6 +107,7 @@ PRESETS: dict[str, dict] = {
         precision="auto",
         val_per_class=0,
         tune="full",
+        augment="crop+flip",
     ),
 }
 
@@ -235,6 +244,7 @@ class RunSpec:
     precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 on CPU; or 'fp32' / 'bf16' everywhere
     val_per_class: int = 0  # a balanced validation set held out of the training pool (for selection)
     tune: str = "full"  # how much of the network trains: full, last:N (the last N stages and the head), head
+    augment: str = "crop+flip"  # the training images' augmentation (AUGMENTS)
     # What decides the arithmetic besides the fields above (see `numerics`): device kind, resolved
     # precision, CPU threads, torch release. Part of the key, so a GPU record never makes a CPU run
     # skip and a 1-thread run never stands for a 2-thread one; boards never mix two values.

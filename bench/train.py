@@ -108,6 +108,51 @@ def input_statistics(task: TaskData, cfg: dict, channels: int) -> tuple[list[flo
     return task.mean, task.std
 
 
+class FrozenCache:
+    """The frozen part's outputs for every training image of a stage, computed once (`--augment none` with
+    `--tune head` or `last:N`): frozen parts keep their weights and BatchNorm statistics (eval mode), so
+    without augmentation each image's frozen output is the same at every step. A step then gathers the
+    batch's rows and runs only the trained stages (`model.forward_from`). The arithmetic is the uncached
+    path's up to the order of sums in batches of another size (tests/test_frozen_cache.py)."""
+
+    CHUNK = 512
+
+    def __init__(self, model, depth: int, x_u8: torch.Tensor, norm: Normaliser, autocast):
+        self.depth = depth
+        outs, feats = [], {}
+        was_training = model.training
+        model.eval()
+        with torch.no_grad(), autocast():
+            for i in range(0, len(x_u8), self.CHUNK):
+                h, f = model.frozen_prefix(norm(x_u8[i : i + self.CHUNK]), depth)
+                outs.append(h.float())
+                for k, v in f.items():
+                    feats.setdefault(k, []).append(v.float())
+        model.train(was_training)
+        self.h = torch.cat(outs)
+        self.feats = {k: torch.cat(v) for k, v in feats.items()}
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.h[idx], {k: v[idx] for k, v in self.feats.items()}
+
+
+def cache_problem(spec: RunSpec, stage, model, stacked: bool) -> str | None:
+    """Why a stage cannot use the frozen-trunk cache, or None (recorded in the run's timings)."""
+    if spec.tune == "full":
+        return "nothing is frozen (--tune full)"
+    if spec.augment != "none":
+        return f"the images are augmented every step (--augment {spec.augment}; none allows the cache)"
+    if stacked:
+        return "a stack computes its trunks as one model"
+    if not hasattr(model, "forward_from"):
+        return "only the suite's resnet18 has a cached path"
+    if stage.transform is not None:
+        return "the method transforms the images every step (e.g. mixup)"
+    if stage.views > 1 or stage.view_augment(0) is not None:
+        return "the method trains on augmented views"
+    return None
+
+
 def split_budget(total: int, shares: list[float]) -> list[int]:
     """Steps per stage: round(share * total) each, the last stage taking what is left, every stage >= 1
     (a last stage that rounding left empty takes its step from the largest stage: Weight Balancing's
@@ -126,9 +171,13 @@ class _Run:
     each run's work is done inside `own_rng()`, so torch's global generator (classifier re-initialisation,
     a method's random draws) gives each run the stream it would have alone."""
 
-    def __init__(self, spec: RunSpec, task: TaskData, method: Composite, device, nhwc: bool, on_progress, stacked):
+    def __init__(
+        self, spec: RunSpec, task: TaskData, method: Composite, device, nhwc: bool, on_progress, stacked,
+        cache_frozen: bool = True,
+    ):  # fmt: skip
         self.spec, self.task, self.method, self.on_progress = spec, task, method, on_progress
         self.stacked, self.device, self.error = stacked, device, None
+        self.cache_frozen, self.cache, self.cache_log = cache_frozen, None, []
         self._rng_state = None
         with self.own_rng():
             set_determinism(spec.seed)
@@ -209,6 +258,13 @@ class _Run:
         if stage.sampler is not None:  # a sampler may resample the training set once (SMOTE)
             x, y = stage.sampler.prepare(x, y, self.rng)
         self.x_train, self.y_train, self.labels = x.to(self.device), y.to(self.device), y.numpy()
+        why = cache_problem(self.spec, stage, model, self.stacked) if self.cache_frozen else "turned off"
+        if why:
+            self.cache = None
+        elif self.cache is None or self.cache.source is not x:  # stages on the same images share one cache
+            self.cache = FrozenCache(model, model.frozen_depth(self.spec.tune), self.x_train, self.norm, self.autocast)
+            self.cache.source = x
+        self.cache_log.append({"stage": stage.name, "frozen_cache": why or "on"})
         self.b = min(self.bs, len(self.labels))
         self.log_every = max(1, n_steps // 20)
         self.order = torch.empty(0, dtype=torch.int64, device=self.device)
@@ -228,8 +284,13 @@ class _Run:
         idx = self.order[self.pos : self.pos + self.b]
         self.pos += self.b
         xb_u8, yb = self.x_train[idx], self.y_train[idx]
+        if self.cache is not None:  # the frozen part's outputs, computed once (FrozenCache)
+            self.xb, self.frozen_feats = self.cache.batch(idx)
+            self.yb = self.targets = yb
+            return
+        plain = augment if self.spec.augment != "none" else (lambda x, pad, gen: x)
         views = [  # two or three for contrastive stages
-            self.norm(aug(xb_u8, self.gen) if (aug := stage.view_augment(v)) else augment(xb_u8, self.pad, self.gen))
+            self.norm(aug(xb_u8, self.gen) if (aug := stage.view_augment(v)) else plain(xb_u8, self.pad, self.gen))
             for v in range(stage.views)
         ]
         xb = views[0] if len(views) == 1 else torch.cat(views)
@@ -296,12 +357,22 @@ def train_and_evaluate(
     compile: bool = False,
     features_path: Path | None = None,
     keep_model: bool = False,
+    cache_frozen: bool = True,
 ) -> dict:
     """Train one run and return the record's measured part: metrics, loss history, timings (a stack of
     one: see `train_stack`); with `keep_model` also the trained model under "model" (not for the record:
     `bench pretrain` saves it). A failure raises."""
     return train_stack(
-        [spec], [task], [method], device, eval_batch_size, [on_progress], compile, [features_path], keep_model
+        [spec],
+        [task],
+        [method],
+        device,
+        eval_batch_size,
+        [on_progress],
+        compile,
+        [features_path],
+        keep_model,
+        cache_frozen,
     )[0]
 
 
@@ -315,6 +386,7 @@ def train_stack(
     compile: bool = False,
     features_paths: list | None = None,
     keep_models: bool = False,
+    cache_frozen: bool = True,
 ) -> list[dict | Exception]:
     """Train K runs in one loop and return each one's measured part (or, in a stack, the exception that
     ended it): the one training loop of the suite. K = 1 is a plain run; K > 1 computes the runs' trunks
@@ -325,7 +397,8 @@ def train_stack(
     stage gets a fresh optimiser and learning-rate schedule and trains the parameters it names.
     `compile=True` (single runs) wraps the training forward in torch.compile; dynamo's cache is keyed by
     code and guards, not by the model instance, so the runs of a grid with the same shapes reuse one
-    compilation. `keep_models` adds each trained model to its result under "model"."""
+    compilation. `keep_models` adds each trained model to its result under "model". `cache_frozen=False`
+    turns the frozen-trunk cache off (for `bench perf --frozen-cache`, which measures what it buys)."""
     k = len(specs)
     stacked = k > 1
     if stacked and compile:
@@ -334,11 +407,15 @@ def train_stack(
     nhwc = use_channels_last(device, size)
     fmt = torch.channels_last if nhwc else torch.contiguous_format
     progress = on_progress or [None] * k
-    runs = [_Run(s, t, m, device, nhwc, p, stacked) for s, t, m, p in zip(specs, tasks, methods, progress)]
+    runs = [
+        _Run(s, t, m, device, nhwc, p, stacked, cache_frozen) for s, t, m, p in zip(specs, tasks, methods, progress)
+    ]
     if stacked and (why := stack_problem(runs)):
         raise ValueError(f"these runs cannot train as one stack: {why}")
     bf16 = resolved_precision(specs[0].precision, device) == "bf16"
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+    for r in runs:
+        r.autocast = autocast
     forward = torch.compile(runs[0].model) if compile else runs[0].model
     t0 = time.perf_counter()
     for index, n_steps in enumerate(runs[0].budgets):
@@ -399,8 +476,12 @@ def _train_stage(runs: list[_Run], index: int, n_steps: int, forward, autocast, 
             with autocast():
                 logits, feats = stacked_forward([r.model for r in runs], xs, taps, fmt)
         else:
+            r0 = runs[0]
             with autocast():
-                out, f = forward(runs[0].xb, taps)
+                if r0.cache is not None:
+                    out, f = r0.model.forward_from(r0.xb, r0.cache.depth, r0.frozen_feats, taps)
+                else:
+                    out, f = forward(r0.xb, taps)
             logits, feats = [out], [f]
         losses = {}
         for i, r in enumerate(runs):
@@ -458,6 +539,7 @@ def _evaluate_run(r: _Run, train_s: float, eval_batch_size: int, autocast, featu
             "stages": r.stage_log,
             "images_per_s": round(images / train_s, 1) if train_s > 0 else None,
         }
+        | ({"frozen_cache": r.cache_log} if r.spec.tune != "full" else {})
         | ({"stack": k} if k > 1 else {}),
         "model_info": {"params": sum(p.numel() for p in model.parameters()), "widths": model.widths}
         | ({"backbone": model.name, "input_size": model.input_size} if hasattr(model, "input_size") else {})
