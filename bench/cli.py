@@ -409,7 +409,7 @@ def cmd_run_grid(a, argv: list[str]) -> int:
     for label, args, settings, _ in planned:
         print(f"grid file {a.grid}: {label}", flush=True)
         code = cmd_run(args, settings)
-        if code == 130:
+        if code in (130, 143):  # Ctrl-C or SIGTERM ends the whole file, not just its current entry
             return code
         status = max(status, code)
     return status

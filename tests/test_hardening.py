@@ -160,6 +160,25 @@ def test_sigterm_stops_the_grid_in_one_line_and_leaves_no_claim(tmp_path):
     assert left == [], left
 
 
+@pytest.mark.slow
+def test_sigterm_ends_a_grid_file_not_just_its_current_entry(tmp_path):
+    """Seen 2026-12-03: `kill PID` of `bench run --grid FILE` ended the entry it was in, and the file went on
+    to its next entry (two processes then shared one grid). Now the whole file ends, exit 143."""
+    out = tmp_path / "runs"
+    grid = tmp_path / "g.toml"
+    grid.write_text(
+        '[defaults]\ndataset = "synthetic"\npreset = "tiny"\nsteps = 400\nratios = [1, 0.25]\n'
+        'methods = ["ce", "os", "fsc"]\n\n[[run]]\nname = "first"\n\n[[run]]\nname = "second"\nseeds = 2\n'
+    )
+    p = _bench(["run", "--grid", str(grid), "--out", str(out), "--plain"], stdout=subprocess.PIPE,
+               stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    _grid_started(out)
+    os.kill(p.pid, signal.SIGTERM)
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 143 and "terminated (SIGTERM)" in stderr, stderr
+    assert "grid file" in stdout and ": second" not in stdout, stdout
+
+
 # ---- 4. bad files, 7. concurrent launches ---------------------------------------------------------
 
 
