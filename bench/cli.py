@@ -785,6 +785,8 @@ def main(argv: list[str] | None = None) -> int:
         load_plugins(getattr(args, "plugin", []))
         if args.command == "run" and args.grid:
             return cmd_run_grid(args, argv)
+        if args.command == "run" and args.show_grid:  # else it would be ignored and the grid would run
+            raise BenchError("--show-grid prints a grid file's commands: pass it with --grid FILE")
         return COMMANDS[args.command](args)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)

@@ -237,14 +237,19 @@ def _training(a) -> tuple[dict, list[int]]:
             raise BenchError(f"--width scales the suite's resnet18 only; --model {a.model} has its own widths")
         train["width"] = 1.0
     check_tune(train["tune"])
+    weights = a.weights
+    if preset.get("start") == "shipped" and not weights:  # the transfer preset: the dataset's shipped start
+        from .starts import shipped_start
+
+        weights = shipped_start(csv_list(a.dataset), a.preset)
     if train["val_per_class"] < 0:
         raise BenchError(f"--val-per-class is a count of images (>= 0), got {train['val_per_class']}")
-    # a budget preset (standard) records the preset it is a budget of: its runs share the study's keys
+    # a budget preset (standard, transfer) records the preset it is a budget of: its runs share the study's keys
     train.update(
         model=a.model,
-        weights=a.weights,
+        weights=weights,
         preset=recorded_preset(a.preset),
-        weights_sha256=weights_digest(a.weights, a.model),
+        weights_sha256=weights_digest(weights, a.model),
     )
     return train, budgets
 

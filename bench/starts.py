@@ -28,3 +28,21 @@ def weights_file(weights: str | None) -> Path | None:
         return path
     path = Path(weights)
     return path if path.is_file() else None
+
+
+def shipped_start(datasets: list[str], preset: str) -> str:
+    """The shipped start a preset with `start = "shipped"` (transfer) uses for these datasets: each dataset's
+    own, so one dataset per command; BenchError naming the fix otherwise."""
+    starts = {ds: [name for name, (source, _) in STARTS.items() if source == ds] for ds in datasets}
+    missing = [ds for ds, names in starts.items() if not names]
+    if missing:
+        raise BenchError(
+            f"--preset {preset}: the suite ships no pretrained start for {', '.join(missing)} (it has "
+            f"{', '.join(STARTS)}); pass --pretrained NAME|FILE|imagenet"
+        )
+    if len(datasets) > 1:
+        raise BenchError(
+            f"--preset {preset} starts each dataset from its own start ({', '.join(n[0] for n in starts.values())}): "
+            "run one dataset per command, or a grid file with one entry per dataset"
+        )
+    return starts[datasets[0]][0]

@@ -361,6 +361,9 @@ def test_image_size_out_of_range_is_one_line(tmp_path, capsys, size):
         (["--seeds", "x"], "argument --seeds: invalid int value"),
         (["--model", "x"], "--model x: not a backbone the suite knows"),
         (["--workers-per-gpu", "0"], "--workers-per-gpu must be >= 1"),
+        (["--show-grid"], "--show-grid prints a grid file's commands: pass it with --grid FILE"),
+        (["--preset", "transfer", "--dataset", "animals,fashion"], "run one dataset per command"),
+        (["--preset", "transfer", "--dataset", "synthetic"], "the suite ships no pretrained start for synthetic"),
     ],
 )
 def test_bad_flags_are_one_line_before_anything_is_written(argv, message, tmp_path, capsys):

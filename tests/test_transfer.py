@@ -8,6 +8,7 @@ import torch
 
 from bench.cli import main
 from bench.models import build_model, frozen_parts
+from bench.spec import PRESETS
 from bench.starts import SHIPPED, STARTS
 
 from .conftest import tiny_specs
@@ -144,3 +145,25 @@ def test_a_torchvision_start_loads_offline_through_torchvisions_own_loader(tmp_p
     info = rec["model_info"]["weights"]
     assert info["skipped"] == ["fc.bias", "fc.weight"] and info["adapted"][0].startswith("conv1.weight")
     assert info["pretrained_cfg"]["stem"] == "imagenet" and info["pretrained_cfg"]["mean"] == [0.485, 0.456, 0.406]
+
+
+def test_the_transfer_preset_is_the_studys_setting_from_the_datasets_own_start():
+    """`--preset transfer` resolves to the quick model from the dataset's shipped start, last:1, 1200 steps,
+    recorded as quick runs: the transfer study's records at that setting are transfer runs (same keys), and
+    boards of it are titled `transfer`; the same setting from scratch or another start is not."""
+    from bench.cli import build_parser
+    from bench.runner import DataCache, expand
+    from bench.settings import RunSettings
+    from bench.spec import named_budget
+
+    def specs(*flags):
+        a = build_parser().parse_args(["run", "--methods", "la", "--ratios", "0.01", "--seeds", "1", *flags])
+        a.command_line = ""
+        return expand(RunSettings.from_args(a).request, DataCache(None, None))
+
+    [t] = specs("--preset", "transfer", "--dataset", "fashion")
+    [q] = specs("--pretrained", "fashion-other8", "--tune", "last:1", "--steps", "1200", "--dataset", "fashion")
+    assert t.key == q.key and t.weights == "fashion-other8" and t.preset == "quick"
+    setting = {k: getattr(t, k) for k in ("preset", "weights", *PRESETS["transfer"]) if hasattr(t, k)}
+    assert named_budget(setting) == "transfer"
+    assert named_budget(setting | {"weights": None}) is None and named_budget(setting | {"weights": "x.pt"}) is None
