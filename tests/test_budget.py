@@ -75,6 +75,26 @@ def test_the_budget_study_table_by_hand(tmp_path):
     assert png.name == f"{study.slug}.png" and mpimg.imread(png).std() > 0.01 and svg.is_file()
 
 
+def test_a_cell_studied_in_two_regimes_gets_two_studies_two_files_and_one_regimes_figure(tmp_path):
+    """Seen 2026-12-03: the transfer study's budget study (from a start, --tune last:1) took the from-scratch
+    study's slug, so its figure overwrote the other's and its table filled the other's README block."""
+    from bench.report.budget import regime_groups
+    from bench.report.figures import regimes_vs_budget
+
+    started = []
+    for r in budget_records():
+        r = dict(r, spec=dict(r["spec"], weights="animals-other8", tune="last:1"), key=r["key"] + "-t")
+        started.append(r)
+    studies = budget_studies(aggregate(budget_records() + started))
+    assert len(studies) == 2 and len({s.slug for s in studies}) == 2
+    scratch = next(s for s in studies if not s.setting.get("weights"))
+    assert "from" not in scratch.slug and scratch.regime == "from scratch"
+    [(slug, title, group)] = regime_groups(studies)
+    assert group[0] is scratch and group[1].regime == "from animals-other8, tune last:1"
+    [png, _] = regimes_vs_budget(group, title, tmp_path / slug)
+    assert mpimg.imread(png).std() > 0.01
+
+
 def test_short_budgets_are_marked_and_the_standard_preset_is_not():
     quick, standard = PRESETS["quick"], PRESETS["standard"]
     assert short_budget(quick) and not short_budget(standard) and not short_budget(PRESETS["paper"])

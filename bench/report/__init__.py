@@ -189,8 +189,14 @@ def report(
     """Read every record under `runs_dir`, then write leaderboard.md/.csv, latex/ and figures/ (and
     the static site with `site`) into `out_dir`. Raises BenchError, writing nothing, when there is no
     finished record."""
-    from .budget import budget_studies
-    from .figures import accuracy_vs_budget, accuracy_vs_frequency, accuracy_vs_ratio, critical_difference
+    from .budget import budget_studies, regime_groups
+    from .figures import (
+        accuracy_vs_budget,
+        accuracy_vs_frequency,
+        accuracy_vs_ratio,
+        critical_difference,
+        regimes_vs_budget,
+    )
 
     col = collect(runs_dir)
     if not col.ok:  # nothing to put on a board: leave the last report as it was
@@ -225,8 +231,11 @@ def report(
         figs += embedding_figures(col.boards, runs_dir, fig_dir)
         figs += paired_figures(col.boards, reference, fig_dir)
         figs += review_figures(a, fig_dir)
-        for study in budget_studies(col.boards):
+        studies = budget_studies(col.boards)
+        for study in studies:
             figs += accuracy_vs_budget(study, fig_dir)
+        for slug, title, group in regime_groups(studies):
+            figs += regimes_vs_budget(group, title, fig_dir / slug)
         for nr in a.rankings:
             figs += critical_difference(nr, f"{nr.title}: mean rank of balanced accuracy", fig_dir / f"cd_{nr.slug}")
     if site:

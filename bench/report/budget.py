@@ -11,11 +11,12 @@ budgets has not settled (a larger budget is run only for the methods still movin
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .model import MISSING, Board, Stat, numerics_tag, ratio_label
+from .model import MISSING, Board, Stat, ratio_label
 from .tables import Table
 
 SETTLED = 0.01  # balanced accuracy: a smaller move between the two largest budgets counts as settled
@@ -31,6 +32,15 @@ class BudgetStudy:
     @property
     def budgets(self) -> list[int]:
         return sorted(self.boards)
+
+    @property
+    def setting(self) -> dict:
+        return next(iter(self.boards.values())).setting
+
+    @property
+    def regime(self) -> str:
+        """'from scratch' or 'from START, tune MODE' (the panel title of `regimes_vs_budget`)."""
+        return regime_label(self.setting).rstrip(", ") or "from scratch"
 
     def methods(self) -> list[str]:
         """Methods whose two largest budgets are neighbouring budgets of the study, best first at the
@@ -94,12 +104,43 @@ def budget_studies(boards: list[Board]) -> list[BudgetStudy]:
             if len(at) >= 2:
                 s = first.setting
                 classes = " vs ".join(first.classes) if len(first.classes) <= 3 else f"{len(first.classes)} classes"
-                title = f"{s['dataset']} / {s['task']} ({classes}) {ratio_label(r)}, {s['numerics']}"
+                title = f"{s['dataset']} / {s['task']} ({classes}) {ratio_label(r)}, {regime_label(s)}{s['numerics']}"
                 chosen = "_" + "-".join(first.classes) if s.get("classes") else ""
-                slug = f"budget_{s['dataset']}_{s['preset']}_{numerics_tag(s['numerics'])}_{s['task']}{chosen}_r{r:g}"
+                # the boards' own file-name slug without the budget: studies of another start, tuning or
+                # hold-out never share a file (from scratch it is the name the study always had)
+                setting = re.sub(r"_steps\d+", "", first.group[0])
+                slug = f"budget_{setting}_{s['task']}{chosen}_r{r:g}"
                 slug = slug.replace(".", "p").replace("/", "-").replace(" ", "-")
                 studies.append(BudgetStudy(title, slug, r, at))
     return studies
+
+
+def regime_label(setting: dict) -> str:
+    """'from START, tune MODE, ' for a pretrained start ('' from scratch): the study's regime in its title."""
+    if not setting.get("weights"):
+        return ""
+    start = str(setting["weights"]).rsplit("/", 1)[-1].removesuffix(".pt")
+    return f"from {start}, tune {setting.get('tune') or 'full'}, "
+
+
+def regime_groups(studies: list[BudgetStudy]) -> list[tuple[str, str, list[BudgetStudy]]]:
+    """The budget studies of one cell (dataset, task, classes, ratio, numerics) in more than one regime
+    (from scratch, pretrained starts and tuning modes), from scratch first: (slug, title, studies)."""
+    cells: dict[str, list[BudgetStudy]] = {}
+    for st in studies:
+        s = st.setting
+        keep = {k: v for k, v in s.items() if k in ("dataset", "task", "classes", "numerics", "preset", "width")}
+        cells.setdefault(json.dumps([keep, st.ratio], sort_keys=True, default=str), []).append(st)
+    out = []
+    for group in cells.values():
+        if len(group) < 2:
+            continue
+        group.sort(key=lambda st: (bool(st.setting.get("weights")), st.regime))
+        first = group[0]
+        title = first.title.replace(regime_label(first.setting), "")
+        slug = "regimes_" + first.slug.removeprefix("budget_")
+        out.append((slug, title, group))
+    return out
 
 
 def budget_table(study: BudgetStudy) -> Table:

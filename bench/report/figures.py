@@ -337,6 +337,36 @@ def accuracy_vs_budget(study, fig_dir: Path) -> list[Path]:
     return save_png_svg(fig, fig_dir / study.slug)
 
 
+def regimes_vs_budget(studies: list, title: str, path_stem: Path) -> list[Path]:
+    """The transfer study's picture: one cell's budget studies side by side, one panel per regime (from
+    scratch, then each pretrained start and tuning mode), balanced accuracy against the step budget, the
+    same methods, colours and y axis in every panel: how far a start carries each method, and from which
+    budget on each regime stops moving."""
+    every = [m for st in studies for m in st.methods()]
+    ranked = sorted(set(every), key=every.index)
+    methods = shown_methods(ranked)
+    budgets = sorted({b for st in studies for b in st.budgets})
+    fig, axes = plt.subplots(1, len(studies), figsize=(3.3 * len(studies) + 1.8, 4.2), sharey=True, squeeze=False)
+    for ax, st in zip(axes[0], studies):
+        for m in methods:
+            pts = [(b, x) for b in st.budgets if (x := st.stat(m, b)) and x.n]
+            if pts:
+                plot_by_seed_count(ax, pts, method_style(m), m, band_alpha=0.08)
+        ax.set_xscale("log")
+        ax.set_xticks(budgets, [str(b) for b in budgets], fontsize=7)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("optimiser steps")
+        ax.set_title(st.regime, fontsize=8)
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].set_ylabel("balanced accuracy (test)")
+    handles = {lab: h for ax in axes[0] for h, lab in zip(*ax.get_legend_handles_labels())}
+    fig.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
+               fontsize=8)  # fmt: skip
+    fig.suptitle(f"{title}: accuracy vs budget per regime (mean ± sd over seeds)", fontsize=9)
+    fig.tight_layout()
+    return save_png_svg(fig, path_stem)
+
+
 def review_queue(curves: dict[str, dict], title: str, target: float, path_stem: Path) -> list[Path]:
     """Two panels for the contenders of one board and ratio: the reliability diagram (accuracy against
     confidence in 15 equal-width bins, every seed's test images pooled; the diagonal is perfect calibration)
