@@ -167,3 +167,19 @@ def test_the_transfer_preset_is_the_studys_setting_from_the_datasets_own_start()
     setting = {k: getattr(t, k) for k in ("preset", "weights", *PRESETS["transfer"]) if hasattr(t, k)}
     assert named_budget(setting) == "transfer"
     assert named_budget(setting | {"weights": None}) is None and named_budget(setting | {"weights": "x.pt"}) is None
+
+
+@pytest.mark.slow
+def test_the_shipped_start_runs_offline_with_last_stage_tuning(tmp_path):
+    """Issue 34's 'done when': `--pretrained animals-other8 --tune last:1` from a clone, no network: the
+    committed start loads whole (every trunk tensor, its own 8-class head skipped) and only the last stage
+    and the head train."""
+    out = tmp_path / "runs"
+    argv = ["run", "--dataset", "animals", "--task", "fine", "--preset", "tiny", "--width", "0.25", "--methods",
+            "ce", "--ratios", "0.1", "--plain", "--executor", "local", "--pretrained", "animals-other8",
+            "--tune", "last:1", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    [rec] = [json.loads(p.read_text()) for p in out.glob("*.json")]
+    assert rec["spec"]["weights"] == "animals-other8" and rec["spec"]["tune"] == "last:1"
+    assert rec["model_info"]["weights"]["skipped"] == ["fc.bias", "fc.weight"]
+    assert rec["timings"]["frozen_cache"][0]["frozen_cache"].startswith("the images are augmented")
