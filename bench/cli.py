@@ -126,6 +126,12 @@ def _add_run_parser(sub, plugin) -> None:
         help="folder: leave out photos that cannot be read (each record lists them) instead of stopping",
     )
     r.add_argument(
+        "--split-by",
+        choices=("location", "camera", "sequence"),
+        help="folder: keep each location / camera / sequence of DIR/metadata.csv in one split (train or test), "
+        "stratified by class as far as the groups allow; a random split puts frames of one burst in both",
+    )
+    r.add_argument(
         "--grid",
         metavar="FILE",
         help="run the entries of a grid file (TOML: a [[run]] table per `bench run`, see bench/gridfile.py) "
@@ -441,7 +447,7 @@ def cmd_run(a, settings=None) -> int:
     from .status import write_manifest
 
     settings = settings or RunSettings.from_args(a)  # a grid file's entries come checked
-    cache = DataCache(a.data_root, a.image_size, a.skip_unreadable)
+    cache = DataCache(a.data_root, a.image_size, a.skip_unreadable, a.split_by)
     stacks = plan_stacks(expand(settings.request, cache), settings.stack)
     specs = [s for stack in stacks for s in stack]
     for name in settings.request.datasets:  # what loading a user's folder found: the split per class, skipped files

@@ -43,6 +43,7 @@ class RunOptions:
     save_features: bool = False  # also write OUT/features/<key>.npz (pooled layer4 test features)
     plugins: tuple[str, ...] = ()  # modules registering methods, imported in every worker process too
     skip_unreadable: bool = False  # folder source: leave unreadable photos out (listed in each record)
+    split_by: str | None = None  # folder source: keep each location / camera / sequence in one split
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ def run_local(stacks: list, out: Path, device: torch.device, opts: RunOptions, f
     process: the pool executor turns one into a failed record instead)."""
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    cache = DataCache(opts.data_root, opts.image_size, opts.skip_unreadable)
+    cache = DataCache(opts.data_root, opts.image_size, opts.skip_unreadable, opts.split_by)
     stacks, todo, done_before = _plan(stacks, out, force)
     result = Outcome(already_done=done_before)
     plain = plain_output() if opts.plain is None else opts.plain
@@ -201,7 +202,7 @@ def run_specs(spec_dicts: list[dict], out: str, device: str, opts: dict) -> list
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
-    cache = DataCache(o.data_root, o.image_size, o.skip_unreadable)
+    cache = DataCache(o.data_root, o.image_size, o.skip_unreadable, o.split_by)
     done = []
     for d in spec_dicts:
         spec = RunSpec.from_dict(d)
@@ -227,7 +228,7 @@ def _pool_worker(
         torch.set_num_threads(threads)
         o = RunOptions(**opts)
         load_plugins(o.plugins)
-        cache = DataCache(o.data_root, o.image_size, o.skip_unreadable)
+        cache = DataCache(o.data_root, o.image_size, o.skip_unreadable, o.split_by)
         dev = torch.device(device)
     except Exception as e:
         results.put(("startup_failed", wid, f"{type(e).__name__}: {e}"))

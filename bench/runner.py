@@ -53,12 +53,15 @@ class GridRequest:
 class DataCache:
     """Each source is loaded once per process, however many runs use it."""
 
-    def __init__(self, data_root: str | None, image_size: int | None, skip_unreadable: bool = False):
+    def __init__(
+        self, data_root: str | None, image_size: int | None, skip_unreadable: bool = False, split_by: str | None = None
+    ):
         self.data_root, self.image_size, self.skip_unreadable, self._loaded = data_root, image_size, skip_unreadable, {}
+        self.split_by = split_by
 
     def get(self, name: str):
         if name not in self._loaded:
-            extra = {"skip_unreadable": True} if self.skip_unreadable and name == "folder" else {}
+            extra = {"skip_unreadable": self.skip_unreadable, "split_by": self.split_by} if name == "folder" else {}
             src = get_source(name, data_root=self.data_root, image_size=self.image_size, **extra)
             self._loaded[name] = (src, src.load())
         return self._loaded[name]

@@ -181,6 +181,7 @@ class RunSettings:
             save_features=a.save_features,
             plugins=tuple(a.plugin),
             skip_unreadable=a.skip_unreadable,
+            split_by=a.split_by,
         )
         return cls(request, Path(a.out), executor, device, workers, a.stack, a.force, options, _slurm(a, executor))
 

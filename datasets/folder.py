@@ -31,9 +31,14 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import functional as TF
 
 from .base import Availability, DataError, Source, SourceData, cache_dir, register_source
-from .split import stratified_split
+from .split import grouped_split, stratified_split
 
 DEFAULT_SIZE = 64
+METADATA = (
+    "metadata.csv"  # DIR/metadata.csv: file (relative to DIR), optional label, location / camera / sequence / datetime
+)
+GROUPS = ("location", "camera", "sequence")
+NEAR = 6  # perceptual-hash bits (of 64) within which two photos count as near-duplicates
 MIN_SIZE, MAX_SIZE = 8, 1024
 FEW_TEST_IMAGES = 20  # fewer test images of a class than this makes its accuracy a coarse number
 
@@ -130,9 +135,12 @@ class Folder(Source):
     licence = "yours"
     pairs = {}
 
-    def __init__(self, data_root: str | None = None, image_size: int | None = None, skip_unreadable: bool = False):
+    def __init__(
+        self, data_root: str | None = None, image_size: int | None = None, skip_unreadable: bool = False,
+        split_by: str | None = None,
+    ):  # fmt: skip
         super().__init__(data_root, image_size)
-        self.skip_unreadable = skip_unreadable
+        self.skip_unreadable, self.split_by = skip_unreadable, split_by
         if image_size is not None and not MIN_SIZE <= image_size <= MAX_SIZE:
             raise DataError(f"--image-size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {image_size}")
 
@@ -190,11 +198,22 @@ class Folder(Source):
                     f"class {classes[int(counts.argmin())]!r} in {root} has {counts.min()} image(s); "
                     "each class needs at least 2 to split into train and test"
                 )
+        meta = read_metadata(root, [p for p, _ in kept_samples], classes, [lb for _, lb in kept_samples])
+        if self.split_by:
+            if presplit:
+                raise DataError(f"--split-by {self.split_by}: {root} is split already (train/, test/); drop one")
+            tr, te = grouped_split(y.numpy(), group_column(meta, self.split_by, root), classes, self.split_by)
+            notes.append(f"split by {self.split_by}: every {self.split_by} of {root / METADATA} in one split")
+        elif not presplit:
             tr, te = stratified_split(y.numpy(), test_fraction=0.2)
         data = SourceData(
             x[tr].contiguous(), y[tr], x[te].contiguous(), y[te], classes=classes, origin=f"{root} (cache {cache.name})"
         )
-        data.digest = digest
+        # the run key's digest: the photos, and how they were split (the metadata and the grouping)
+        data.digest = digest if not self.split_by else hashlib.sha256(
+            f"{digest}|{self.split_by}|{meta['sha256']}".encode()).hexdigest()  # fmt: skip
+        if dup := near_duplicates(x[tr], x[te], [kept_samples[i][0] for i in tr], [kept_samples[i][0] for i in te]):
+            notes.append(dup)
         train_n = np.bincount(data.train_y.numpy(), minlength=len(classes))
         test_n = np.bincount(data.test_y.numpy(), minlength=len(classes))
         notes.append("split: " + ", ".join(f"{c} {a} train / {b} test" for c, a, b in zip(classes, train_n, test_n)))
@@ -206,3 +225,87 @@ class Folder(Source):
         ]
         data.notes = notes
         return data
+
+
+def read_metadata(root: Path, paths: list[str], classes: list[str], labels: list[int]) -> dict:
+    """DIR/metadata.csv (optional): a row per photo, `file` relative to DIR, `label` (checked against the
+    photo's class folder where given) and any of location, camera, sequence, datetime. Returns the columns
+    per photo in `paths` order ({} without the file) and the file's digest; a row naming a missing file, a
+    label that contradicts the folder, or a file listed twice is one line."""
+    path = root / METADATA
+    if not path.is_file():
+        return {"sha256": "", "columns": {}}
+    import csv
+
+    raw = path.read_bytes()
+    try:
+        rows = list(csv.DictReader(raw.decode("utf-8-sig").splitlines()))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: not a readable CSV ({e}); write it as UTF-8 with a header row") from None
+    if not rows or "file" not in rows[0]:
+        raise DataError(
+            f"{path}: needs a header with a `file` column (and any of label, {', '.join(GROUPS)}, datetime)"
+        )
+    index = {str(Path(p).resolve()): i for i, p in enumerate(paths)}
+    by_photo: dict[int, dict] = {}
+    for n, row in enumerate(rows, 2):
+        f = str((root / (row.get("file") or "")).resolve())
+        if f not in index:
+            raise DataError(
+                f"{path} line {n}: {row.get('file')!r} is not a photo of {root} (missing, unreadable or outside "
+                "a class folder); fix the row or remove it"
+            )
+        i = index[f]
+        if i in by_photo:
+            raise DataError(f"{path} line {n}: {row['file']!r} is listed twice")
+        if row.get("label") and row["label"] != classes[labels[i]]:
+            raise DataError(
+                f"{path} line {n}: label {row['label']!r} but the photo is in the {classes[labels[i]]!r} folder"
+            )
+        by_photo[i] = row
+    columns = {c: [by_photo.get(i, {}).get(c) or None for i in range(len(paths))] for c in (*GROUPS, "datetime")}
+    return {"sha256": hashlib.sha256(raw).hexdigest(), "columns": columns}
+
+
+def group_column(meta: dict, by: str, root: Path) -> list[str]:
+    """The `by` column for every photo, or one line naming what is missing."""
+    col = meta["columns"].get(by)
+    if not col:
+        raise DataError(f"--split-by {by}: {root / METADATA} is missing; write one with columns file,{by}")
+    missing = [i for i, g in enumerate(col) if g is None]
+    if missing:
+        raise DataError(
+            f"--split-by {by}: {len(missing)} photo(s) have no {by} in {root / METADATA}; add rows for them"
+        )
+    return col
+
+
+def near_duplicates(train_x: torch.Tensor, test_x: torch.Tensor, train_paths, test_paths) -> str | None:
+    """A warning when training and test photos are near-identical (perceptual hashes, imagehash's pHash,
+    within NEAR of 64 bits): frames of one burst on both sides make every method look better than it is."""
+    import imagehash
+
+    def hashes(x: torch.Tensor) -> np.ndarray:
+        out = np.empty((len(x), 64), dtype=bool)
+        for i, img in enumerate(x):
+            arr = img.permute(1, 2, 0).numpy()
+            out[i] = imagehash.phash(Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr)).hash.ravel()
+        return out
+
+    if not len(train_x) or not len(test_x):
+        return None
+    a, b = hashes(train_x), hashes(test_x)
+    pairs, example = 0, None
+    for j in range(len(b)):  # Hamming distance of every training hash to this test hash
+        d = (a != b[j]).sum(axis=1)
+        hit = np.flatnonzero(d <= NEAR)
+        if hit.size:
+            pairs += 1
+            example = example or (train_paths[hit[0]], test_paths[j])
+    if not pairs:
+        return None
+    return (
+        f"warning: {pairs} test photo(s) have a near-identical training photo (perceptual hash within {NEAR}/64 "
+        f"bits), e.g. {example[0]} and {example[1]}: frames of one burst or camera on both sides inflate every "
+        "method's accuracy; write DIR/metadata.csv and pass --split-by location|camera|sequence"
+    )
