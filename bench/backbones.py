@@ -118,6 +118,12 @@ class LibraryBackbone(nn.Module):
         )
         return [m for _, m in self._units[:start]]
 
+    def frozen_taps(self, tune: str) -> set[str]:
+        """The taps whose stages `tune` freezes (taps count from the end, as `last:N`'s stages do)."""
+        if tune == "full":
+            return set()
+        return set(TAPS) if tune == "head" else set(TAPS[: len(TAPS) - int(tune.split(":")[1])])
+
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         if self.repeat > 1:
             x = x.repeat(1, self.repeat, 1, 1)

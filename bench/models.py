@@ -52,6 +52,10 @@ class TappedResNet(ResNet):
 
     stages = len(LAYERS)  # how many stages `--tune last:N` may name
 
+    def frozen_taps(self, tune: str) -> set[str]:
+        """The taps whose layers `tune` freezes."""
+        return {n for n in LAYERS if n in frozen_parts(tune)}
+
     def frozen_depth(self, tune: str) -> int:
         """How many stages `tune` freezes before the first trained one (0: only the stem)."""
         parts = frozen_parts(tune)

@@ -94,6 +94,16 @@ def check_model(cache: DataCache, req: GridRequest) -> None:
         len(classes), data.train_x.shape[1], size, t["width"], t["weights"], t["model"], cache.image_size is not None
     )
     model.frozen_modules(t["tune"])  # a last:N the model has no N stages for is refused here
+    frozen = model.frozen_taps(t["tune"])
+    for m in req.methods if frozen else ():  # a feature term on frozen layers shapes nothing the classifier uses
+        for part in parse_method(m, req.overrides).parts:
+            taps = set(getattr(part, "taps", ()) or ())
+            if part.role == "auxiliary" and taps and taps <= frozen:
+                print(
+                    f"warning: {m}: {part.name} reads {', '.join(sorted(taps))}, which --tune {t['tune']} freezes: "
+                    "its term cannot change the layers it reads (it trains at most its own head)",
+                    file=sys.stderr,
+                )
     try:  # a library backbone whose total stride is larger than the images fails on its first batch
         with torch.no_grad():
             model.eval()(torch.zeros(2, *data.train_x.shape[1:]), ("layer1", "layer2", "layer3", "layer4"))

@@ -183,3 +183,14 @@ def test_the_shipped_start_runs_offline_with_last_stage_tuning(tmp_path):
     assert rec["spec"]["weights"] == "animals-other8" and rec["spec"]["tune"] == "last:1"
     assert rec["model_info"]["weights"]["skipped"] == ["fc.bias", "fc.weight"]
     assert rec["timings"]["frozen_cache"][0]["frozen_cache"].startswith("the images are augmented")
+
+
+def test_a_feature_term_on_frozen_layers_is_warned(tmp_path, capsys):
+    """Seen in the transfer study: with --tune head, os+fsc trained exactly as os (FSC's layers frozen)."""
+    assert main([*TINY, "--methods", "os+fsc,la", "--tune", "head", "--steps", "2", "--executor", "local",
+                 "--out", str(tmp_path)]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "warning: os+fsc: fsc reads layer3, layer4, which --tune head freezes" in err and "la:" not in err
+    assert main([*TINY, "--methods", "os+fsc", "--tune", "last:1", "--steps", "2", "--executor", "local",
+                 "--out", str(tmp_path)]) == 0  # fmt: skip
+    assert "warning: os+fsc" not in capsys.readouterr().err  # layer4 trains under last:1
