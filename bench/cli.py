@@ -94,8 +94,9 @@ def _add_run_parser(sub, plugin) -> None:
     r.add_argument("--classes", help="MAJ,MIN for a binary task (required for dataset 'folder')")
     r.add_argument(
         "--ratios",
-        help="comma-separated minority:majority ratios in (0, 1] "
-        f"(preset default: the paper's {','.join(f'{x:g}' for x in PAPER_RATIOS)})",
+        help="comma-separated minority:majority ratios in (0, 1], or natural (the data's own imbalance: every "
+        "training image of both classes; the default for --dataset folder; else the preset's default: the paper's "
+        f"{','.join(f'{x:g}' for x in PAPER_RATIOS)})",
     )
     r.add_argument("--seeds", type=int, help="number of seeds, run as seeds 0..N-1 (preset default)")
     r.add_argument("--data-seed", type=int, help="fix the training-subset draw (default: each run's seed)")

@@ -125,6 +125,29 @@ def check_model(cache: DataCache, req: GridRequest) -> None:
                 check_provenance(path, ds, names)
 
 
+NATURAL = "natural"  # --ratios natural: the data's own imbalance
+
+
+def natural_ratio(data, ds: str, pairs: dict, task: str, classes, n_major, val_per_class: int) -> float:
+    """The minority:majority ratio of the training images as the data has them (after the validation
+    hold-out and --n-major), so that the task takes every minority image: `--ratios natural`."""
+    from datasets.tasks import minority_count
+
+    if task == "lt":
+        raise BenchError("--ratios natural applies to two-class tasks (fine, coarse); lt draws a profile of ratios")
+    names = resolve_classes(ds, data, pairs, task, classes)
+    counts = [int((data.train_y == data.classes.index(c)).sum()) - val_per_class for c in names]
+    head = min(counts[0], n_major) if n_major else counts[0]
+    if counts[1] > head:
+        raise BenchError(
+            f"--ratios natural: {names[1]!r} (the rare class, second of --classes) has more training images "
+            f"({counts[1]}) than {names[0]!r} ({head}); name the common class first"
+        )
+    exact = counts[1] / head
+    short = float(f"{exact:.4g}")  # a readable label where it gives the same count
+    return short if minority_count(short, head)[0] == counts[1] else exact
+
+
 def expand(req: GridRequest, cache: DataCache) -> list[RunSpec]:
     """All specs of the grid, validated up front: a bad name fails before any run starts."""
     used = {n for m in req.methods for n in m.split("+")}
@@ -149,13 +172,21 @@ def expand(req: GridRequest, cache: DataCache) -> list[RunSpec]:
                     f"{c.posthoc.name}.{c.posthoc.choice} value as it is"
                 )
             composites[(c.name, json.dumps(c.hparams(), sort_keys=True))] = c
+    ratios_of = {}
     for ds in req.datasets:
         src, data = cache.get(ds)
         for task in req.tasks:
             classes = list(req.classes) if req.classes else None
             resolve_classes(ds, data, src.pairs, task, classes)
+            val = req.train.get("val_per_class", 0)
+            ratios_of[(ds, task)] = [
+                natural_ratio(data, ds, src.pairs, task, classes, req.n_major, val) if r == NATURAL else r
+                for r in req.ratios
+            ]
+            if NATURAL in req.ratios:
+                print(f"{ds}/{task}: --ratios natural is 1:{ratios_of[(ds, task)][req.ratios.index(NATURAL)]:g}")
             cells: dict[tuple, float] = {}
-            for ratio in req.ratios:  # counts, hold-out and majority cap, checked before any run
+            for ratio in dict.fromkeys(ratios_of[(ds, task)]):  # counts, hold-out and majority cap, checked first
                 t = build_task(
                     data, ds, src.pairs, task, ratio, 0, n_major=req.n_major, classes=classes,
                     val_per_class=req.train.get("val_per_class", 0),
@@ -197,7 +228,7 @@ def expand(req: GridRequest, cache: DataCache) -> list[RunSpec]:
         for steps in budgets
         for ds in req.datasets
         for task in req.tasks
-        for ratio in req.ratios
+        for ratio in dict.fromkeys(ratios_of[(ds, task)])
         for comp in composites.values()
     ]
     unique = {s.key: s for s in specs}  # 'fsc' and 'ce+fsc' are one run

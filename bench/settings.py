@@ -19,7 +19,7 @@ from methods import REGISTRY
 
 from .errors import BenchError
 from .executors import RunOptions, SlurmOptions, WorkerPlan, plan_workers
-from .runner import GridRequest
+from .runner import NATURAL, GridRequest
 from .spec import PRESETS, TRAIN_FLAGS, named_budget, numerics, recorded_preset
 from .train import pick_device
 
@@ -192,7 +192,8 @@ class RunSettings:
             f"preset {named_budget(req.train) or req.train['preset']}: "
             + ", ".join(f"{k}={v}" for k, v in req.train.items() if v is not None)
             + (f" (budgets {','.join(map(str, req.budgets))})" if len(req.budgets) > 1 else "")
-            + f"; ratios {','.join(f'{r:g}' for r in req.ratios)}; seeds {','.join(map(str, req.seeds))}; "
+            + f"; ratios {','.join(r if r == NATURAL else f'{r:g}' for r in req.ratios)}; "
+            + f"seeds {','.join(map(str, req.seeds))}; "
             + f"{runs} runs"
             + (f" in {stacks} stacks of up to {self.stack}" if self.stack > 1 else "")
             + f"; executor {self.executor}"
@@ -279,7 +280,9 @@ def _check_counts(a) -> None:
 def _request(a, train: dict, budgets: list[int]) -> GridRequest:
     """The grid: datasets x tasks x methods (with their --set and --sweep values) x ratios x seeds x budgets."""
     preset = PRESETS[a.preset]
-    ratios = [check_ratio(x) for x in csv_list(a.ratios)] if a.ratios else list(preset["ratios"])
+    # `natural`: the data's own imbalance (bench/runner.py `natural_ratio`), the default for a user's folder
+    default = [NATURAL] if csv_list(a.dataset) == ["folder"] else list(preset["ratios"])
+    ratios = [x if x == NATURAL else check_ratio(x) for x in csv_list(a.ratios)] if a.ratios else default
     seeds = list(range(a.seeds)) if a.seeds else list(preset["seeds"])
     methods = expand_methods(csv_list(a.methods), validation=bool(train["val_per_class"]))
     if not methods:

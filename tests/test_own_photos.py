@@ -18,7 +18,7 @@ CLASSES = {"roe_deer": 6, "water_deer": 4}  # locations per class
 BURST = 5  # frames per location: one scene, shifted a pixel or two
 
 
-def write_site(root, classes=CLASSES, burst=BURST, seed=0):
+def write_site(root, classes=CLASSES, burst=BURST, seed=0, bursts=None):
     """Per class and location one smooth random scene (a 6 x 6 grid upsampled to 48 px), its burst of
     shifted frames, and a metadata.csv naming each frame's location and sequence."""
     rng = np.random.default_rng(seed)
@@ -27,7 +27,7 @@ def write_site(root, classes=CLASSES, burst=BURST, seed=0):
         (root / cls).mkdir(parents=True)
         for loc in range(n_loc):
             scene = Image.fromarray(rng.integers(0, 255, (6, 6, 3), dtype=np.uint8)).resize((56, 56), Image.BILINEAR)
-            for k in range(burst):
+            for k in range((bursts or {}).get(cls, burst)):
                 dx, dy = rng.integers(0, 3, 2)
                 frame = scene.crop((dx, dy, dx + 48, dy + 48))
                 name = f"{cls}/{cls}_{loc}_{k}.png"
@@ -117,3 +117,32 @@ def test_a_class_seen_at_one_location_only_cannot_be_split_by_location(tmp_path,
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "class 'water_deer' is in 1 location(s) (water_deer-site0), all on the" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_the_readmes_own_photos_command_works_as_written_on_50_common_and_10_rare(tmp_path, capsys):
+    """Issue 38 item 5: the README's command, taken from README.md itself, on a folder of 50 water deer and
+    10 roe deer at 5 locations each (plus --out, and --preset tiny --plain to keep the test short): it trains
+    on the folder's own imbalance (--ratios natural by default) with every location on one side."""
+    import re
+    import shlex
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    [cmd] = [c for c in re.findall(r"```bash\n(.*?)```", readme, re.S) if "--dataset folder" in c]
+    argv = shlex.split(cmd.replace("\\\n", " "))
+    assert argv[:3] == ["python", "-m", "bench"]
+    root = write_site(tmp_path / "traps", classes={"water_deer": 5, "roe_deer": 5},
+                      bursts={"water_deer": 10, "roe_deer": 2})  # fmt: skip
+    argv = [str(root) if a == "~/traps" else a for a in argv[3:]]
+    out = tmp_path / "runs"
+    assert main([*argv, "--out", str(out), "--preset", "tiny", "--plain"]) == 0
+    printed = capsys.readouterr().out
+    assert "--ratios natural is 1:" in printed
+    recs = [json.loads(p.read_text()) for p in out.glob("*.json")]
+    assert {r["spec"]["method"] for r in recs} == {"ce", "os", "os+fsc"}
+    # every training photo of both classes: the split's counts, not a subsample
+    from bench.runner import DataCache
+
+    data = DataCache(str(root), None, split_by="location").get("folder")[1]
+    pool = [int((data.train_y == data.classes.index(c)).sum()) for c in ("water_deer", "roe_deer")]
+    assert {tuple(r["counts"]["train"]) for r in recs} == {tuple(pool)} and pool[1] < pool[0]
