@@ -50,8 +50,6 @@ class TappedResNet(ResNet):
     def feature_dims(self) -> dict[str, int]:
         return dict(zip(LAYERS, self.widths))
 
-    stages = len(LAYERS)  # how many stages `--tune last:N` may name
-
     def frozen_taps(self, tune: str) -> set[str]:
         """The taps whose layers `tune` freezes."""
         return {n for n in LAYERS if n in frozen_parts(tune)}

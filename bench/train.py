@@ -117,8 +117,8 @@ class FrozenCache:
 
     CHUNK = 512
 
-    def __init__(self, model, depth: int, x_u8: torch.Tensor, norm: Normaliser, autocast):
-        self.depth = depth
+    def __init__(self, model, depth: int, x_u8: torch.Tensor, norm: Normaliser, autocast, source: torch.Tensor):
+        self.depth, self.source = depth, source  # `source`: the images it was made from (stages may share it)
         outs, feats = [], {}
         was_training = model.training
         model.eval()
@@ -262,8 +262,8 @@ class _Run:
         if why:
             self.cache = None
         elif self.cache is None or self.cache.source is not x:  # stages on the same images share one cache
-            self.cache = FrozenCache(model, model.frozen_depth(self.spec.tune), self.x_train, self.norm, self.autocast)
-            self.cache.source = x
+            depth = model.frozen_depth(self.spec.tune)
+            self.cache = FrozenCache(model, depth, self.x_train, self.norm, self.autocast, source=x)
         self.cache_log.append({"stage": stage.name, "frozen_cache": why or "on"})
         self.b = min(self.bs, len(self.labels))
         self.log_every = max(1, n_steps // 20)
