@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from datasets import PAPER_RATIOS, SOURCES, TASKS, get_source
 from methods import REGISTRY, load_plugins
 
@@ -70,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _add_run_parser(sub, plugin)
+    _add_advise_parser(sub, plugin)
     _add_info_parsers(sub, plugin)
     _add_perf_parser(sub)
     _add_report_parser(sub, plugin)
@@ -214,6 +217,12 @@ def _add_execution_args(r) -> None:
         action="store_true",
         help="also keep each run's pooled layer4 test features (OUT/features/KEY.npz) for the report's t-SNE",
     )
+    r.add_argument(
+        "--save-model",
+        action="store_true",
+        help="also keep each run's trained model (OUT/models/KEY.pt with KEY.json: weights, input normalisation, "
+        "post-hoc step), for `bench predict`",
+    )
     r.add_argument("--plain", action="store_true", help="plain log lines instead of the live display")
     r.add_argument(
         "--threads",
@@ -262,6 +271,61 @@ def _add_execution_args(r) -> None:
     r.add_argument("--slurm-no-wait", action="store_true", help="submit and return; `bench status` shows progress")
 
 
+def _add_advise_parser(sub, plugin) -> None:
+    ad = sub.add_parser(
+        "advise",
+        help="which method for MY data? races a few contenders on validation photos carved from your training "
+        "photos, says which to use in words, and trains and saves it (bench/advise.py)",
+        formatter_class=_Help,
+        parents=[plugin],
+    )
+    ad.add_argument("--dataset", default="folder", help=f"folder (your photos, the default) or a built-in source: "
+                    f"{', '.join(sorted(SOURCES))}")  # fmt: skip
+    ad.add_argument("--data-root", help="your photos: DIR/<class>/* (and optionally DIR/metadata.csv)")
+    ad.add_argument("--classes", help="COMMON,RARE: the two classes, the rare one second")
+    ad.add_argument("--task", default="fine", help="a built-in dataset's task (fine, coarse)")
+    ad.add_argument(
+        "--methods",
+        help="the contenders (default: os, ce and the methods of the regime's confirmatory family in grids/, the "
+        "ones the suite's evidence puts forward)",
+    )
+    ad.add_argument("--ratios", help="one ratio (default: natural for a folder, 0.01 for a built-in task)")
+    ad.add_argument("--split-by", choices=("location", "camera", "sequence"), help="as for `run`")
+    ad.add_argument("--image-size", type=int, help="as for `run` (folder default 64)")
+    ad.add_argument("--skip-unreadable", action="store_true", help="as for `run`")
+    ad.add_argument(
+        "--val-per-class",
+        type=int,
+        help="training photos per class held out to choose on (default: a quarter of the rare class's, at most 20)",
+    )
+    ad.add_argument("--seeds", type=int, default=3, help="seeds every contender trains first")
+    ad.add_argument("--max-seeds", type=int, default=10, help="seeds the race may grow to")
+    ad.add_argument("--hours", type=float, default=1.0, help="time budget: no round of more seeds is started that "
+                    "the runs so far say would end beyond it")  # fmt: skip
+    ad.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="training settings, as for `run`")
+    ad.add_argument("--model", default="resnet18", help="backbone, as for `run`")
+    ad.add_argument("--width", type=float, help="as for `run`")
+    ad.add_argument("--steps", help="as for `run` (one budget)")
+    ad.add_argument(
+        "--pretrained",
+        "--weights",
+        dest="weights",
+        metavar="START",
+        help="a pretrained start, as for `run` (the contenders are then the transfer regime's)",
+    )
+    ad.add_argument("--tune", help="as for `run`")
+    ad.add_argument("--augment", choices=AUGMENTS, help="as for `run`")
+    ad.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE", help="as for `run`")
+    ad.add_argument("--out", default="advice", help="OUT/runs: the race's records; OUT/advice.md, OUT/model.pt, "
+                    "OUT/test_predictions.csv: the answer")  # fmt: skip
+    ad.add_argument("--no-save-model", dest="save_model", action="store_false",
+                    help="do not train and keep the chosen method's model")  # fmt: skip
+    ad.add_argument("--device", default="auto")
+    ad.add_argument("--executor", default="pool", choices=["pool", "local"], help="as for `run`")
+    ad.add_argument("--threads", type=int, help="as for `run`")
+    ad.add_argument("--plain", action="store_true", help="plain log lines instead of the live display")
+
+
 def _add_info_parsers(sub, plugin) -> None:
     """`list`, `datasets` and `status`."""
     sub.add_parser(
@@ -283,6 +347,17 @@ def _add_info_parsers(sub, plugin) -> None:
     pt.add_argument("--seed", type=int, default=0)
     pt.add_argument("--out", help="folder for NAME.pt, NAME.pt.json, NAME.provenance.json (default: the shipped "
                     "bench/pretrained/)")  # fmt: skip
+
+    pr = sub.add_parser(
+        "predict",
+        help="classify a folder of photos with a saved model (`bench run --save-model`, `bench advise`): a CSV of "
+        "each photo's predicted class and probabilities",
+    )
+    pr.add_argument("model", help="a saved model: OUT/models/KEY.pt, or the model.pt `bench advise` wrote")
+    pr.add_argument("photos", help="a folder of photos (searched recursively); where its sub-folders are named "
+                    "after the model's classes, they are taken as the true labels and accuracy is printed")  # fmt: skip
+    pr.add_argument("--out", default="predictions.csv", help="the CSV to write")
+    pr.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
 
     st = sub.add_parser("status", help="done / failed / pending per grid from the records (and SLURM job ids)")
     st.add_argument("--out", default="results/runs", help="folder of run records")
@@ -442,13 +517,19 @@ def _terminated(signum, frame):
 
 
 def cmd_run(a, settings=None) -> int:
+    return run_command(a, settings)[0]
+
+
+def run_command(a, settings=None, cache=None, table: bool = True) -> tuple[int, list]:
+    """`bench run`: (exit status, the runs it planned). `cache`: data already loaded by the caller (`bench
+    advise` runs several commands on one folder); `table`: print the grid's console table at the end."""
     from .executors import run_grid
     from .runner import DataCache, expand, plan_stacks
     from .settings import RunSettings
     from .status import write_manifest
 
     settings = settings or RunSettings.from_args(a)  # a grid file's entries come checked
-    cache = DataCache(a.data_root, a.image_size, a.skip_unreadable, a.split_by)
+    cache = cache or DataCache(a.data_root, a.image_size, a.skip_unreadable, a.split_by)
     stacks = plan_stacks(expand(settings.request, cache), settings.stack)
     specs = [s for stack in stacks for s in stack]
     for name in settings.request.datasets:  # what loading a user's folder found: the split per class, skipped files
@@ -468,18 +549,18 @@ def cmd_run(a, settings=None) -> int:
     except Terminated:
         print(f"terminated (SIGTERM): finished records are in {out}; run the same command again to resume",
               file=sys.stderr)  # fmt: skip
-        return 143
+        return 143, specs
     except KeyboardInterrupt:
         print(f"interrupted: finished records are in {out}; run the same command again to resume", file=sys.stderr)
-        return 130
+        return 130, specs
     finally:
         signal.signal(signal.SIGTERM, previous)
     if outcome is None:  # submitted to SLURM without waiting
-        return 0
-    return _grid_finished(outcome, specs, out, t0)
+        return 0, specs
+    return _grid_finished(outcome, specs, out, t0, table), specs
 
 
-def _grid_finished(outcome, specs, out: Path, t0: float) -> int:
+def _grid_finished(outcome, specs, out: Path, t0: float, table: bool = True) -> int:
     """The grid's summary line, its console table, and the exit status (1 when runs failed or were lost)."""
     ok = sum(r["status"] == "ok" for r in outcome.written)
     print(
@@ -493,7 +574,10 @@ def _grid_finished(outcome, specs, out: Path, t0: float) -> int:
 
     keys = {s.key for s in specs}
     recs = [r for _, r in store.iter_records(out) if r and r.get("key") in keys]
-    print_console(aggregate([r for r in recs if r.get("status") == "ok"]), sum(r.get("status") != "ok" for r in recs))
+    if table:
+        print_console(
+            aggregate([r for r in recs if r.get("status") == "ok"]), sum(r.get("status") != "ok" for r in recs)
+        )
     if outcome.lost:
         print(
             f"error: the grid did not finish: {len(outcome.lost)} run(s) have no record (every worker stopped); "
@@ -750,7 +834,44 @@ def cmd_pretrain(a) -> int:
     return 0
 
 
+def cmd_predict(a) -> int:
+    from .saved_model import classify, decode, load, photo_files, write_predictions
+    from .train import pick_device
+
+    root = Path(a.photos)
+    files = photo_files(root)
+    device = pick_device(a.device)
+    model, config, posthoc = load(Path(a.model), device)
+    classes = config["classes"]
+    top = [f.relative_to(root).parts[0] if len(f.relative_to(root).parts) > 1 else None for f in files]
+    labelled = all(t in classes for t in top)
+    logits = classify(model, config, posthoc, decode(files, config), device)
+    labels = np.array([classes.index(t) for t in top]) if labelled else None
+    write_predictions(Path(a.out), [str(f.relative_to(root)) for f in files], logits, classes, labels)
+    pred = logits.argmax(axis=1)
+    counts = ", ".join(f"{c} {int((pred == i).sum())}" for i, c in enumerate(classes))
+    print(f"{len(files)} photos classified by {config['method']} ({Path(a.model).name}): {counts}; wrote {a.out}")
+    if labelled:
+        acc = [float((pred[labels == i] == i).mean()) for i in range(len(classes)) if (labels == i).any()]
+        seen = [c for i, c in enumerate(classes) if (labels == i).any()]
+        print("accuracy per class (folders as labels): " + ", ".join(f"{c} {v:.3f}" for c, v in zip(seen, acc)))
+    return 0
+
+
+def cmd_advise(a) -> int:
+    from .advise import advise
+
+    try:
+        return advise(a)
+    except KeyboardInterrupt:
+        print(f"interrupted: the race's records are in {a.out}/runs; run the same command again to resume",
+              file=sys.stderr)  # fmt: skip
+        return 130
+
+
 COMMANDS = {
+    "advise": cmd_advise,
+    "predict": cmd_predict,
     "pretrain": cmd_pretrain,
     "status": cmd_status,
     "perf": cmd_perf,

@@ -58,7 +58,7 @@ def convergence(history: list[dict], stage_log: list[dict], fit: dict) -> dict:
     }
 
 
-def _posthoc_logits(posthoc: Posthoc | None, logits, feats, model, value):
+def posthoc_logits(posthoc: Posthoc | None, logits, feats, model, value):
     if posthoc is None:
         return logits
     out = posthoc.apply(torch.from_numpy(logits), torch.from_numpy(feats), model, value)
@@ -75,7 +75,7 @@ def choose_posthoc(posthoc: Posthoc, model, task: TaskData, norm, batch_size, au
     logits, feats = predict(model, task.val_x, norm, batch_size, autocast, ("layer4",))
     y = task.val_y.numpy()
     scores = {
-        v: evaluate(y, _posthoc_logits(posthoc, logits, feats["layer4"], model, v), task.train_counts)["balanced_acc"]
+        v: evaluate(y, posthoc_logits(posthoc, logits, feats["layer4"], model, v), task.train_counts)["balanced_acc"]
         for v in grid
     }
     best = max(scores, key=lambda v: (scores[v], -abs(v - default)))
@@ -91,7 +91,7 @@ def evaluate_model(model, posthoc, task: TaskData, norm, batch_size, autocast, f
     choice = choose_posthoc(posthoc, model, task, norm, batch_size, autocast) if posthoc else None
     logits, feats = predict(model, task.test_x, norm, batch_size, autocast, LAYERS)
     y = task.test_y.numpy()
-    final_logits = _posthoc_logits(posthoc, logits, feats["layer4"], model, choice and choice["value"])
+    final_logits = posthoc_logits(posthoc, logits, feats["layer4"], model, choice and choice["value"])
     metrics = evaluate(y, final_logits, task.train_counts)
     # every test image's label, prediction and probabilities: the report pairs two methods image by image
     # (the test set's sampling error) and computes calibration and the review queue from them
@@ -109,7 +109,7 @@ def evaluate_model(model, posthoc, task: TaskData, norm, batch_size, autocast, f
     if task.val_y is not None and len(task.val_y):  # for model selection; never mixed with the test numbers
         val_logits, val_feats = predict(model, task.val_x, norm, batch_size, autocast, ("layer4",))
         value = metrics.get("posthoc", {}).get(posthoc.choice or "value") if posthoc else None
-        val_logits = _posthoc_logits(posthoc, val_logits, val_feats["layer4"], model, value)
+        val_logits = posthoc_logits(posthoc, val_logits, val_feats["layer4"], model, value)
         v = evaluate(task.val_y.numpy(), val_logits, task.train_counts)
         metrics["val"] = {k: v[k] for k in SHORT_METRICS}
         if len(task.classes) <= 36:  # for fitting a temperature on validation, never on the test images
@@ -149,6 +149,6 @@ def balanced_bn_metrics(model, posthoc, metrics, task: TaskData, norm, batch_siz
     logits, feats = predict(bn_model, task.test_x, norm, eval_batch_size, autocast, ("layer4",))
     value = metrics.get("posthoc", {}).get(posthoc.choice or "value") if posthoc else None
     m = evaluate(
-        task.test_y.numpy(), _posthoc_logits(posthoc, logits, feats["layer4"], bn_model, value), task.train_counts
+        task.test_y.numpy(), posthoc_logits(posthoc, logits, feats["layer4"], bn_model, value), task.train_counts
     )
     return {k: m[k] for k in SHORT_METRICS} | {"images_per_class": per_class}

@@ -24,6 +24,7 @@ from .envinfo import now
 from .errors import BenchError
 from .progress import PROGRESS_EVERY_S, TERMINAL_EVERY_S, make_progress
 from .runner import DataCache, pending, plain_output, run_stack
+from .saved_model import model_path
 from .spec import RunSpec
 from .status import jobs_file, squeue_states
 from .worker_boot import boot
@@ -41,6 +42,7 @@ class RunOptions:
     threads: int | None = None  # torch CPU threads per run (None: torch's default)
     command: str = ""  # the command line, kept in every record
     save_features: bool = False  # also write OUT/features/<key>.npz (pooled layer4 test features)
+    save_models: bool = False  # also write OUT/models/<key>.pt (the trained model, bench/saved_model.py)
     plugins: tuple[str, ...] = ()  # modules registering methods, imported in every worker process too
     skip_unreadable: bool = False  # folder source: leave unreadable photos out (listed in each record)
     split_by: str | None = None  # folder source: keep each location / camera / sequence in one split
@@ -126,9 +128,10 @@ def execute(
     try:
         src, data = cache.get(specs[0].dataset)
         features = [Path(out) / "features" / f"{s.key}.npz" if opts.save_features else None for s in specs]
+        models = [model_path(Path(out), s.key) if opts.save_models else None for s in specs]
         records = run_stack(
             specs, src, data, device, opts.eval_batch_size, [progress(s.key) for s in specs], opts.compile,
-            opts.command, features,
+            opts.command, features, models,
         )  # fmt: skip
         for rec in records:
             if rec["key"] in held:

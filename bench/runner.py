@@ -314,10 +314,12 @@ def run_stack(
     compile=False,
     command: str = "",
     features_paths: list | None = None,
+    model_paths: list | None = None,
 ) -> list[dict]:
     """Train and evaluate a stack of runs (one run: a stack of one); always one record per run (status
     'ok' or 'failed'). A run that fails in training fails alone; one that cannot start fails its stack,
-    whose runs only train together."""
+    whose runs only train together. `model_paths`: where each trained model is saved (bench/saved_model.py),
+    or None."""
     records, tasks, methods = [], [], []
     t0 = time.perf_counter()
     for spec in specs:
@@ -337,13 +339,20 @@ def run_stack(
             raise RuntimeError(
                 f"{unable['key']} of its stack could not start ({unable['error']}); a stack trains whole"
             )
-        results = train_stack(specs, tasks, methods, device, eval_batch_size, on_progress, compile, features_paths)
-        for record, result in zip(records, results):
+        keep = any(model_paths or ())
+        results = train_stack(
+            specs, tasks, methods, device, eval_batch_size, on_progress, compile, features_paths, keep_models=keep
+        )
+        for i, (record, result) in enumerate(zip(records, results)):
             if isinstance(result, BaseException):
                 _failed(record, result, device)
-            else:
-                record.update(result)
-                record["status"] = "ok"
+                continue
+            model = result.pop("model", None)
+            if model is not None and model_paths[i] is not None:
+                _save_model(model_paths[i], model, specs[i], tasks[i], methods[i], result["metrics"], device)
+                record["saved_model"] = str(model_paths[i])
+            record.update(result)
+            record["status"] = "ok"
     except KeyboardInterrupt:
         raise
     except Exception as e:
@@ -353,6 +362,17 @@ def run_stack(
     for record in records:
         record["wall_s"] = round((time.perf_counter() - t0) / len(specs), 3)
     return records
+
+
+def _save_model(path: Path, model, spec: RunSpec, task, method, metrics: dict, device: torch.device) -> None:
+    """The trained model with what classifying a photo again needs (its input normalisation as training used
+    it: bench/train.py `input_statistics`)."""
+    from .saved_model import save
+    from .spec import resolved_precision
+    from .train import input_statistics
+
+    mean, std = input_statistics(task, model.pretrained_cfg, task.train_x.shape[1])
+    save(Path(path), model, spec, task, method, metrics, mean, std, resolved_precision(spec.precision, device))
 
 
 def changed_sources(done: list[tuple[RunSpec, dict]]) -> dict[str, int]:

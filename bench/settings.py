@@ -179,6 +179,7 @@ class RunSettings:
             threads=workers.threads,
             command=a.command_line,
             save_features=a.save_features,
+            save_models=a.save_model,
             plugins=tuple(a.plugin),
             skip_unreadable=a.skip_unreadable,
             split_by=a.split_by,

@@ -32,6 +32,10 @@ class SourceData:
     origin: str  # where the files were read from, for the run record
     digest: str | None = None  # content digest where the content varies by machine (a user's folder)
     notes: list[str] = field(default_factory=list)  # what loading skipped or warns about, for the record
+    # each image's file (relative to the data root) where the images are a user's files: `bench advise`
+    # names them in its per-image predictions
+    train_files: list[str] | None = None
+    test_files: list[str] | None = None
 
     def __post_init__(self):
         for name in ("train_x", "test_x"):

@@ -89,9 +89,11 @@ def _digest(samples: list[tuple[str, int]], root: Path, size: int, skip: bool) -
     return h.hexdigest()[:24], unreadable
 
 
-def _decode_one(path: str, size: int) -> torch.Tensor:
+def decode_photo(path: str, size: int, mode: str = "RGB") -> torch.Tensor:
+    """One photo as the folder source reads it: `mode` (RGB; L for a one-channel model), the shorter side
+    resized to `size`, the centre square cropped; uint8 (C, size, size). `bench predict` reads photos so."""
     with Image.open(path) as im:  # PIL refuses decompression bombs (Image.MAX_IMAGE_PIXELS)
-        img = TF.pil_to_tensor(im.convert("RGB"))
+        img = TF.pil_to_tensor(im.convert(mode))
     return TF.center_crop(TF.resize(img, size, antialias=True), [size, size])
 
 
@@ -99,7 +101,7 @@ def _decode(samples: list[tuple[str, int]], size: int, skip: bool) -> tuple[torc
     kept, images, skipped = [], [], []
     for path, label in track(samples, description="decoding photos", transient=True):
         try:
-            images.append(_decode_one(path, size))
+            images.append(decode_photo(path, size))
         except Exception as e:  # PIL raises OSError, DecompressionBombError, ValueError, ...
             why = f"{path} ({type(e).__name__})"
             if not skip:
@@ -206,8 +208,16 @@ class Folder(Source):
             notes.append(f"split by {self.split_by}: every {self.split_by} of {root / METADATA} in one split")
         elif not presplit:
             tr, te = stratified_split(y.numpy(), test_fraction=0.2)
+        files = [os.path.relpath(p, root) for p, _ in kept_samples]
         data = SourceData(
-            x[tr].contiguous(), y[tr], x[te].contiguous(), y[te], classes=classes, origin=f"{root} (cache {cache.name})"
+            x[tr].contiguous(),
+            y[tr],
+            x[te].contiguous(),
+            y[te],
+            classes=classes,
+            origin=f"{root} (cache {cache.name})",
+            train_files=[files[i] for i in tr],
+            test_files=[files[i] for i in te],
         )
         # the run key's digest: the photos, and how they were split (the metadata and the grouping)
         data.digest = digest if not self.split_by else hashlib.sha256(
@@ -221,7 +231,7 @@ class Folder(Source):
             f"warning: class {c!r} has {b} test images (< {FEW_TEST_IMAGES}): its accuracy moves in steps "
             f"of {1 / b:.2f}"
             for c, b in zip(classes, test_n)
-            if b < FEW_TEST_IMAGES
+            if 0 < b < FEW_TEST_IMAGES
         ]
         data.notes = notes
         return data
