@@ -307,13 +307,14 @@ def run_flags(a) -> list[str]:
     return flags
 
 
-def advise(a) -> int:
-    """`bench advise` (module docstring): the race, the answer, the saved model. The exit status."""
+def advise(a, run) -> int:
+    """`bench advise` (module docstring): the race, the answer, the saved model. The exit status. `run(argv,
+    command_line, cache)` is `bench run` (the CLI's, handed in so that this module does not import the CLI):
+    (its exit status, the runs it planned)."""
     from datasets.tasks import resolve_classes
 
-    from .cli import build_parser, run_command
     from .runner import DataCache
-    from .settings import RunSettings, csv_list
+    from .settings import csv_list
     from .train import pick_device
 
     if a.ratios is not None and len(csv_list(a.ratios)) != 1:
@@ -324,13 +325,13 @@ def advise(a) -> int:
         raise BenchError(f"--hours must be positive, got {a.hours}")
     if a.ratios is None and a.dataset != "folder":
         a.ratios = "0.01"  # a built-in task: the suite's camera-trap cell
-    methods, why = (csv_list(a.methods), "as given (--methods)") if a.methods else contenders(bool(a.weights))
+    methods, why = (csv_list(a.methods), "as given by --methods") if a.methods else contenders(bool(a.weights))
     reference = REFERENCE if REFERENCE in methods else methods[0]
     cache = DataCache(a.data_root, a.image_size, a.skip_unreadable, a.split_by)
     src, data = cache.get(a.dataset)
     classes = resolve_classes(a.dataset, data, src.pairs, a.task, csv_list(a.classes) if a.classes else None)
     val = a.val_per_class if a.val_per_class is not None else default_validation(data, classes)
-    parser, base = build_parser(), run_flags(a)
+    base = run_flags(a)
     say(f"contenders: {', '.join(methods)} ({why}); reference {reference}")
     say(
         f"validation: {val} training photo(s) per class held out to choose on (the test split is never used to "
@@ -345,9 +346,7 @@ def advise(a) -> int:
 
     def train(names: list[str], seeds: int, extra: list[str]) -> list[dict]:
         argv = ["run", *base, "--methods", ",".join(names), "--seeds", str(seeds), *extra]
-        args = parser.parse_args(argv)
-        args.command_line = f"{a.command_line}  # {' '.join(argv)}"
-        code, specs = run_command(args, RunSettings.from_args(args), cache, table=False)
+        code, specs = run(argv, f"{a.command_line}  # {' '.join(argv)}", cache)
         if code in (130, 143):
             raise KeyboardInterrupt
         from . import store

@@ -860,9 +860,15 @@ def cmd_predict(a) -> int:
 
 def cmd_advise(a) -> int:
     from .advise import advise
+    from .settings import RunSettings
+
+    def run(argv: list[str], command_line: str, cache) -> tuple[int, list]:
+        args = build_parser().parse_args(argv)
+        args.command_line = command_line
+        return run_command(args, RunSettings.from_args(args), cache, table=False)
 
     try:
-        return advise(a)
+        return advise(a, run)
     except KeyboardInterrupt:
         print(f"interrupted: the race's records are in {a.out}/runs; run the same command again to resume",
               file=sys.stderr)  # fmt: skip

@@ -1,9 +1,10 @@
 """Record compatibility, in one place: how records made by older code are read, so that records (the
 suite's capital) stay usable without ever being rewritten and are never taken for what they are not.
 
-1. Run keys (`LATE_DEFAULTS`): a field added to RunSpec after records existed is left out of the key while
-   it has the value those older records were computed with, so their keys stay valid and a grid resumes
-   on them. A field whose new value changes the arithmetic gets a new key by construction.
+1. Run keys (`LATE_DEFAULTS`, defined in bench/spec.py beside the key it shapes): a field added to RunSpec
+   after records existed is left out of the key while it has the value those older records were computed
+   with, so their keys stay valid and a grid resumes on them. A field whose new value changes the
+   arithmetic gets a new key by construction.
 2. Numerics (`record_numerics`): records made before the key named the arithmetic (device, precision,
    CPU threads, torch release, CPU model) get it rebuilt from the environment they recorded (without the
    CPU model: those boards stay apart from the newer ones).
@@ -19,24 +20,14 @@ suite's capital) stay usable without ever being rewritten and are never taken fo
 
 from __future__ import annotations
 
-# Fields added after records existed: left out of the key at these values, so older keys stay valid.
-LATE_DEFAULTS = {
-    "precision": "auto",
-    "val_per_class": 0,
-    "tune": "full",
-    "augment": "crop+flip",
-    "numerics": None,
-    "weights_sha256": None,
-    "data_digest": None,
-    "revisions": None,
-}
+from .spec import LATE_DEFAULTS, numerics
+
+__all__ = ["LATE_DEFAULTS", "record_hparams", "record_numerics"]  # LATE_DEFAULTS: defined with the key (spec.py)
 
 
 def record_numerics(rec: dict) -> str:
     """A record's numerics: its spec's, or for records made before the field existed, rebuilt from
     the environment it recorded (device kind, thread count, torch version)."""
-    from .spec import numerics
-
     spec, env = rec.get("spec", {}), rec.get("env", {})
     if spec.get("numerics"):
         return spec["numerics"]

@@ -7,15 +7,12 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-if TYPE_CHECKING:
-    from ._compose import Composite
 
 
 class MethodError(ValueError):
@@ -339,12 +336,25 @@ class Stage:
         return total, parts
 
 
+class Composition(Protocol):
+    """What a stages method reads of the composition it is part of (methods/_compose.py's Composite, which
+    imports this module: a protocol here keeps the two files one way)."""
+
+    sampler: Sampler | None
+    criterion: Criterion
+    auxiliaries: list[Auxiliary]
+    transform: Transform | None
+    reweighting: Reweighting | None
+
+    def main_stage(self, name: str = "train", share: float = 1.0) -> Stage: ...
+
+
 class Stages(Method):
     """Splits the budget into stages. `stages(comp)` builds them from the rest of the composition."""
 
     role = "stages"
 
-    def stages(self, comp: Composite) -> list[Stage]:
+    def stages(self, comp: Composition) -> list[Stage]:
         raise NotImplementedError
 
 
