@@ -100,3 +100,40 @@ def test_predict_refuses_what_is_not_a_saved_model_or_a_photo_folder(tmp_path, c
     (tmp_path / "empty").mkdir()
     assert main(["predict", str(bad), str(tmp_path / "empty")]) == 2
     assert "holds no image files" in capsys.readouterr().err
+
+
+def _unreadable(root):
+    (root / "water_deer" / "broken.png").write_bytes(b"not a png")
+
+
+def _missing_in_csv(root):
+    (root / "metadata.csv").write_text("file,location\nroe_deer/nope.png,a\n")
+
+
+def _one_location(root):
+    csv_text = (root / "metadata.csv").read_text()
+    (root / "metadata.csv").write_text(
+        "\n".join(
+            line.replace(line.split(",")[2], "water_deer-site0") if line.startswith("water_deer/") else line
+            for line in csv_text.splitlines()
+        )
+        + "\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "change,words",
+    [
+        (_unreadable, "cannot read image"),
+        (_missing_in_csv, "is not a photo of"),
+        (_one_location, "class 'water_deer' is in 1 location(s)"),
+    ],
+)
+def test_advise_on_bad_photos_or_metadata_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, change, words):
+    root = write_site(tmp_path / "photos")
+    change(root)
+    out = tmp_path / "advice"
+    assert main(advise_args(root, out, "--split-by", "location")) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1, err
+    assert not out.exists()
