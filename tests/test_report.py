@@ -541,7 +541,7 @@ def test_which_method_names_ties_evidence_and_cost_by_hand():
     row = T.which_method(a).rows[0]
     best, headline, may_be_best, better, equivalent, others, evidence, cost, confirmatory = row[2:]
     assert confirmatory == "none declared"
-    assert best == "a" and headline.startswith("bal 0.804±0.010, min 0.608±0.019")
+    assert best == "a" and headline.startswith("bal 0.804±0.010, minority 0.608±0.019")
     # a and b are not separable (a − b: +0.01 −0.01 +0.08 −0.05 +0.05 in the minority); both beat os
     assert may_be_best == "a, b" and evidence == "os is beaten; 2 may be the best"
     assert cost == "20 runs, 0.5 h"  # 20 x 90 s

@@ -197,11 +197,12 @@ VERDICTS = ("too_few_seeds", "clear", "reference_may_be_best", "reference_beaten
 
 def verdict(d: Decision, cands: dict, reference: str, min_seeds: int = 3) -> str:
     """What the evidence at one board and ratio says about the reference, as one of VERDICTS: too few
-    seeds (a candidate has fewer than `min_seeds`), clear (one method alone may be the best), the
+    seeds (a candidate has fewer than `min_seeds`), clear (one method alone may be the best, among at least
+    three: of two methods that is only "one beats the other", said as the reference's verdict), the
     reference among several that may be the best, or the reference beaten (it is not among them)."""
     if min(len(c.seeds) for c in cands.values()) < min_seeds:
         return "too_few_seeds"
-    if len(d.may_be_best) == 1:
+    if len(d.may_be_best) == 1 and len(cands) >= 3:
         return "clear"
     return "reference_may_be_best" if reference in d.may_be_best else "reference_beaten"
 

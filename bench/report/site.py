@@ -71,9 +71,9 @@ def board_table(b: Board) -> BoardTable:
         ]
     else:
         stats = [
-            ("min", lambda c: c.per_class[-1]),
-            ("maj", lambda c: c.per_class[0]),
-            ("bal", lambda c: c.balanced_acc),
+            ("minority", lambda c: c.per_class[-1]),
+            ("majority", lambda c: c.per_class[0]),
+            ("balanced", lambda c: c.balanced_acc),
         ]
     columns = []
     for r in b.ratios:

@@ -308,13 +308,15 @@ def which_method(a: Analysis, reference: str | None = None, regime: str | None =
             best = d.best_by_mean
             c = cands[best]
             headline = f"bal {c.balanced_acc.fmt()}" + (
-                f", tail {c.per_class[-1].fmt()}" if b.multiclass else f", min {c.per_class[-1].fmt()}"
+                f", tail {c.per_class[-1].fmt()}" if b.multiclass else f", minority {c.per_class[-1].fmt()}"
             )
             k = len(d.may_be_best)
             evidence = {
                 "too_few_seeds": "too few seeds to say",
                 "clear": f"clear: only {d.may_be_best[0]} may be the best",
-                "reference_may_be_best": f"{reference} may be the best, with {k - 1} others",
+                "reference_may_be_best": f"{reference} may be the best, with {k - 1} others"
+                if k > 1
+                else f"{reference} may be the best (of {len(cands)} methods)",
                 "reference_beaten": f"{reference} is beaten; {k} may be the best",
             }[verdict(d, cands, reference)]
             at_r = [c for (_, ratio), c in b.cells.items() if ratio == r]
