@@ -224,7 +224,7 @@ def test_threshold_free_numbers_are_paired_only_over_seeds_that_have_them(tmp_pa
     # the all-boards table of FSC contrasts: no fsc − ce here; os+fsc − os as above in ROC-AUC
     assert "| animals, preset quick, cpu fp32 threads=1 torch=2.14.1 (short budget), fine | 1:0.01  | —" in md
     assert f"| +0.117 [-0.073, +0.306] p={p:.2g} (n=3) |" in md.split("all boards")[1].split("\n## ")[0]
-    [png, svg] = paired_figures([b], "os", tmp_path / "figs")
+    [png, svg] = paired_figures(Analysis.of([b], "os"), tmp_path / "figs")
     assert png.name == f"paired_animals_quick_{TAG}_fine.png" and mpimg.imread(png).std() > 0.01
 
 
@@ -360,7 +360,7 @@ def test_figure_names_keep_a_dotted_setting(tmp_path):
     recs = [rec(m, 0.01, s, 0.9, 0.1 * s + (0.2 if m == "os+fsc" else 0)) for m in ("os", "os+fsc") for s in (1, 2, 3)]
     for r in recs:
         r["spec"]["width"] = 0.5
-    written = paired_figures(aggregate(recs), "os", tmp_path)
+    written = paired_figures(Analysis.of(aggregate(recs), "os"), tmp_path)
     assert sorted(p.name for p in written) == [
         f"paired_animals_quick_width0.5_{TAG}_fine.png",
         f"paired_animals_quick_width0.5_{TAG}_fine.svg",

@@ -27,7 +27,7 @@ from .analysis import Analysis, paired_cell, rankings, select_on_validation
 from .console import print_console, print_summary
 from .latex import board_latex
 from .markdown import board_pages, markdown, summary_blocks, summary_md, summary_values
-from .model import METRIC_TITLES, Board, aggregate, method_label, ratio_label
+from .model import Board, aggregate, method_label, ratio_label
 from .racegrid import race_grid_text
 from .records import Collected, collect
 
@@ -123,21 +123,37 @@ def embedding_figures(boards: list[Board], runs_dir: Path, fig_dir: Path, warn=p
     return written
 
 
-def paired_figures(boards: list[Board], reference: str, fig_dir: Path) -> list[Path]:
-    """Per board that has `reference`: the paired differences in its headline metric and ROC-AUC."""
-    from .figures import paired_differences
+PAIRED_ROWS = 12  # at most this many methods in a paired figure (the rest are in the tables)
+
+
+def paired_figures(a: Analysis, fig_dir: Path) -> list[Path]:
+    """Per board: the decision's paired differences from the reference in balanced accuracy, one panel per
+    ratio, with the intervals and the adjusted p-values the tables' verdicts used (bench/stats.py `decide`);
+    at most PAIRED_ROWS methods: the paper's, the reference's comparisons that may be the best, and the best
+    of the rest by mean difference."""
+    from .figures import paired_differences, shown_methods
 
     written = []
-    for b in boards:
-        panels = []
-        for metric in (b.headline, "roc_auc"):
-            for r in b.ratios:
-                rows = [(m, paired_cell(b, m, reference, r, metric)) for m in b.ranked_methods() if m != reference]
-                rows = [(m, pd) for m, pd in rows if pd]
-                if rows:
-                    panels.append((METRIC_TITLES[metric], ratio_label(r), rows))
+    for b in a.boards:
+        panels, caption = [], ""
+        for r in b.ratios:
+            d = a.decisions.get((b.slug, r))
+            if d is None or not d.vs_reference:
+                continue
+            by_mean = sorted(d.vs_reference, key=lambda m: -d.vs_reference[m].mean)
+            shown = shown_methods(by_mean, a.reference, limit=PAIRED_ROWS)
+            rows = [(d.name(m), d.vs_reference[m], d.p_adj[m]) for m in shown]
+            panels.append(("balanced accuracy", ratio_label(r), rows))
+            correction = {"bh": "Benjamini-Hochberg", "holm": "Holm"}[d.correction]
+            with_test = any(pd.with_test for pd in d.vs_reference.values())
+            caption = (
+                f"95% interval over seeds{' and the test images' if with_test else ''}; p: paired t-test, "
+                f"{correction}-adjusted over the {len(d.vs_reference)} comparisons at a ratio (as the tables)"
+                + (f"; {len(shown)} of {len(d.vs_reference)} methods shown (all in the tables)"
+                   if len(shown) < len(d.vs_reference) else "")
+            )  # fmt: skip
         if panels:
-            written += paired_differences(panels, reference, b.title, fig_dir / f"paired_{b.slug}")
+            written += paired_differences(panels, a.reference, b.title, caption, fig_dir / f"paired_{b.slug}")
     return written
 
 
@@ -229,7 +245,7 @@ def report(
         figs += accuracy_vs_ratio(col.boards, fig_dir)
         figs += accuracy_vs_frequency(col.boards, fig_dir)
         figs += embedding_figures(col.boards, runs_dir, fig_dir)
-        figs += paired_figures(col.boards, reference, fig_dir)
+        figs += paired_figures(a, fig_dir)
         figs += review_figures(a, fig_dir)
         studies = budget_studies(col.boards)
         for study in studies:

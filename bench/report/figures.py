@@ -9,6 +9,7 @@ variant shares the colour with a dashed line, a swept configuration a dotted one
 from __future__ import annotations
 
 import hashlib
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -269,48 +270,45 @@ def embeddings(panels: list[tuple[str, np.ndarray, np.ndarray]], classes: list[s
 
 
 def paired_differences(
-    panels: list[tuple[str, str, list[tuple[str, object]]]], reference: str, title: str, path_stem: Path
-):
-    """Forest plot of paired differences against `reference`: `panels` = [(metric title, ratio
-    label, [(method, stats.Paired)])], laid out metric by row, ratio by column; a dot at the mean,
-    a bar for the 95% interval, the Wilcoxon p beside it (inside the frame)."""
-    metrics = list(dict.fromkeys(m for m, _, _ in panels))
+    panels: list[tuple[str, str, list[tuple[str, object, float]]]], reference: str, title: str, caption: str,
+    path_stem: Path,
+):  # fmt: skip
+    """Forest plot of paired differences against `reference`: `panels` = [(metric title, ratio label,
+    [(method, stats.Paired, the p the decision used)])], one column per ratio; a dot at the mean, a bar for
+    the 95% interval, the p beside it (inside the frame); `caption` says which test and correction."""
     ratios = list(dict.fromkeys(r for _, r, _ in panels))
-    methods = list(dict.fromkeys(name for _, _, rows in panels for name, _ in rows))
-    ns = sorted({pd.n for _, _, rows in panels for _, pd in rows})
+    methods = list(dict.fromkeys(name for _, _, rows in panels for name, _, _ in rows))
+    ns = sorted({pd.n for _, _, rows in panels for _, pd, _ in rows})
     fig, axes = plt.subplots(
-        len(metrics),
+        1,
         len(ratios),
-        figsize=(4.2 * len(ratios), 0.42 * len(methods) * len(metrics) + 1.8),
+        figsize=(max(6.5, 4.8 * len(ratios)), 0.34 * len(methods) + 1.9),
         squeeze=False,
         layout="constrained",  # tight_layout let the two-line title overlap the panel titles of a tall figure
     )
     for metric, ratio, rows in panels:
-        ax = axes[metrics.index(metric)][ratios.index(ratio)]
-        lo = min(min(pd.lo for _, pd in rows), 0)
-        hi = max(max(pd.hi for _, pd in rows), 0)
+        ax = axes[0][ratios.index(ratio)]
+        lo = min(min(pd.lo for _, pd, _ in rows), 0)
+        hi = max(max(pd.hi for _, pd, _ in rows), 0)
         span = hi - lo or 1.0
-        for name, pd in rows:
+        for name, pd, p in rows:
             y = methods.index(name)
             ax.errorbar(
                 pd.mean, y, xerr=[[pd.mean - pd.lo], [pd.hi - pd.mean]], fmt="o", ms=4, capsize=2,
-                color=method_style(name)["color"],
+                color=method_style(name.split(" (=")[0])["color"],
             )  # fmt: skip
-            ax.annotate(f"p={pd.p:.2g}", (pd.hi, y), xytext=(3, -3), textcoords="offset points", fontsize=7)
-        ax.set_xlim(lo - 0.05 * span, hi + 0.35 * span)  # room for the p labels inside the frame
+            ax.annotate(f"p={p:.2g}", (pd.hi, y), xytext=(3, -3), textcoords="offset points", fontsize=7)
+        ax.set_xlim(lo - 0.05 * span, hi + 0.3 * span)  # room for the p labels inside the frame
         ax.axvline(0, color="k", lw=0.8)
         ax.set_yticks(range(len(methods)), methods if ratios.index(ratio) == 0 else [""] * len(methods), fontsize=8)
         ax.set_ylim(len(methods) - 0.5, -0.5)
-        ax.set_title(f"{ratio}: {metric}", fontsize=9)
+        ax.set_title(f"{ratio}: {metric} − {reference}", fontsize=9)
         ax.grid(alpha=0.3, axis="x")
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
         ax.tick_params(axis="x", labelsize=7)
-    n_text = f"n = {ns[0]} seeds" if len(ns) == 1 else f"n = {ns[0]}-{ns[-1]} seeds"
-    fig.suptitle(
-        f"{title}\nmethod − {reference}, paired by seed: mean and 95% t-interval, Wilcoxon p ({n_text}; "
-        f"the smallest p {ns[0]} pairs can give is {2 / 2 ** ns[0]:.2g})",
-        fontsize=9,
-    )
+    n_text = f"{ns[0]} seeds" if len(ns) == 1 else f"{ns[0]}-{ns[-1]} seeds"
+    text = textwrap.fill(f"paired by seed ({n_text}): {caption}", width=int(20 * fig.get_figwidth()))
+    fig.suptitle(f"{title}\n{text}", fontsize=8)
     return save_png_svg(fig, path_stem)
 
 
