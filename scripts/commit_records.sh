@@ -13,12 +13,14 @@ python scripts/add_method_code.py results/runs > /dev/null  # records of a grid 
 snap=$(mktemp -d)
 mkdir -p "$snap/runs"
 find results/runs -maxdepth 1 -name '*.json' -exec cp {} "$snap/runs/" \;
-python -m bench report --runs "$snap/runs" --out results --readme README.md --readme results/README.md "$@" > /dev/null
+# the site (results/site/, not committed: CI publishes its own) is made in the same call, with the figures its
+# front page shows (the answer's forest plots)
+python -m bench report --runs "$snap/runs" --out results --readme README.md --readme results/README.md --html "$@" \
+  > /dev/null
 if command -v chromium > /dev/null; then  # the README's picture of the site, from the same records
-  python -m bench report --runs "$snap/runs" --out "$snap/report" --html --no-figures > /dev/null
   timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \
     --disable-sync --no-first-run --user-data-dir="$snap/profile" --window-size=1280,1500 \
-    --screenshot="$PWD/results/site.png" "file://$snap/report/site/index.html" 2> /dev/null || true
+    --screenshot="$PWD/results/site.png" "file://$PWD/results/site/index.html" 2> /dev/null || true
   git add results/site.png
 fi
 git add -A results/leaderboard.md results/boards results/leaderboard.csv results/summary.md results/latex results/figures README.md results/README.md

@@ -222,7 +222,7 @@ def test_threshold_free_numbers_are_paired_only_over_seeds_that_have_them(tmp_pa
     md = md_of(collect_from(recs, tmp_path))
     assert "Paired by seed against `os`" in md
     # the all-boards table of FSC contrasts: no fsc − ce here; os+fsc − os as above in ROC-AUC
-    assert "| animals, preset quick, cpu fp32 threads=1 torch=2.14.1 (short budget), fine | 1:0.01  | —" in md
+    assert "| animals fine, 240 steps (short), CPU | 1:0.01  | —" in md
     assert f"| +0.117 [-0.073, +0.306] p={p:.2g} (n=3) |" in md.split("all boards")[1].split("\n## ")[0]
     [png, svg] = paired_figures(Analysis.of([b], "os"), tmp_path / "figs")
     assert png.name == f"paired_animals_quick_{TAG}_fine.png" and mpimg.imread(png).std() > 0.01

@@ -74,7 +74,7 @@ def test_site_in_a_headless_browser_sorts_and_links_to_runs(site, tmp_path):
         ]  # noqa: E731, E501
         assert sorted(methods()) == ["ce", "os", "os+fsc"]
         head = table.find_elements(By.CSS_SELECTOR, "thead th")
-        column = [h.text for h in head].index("1:0.25 min")
+        column = [h.text for h in head].index("1:0.25 minority")
         values = lambda: [
             float(r.find_elements(By.TAG_NAME, "td")[column].get_attribute("data-sort"))
             for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")
@@ -112,5 +112,57 @@ def test_site_in_a_headless_browser_sorts_and_links_to_runs(site, tmp_path):
         assert Path(driver.current_url).name.endswith(".html") and "/runs/" in driver.current_url
         assert f"seed={seed}" in driver.find_element(By.TAG_NAME, "h1").text
         assert driver.find_elements(By.TAG_NAME, "polyline")
+    finally:
+        driver.quit()
+
+
+@pytest.mark.slow
+@needs_browser
+def test_the_front_page_leads_with_the_answers_boards_and_their_forest_plots(tmp_path):
+    """Issue 38 items 2-3: the standard-budget (answer) board's table and forest plot come before the short-
+    budget archive, which is folded away; every board label on the page is short (no numerics in it)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    from bench import store
+
+    from .test_report import rec
+
+    runs = tmp_path / "runs"
+    for steps in (240, 2400):  # a short-budget board and a standard one (the quick model at 2400 steps)
+        for method, base in (("os", 0.4), ("ce", 0.1), ("la", 0.6)):
+            for seed in range(3):
+                r = rec(method, 0.01, seed, 0.95, base + 0.05 * seed + (0.1 if steps == 2400 else 0))
+                r["spec"]["steps"] = steps
+                r["key"] += f"-{steps}"
+                store.write_record(runs, r)
+    report(runs, tmp_path / "out", figures=True, site=True)
+    site = tmp_path / "out" / "site" / "index.html"
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
+    try:
+        driver.get(site.as_uri())
+        answer = driver.find_element(By.ID, "which-standard")
+        assert answer.is_displayed()
+        rows = answer.find_elements(By.CSS_SELECTOR, "tbody tr")
+        assert [r.find_element(By.TAG_NAME, "td").text for r in rows] == ["animals fine, standard, CPU"]
+        forest = driver.find_element(By.CSS_SELECTOR, "figure.forest img")
+        assert forest.is_displayed() and "paired_" in forest.get_attribute("src")
+        assert forest.location["y"] > answer.location["y"]
+        archive = driver.find_element(By.ID, "which-short")  # inside the folded archive
+        folded = driver.find_element(By.ID, "archive")
+        assert not archive.is_displayed() and folded.location["y"] > forest.location["y"]
+        assert folded.find_element(By.ID, "which-short") == archive
+        labels = [h.get_attribute("textContent") for h in driver.find_elements(By.CSS_SELECTOR, "h3 a")] + [
+            r.find_element(By.TAG_NAME, "td").get_attribute("textContent")
+            for r in driver.find_elements(By.CSS_SELECTOR, "table.wrap tbody tr")
+        ]
+        assert labels and all(0 < len(label.strip()) <= 60 for label in labels), labels
+        assert not any("threads=" in label or "torch" in label for label in labels)
     finally:
         driver.quit()

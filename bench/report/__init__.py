@@ -118,7 +118,7 @@ def embedding_figures(boards: list[Board], runs_dir: Path, fig_dir: Path, warn=p
                 break
             panels.append((m, feats, labels))
         if panels:
-            title = f"{b.group[1]}, {b.setting['task']}, 1:{r:g}, seed {seed}: t-SNE of pooled layer4 test features"
+            title = f"{b.label}, 1:{r:g}, seed {seed}: t-SNE of pooled layer4 test features"
             written.append(embeddings(panels, b.classes, title, fig_dir / f"tsne_{b.slug}.png"))
     return written
 
@@ -153,7 +153,8 @@ def paired_figures(a: Analysis, fig_dir: Path) -> list[Path]:
                    if len(shown) < len(d.vs_reference) else "")
             )  # fmt: skip
         if panels:
-            written += paired_differences(panels, a.reference, b.title, caption, fig_dir / f"paired_{b.slug}")
+            title = f"{b.label} ({b.setting['numerics']})"  # the numerics one line away, not in the label
+            written += paired_differences(panels, a.reference, title, caption, fig_dir / f"paired_{b.slug}")
     return written
 
 

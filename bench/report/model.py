@@ -141,6 +141,7 @@ class Board:
     setting: dict
     classes: list[str]
     cells: dict[tuple[str, float], Cell] = field(default_factory=dict)
+    display: str = ""  # the label among its boards (`board_labels`), set by `aggregate`
 
     @property
     def multiclass(self) -> bool:
@@ -164,6 +165,35 @@ class Board:
             start += f", tune {s.get('tune') or 'full'}"
         short = " — short budget" if self.regime == "short" else ""
         return f"{s['dataset']} / {s['task']} ({classes}) — {train}{held}{start}; {s['numerics']}{short}"
+
+    @property
+    def label(self) -> str:
+        return self.display or self.own_label
+
+    @property
+    def own_label(self) -> str:
+        """One short readable identity ("animals fine, transfer, CPU"): the data and task, the regime (a named
+        budget, else its steps and what differs from the preset: the start, the tuning, a hold-out, the width)
+        and the device; the numerics (precision, threads, torch, chip) stay in the title, one click away.
+        `board_labels` makes two boards' labels differ where only their numerics do."""
+        s = self.setting
+        named = named_budget(s)
+        parts = [named] if named else []
+        if not named:
+            if s.get("weights"):
+                parts.append(f"from {str(s['weights']).rsplit('/', 1)[-1].removesuffix('.pt')}")
+                if (s.get("tune") or "full") != "full":
+                    parts.append(f"tune {s['tune']}")
+            parts.append(f"{s['steps']} steps" + (" (short)" if self.regime == "short" else ""))
+            defaults = PRESETS.get(s["preset"], {})
+            if s.get("width") != defaults.get("width"):
+                parts.append(f"width {s['width']}")
+            if self.held_out:
+                parts.append(f"val {self.held_out}")
+        if s.get("classes"):
+            parts.append(" vs ".join(s["classes"]))
+        device = (s.get("numerics") or "cpu").split()[0].upper().replace("CUDA", "GPU")
+        return ", ".join([f"{s['dataset']} {s['task']}", *parts, device])
 
     @property
     def short_budget(self) -> bool:
@@ -241,6 +271,24 @@ class Board:
     def shot_thresholds(self) -> tuple[float, float]:
         head = max((max(c.train_counts) for c in self.cells.values() if c.train_counts), default=OLTR_HEAD)
         return shot_thresholds(head)
+
+
+def board_labels(boards: list[Board]) -> dict[str, str]:
+    """{board slug: its label}, where boards whose labels would be equal (they differ in numerics only, e.g.
+    records from before the CPU model was recorded) get the numerics tokens that tell them apart."""
+    labels = {b.slug: b.own_label for b in boards}
+    by_label: dict[str, list[Board]] = {}
+    for b in boards:
+        by_label.setdefault(labels[b.slug], []).append(b)
+    for label, same in by_label.items():
+        if len(same) < 2:
+            continue
+        tokens = [set((b.setting.get("numerics") or "").split()) for b in same]
+        shared = set.intersection(*tokens)
+        for b, own in zip(same, tokens):
+            extra = " ".join(t.removeprefix("chip=") for t in sorted(own - shared)) or "no chip recorded"
+            labels[b.slug] = f"{label} ({extra})"
+    return labels
 
 
 def numerics_tag(value: str) -> str:
@@ -339,6 +387,9 @@ def aggregate(records: list[dict]) -> list[Board]:
                 wall_s={x["spec"]["seed"]: float(x["wall_s"]) for x in recs if x.get("wall_s") is not None},
             )
         boards.append(b)
+    labels = board_labels(boards)
+    for b in boards:
+        b.display = labels[b.slug]
     return boards
 
 

@@ -46,7 +46,7 @@ def race_grid_text(a: Analysis) -> str:
                 swept.append(f"{m} to {t} seeds")
             else:
                 by_target.setdefault(t, []).append(m)
-        where = f"{p.board.group[1]}, {p.board.setting['task']} {ratio_label(p.ratio)}"
+        where = f"{p.board.label} {ratio_label(p.ratio)}"
         if swept:
             lines.append(f"# {where}: re-run the sweep with more seeds for {'; '.join(swept)}")
         for t, methods in sorted(by_target.items()):
@@ -67,7 +67,7 @@ def race_grid_text(a: Analysis) -> str:
         for m, t in want.items():
             if t > have[m]:
                 by_target.setdefault(t, []).append(m)
-        where = f"{b.group[1]}, {b.setting['task']} {ratio_label(r)}"
+        where = f"{b.label} {ratio_label(r)}"
         for t, methods in sorted(by_target.items()):
             name = f"{where}: confirmatory family ({fam['source']}), to {t} seeds"
             lines += ["[[run]]", f"name = {_toml(name)}"]

@@ -59,6 +59,8 @@ class BoardTable:
     title: str
     columns: list[Column]
     rows: list[Row]
+    label: str = ""  # the short identity (Board.label); the title holds the numerics
+    regime: str = ""
 
 
 def board_table(b: Board) -> BoardTable:
@@ -89,7 +91,7 @@ def board_table(b: Board) -> BoardTable:
             runs = sorted(c.keys.items()) if c else []
             values.append(Value(str(len(runs)), len(runs), runs))
         rows.append(Row(m, values))
-    return BoardTable(b.slug, b.title, columns, rows)
+    return BoardTable(b.slug, b.title, columns, rows, b.label, b.regime)
 
 
 def loss_curve(history: list[dict], w: int = 640, h: int = 220) -> dict | None:
@@ -219,17 +221,22 @@ def build_site(col: Collected, a: Analysis, runs_dir: Path, site: Path, figures:
                 f"Nemenyi critical difference {nr.critical_difference:.2f} ranks.",
             }
         )
-    which = T.which_method(a)
     failed = [{"key": r.get("key"), "label": run_label(r), "error": r.get("error", "?")} for r in col.failed]
+    answers, archive = _front_page(a, {f.name for f in pngs})
+    # the boards shown first: the answer's regimes (the rest folded into the archive), else every board
+    answer_slugs = {b.slug for b in a.boards if b.regime in ANSWER_REGIMES} or {b.slug for b in a.boards}
     index = env.get_template("index.html").render(
         root="",
         title="Leaderboards",
         provenance=provenance(col),
-        boards=tables,
+        answers=answers,
+        archive=archive,
+        front_boards=[bt for bt in tables if bt.slug in answer_slugs],
+        archive_boards=[bt for bt in tables if bt.slug not in answer_slugs],
         rankings=rankings,
         fsc_effect=T.fsc_effect(a.boards),
-        which=which,
-        which_note=T.WHICH_NOTE.format(margin=a.margin) if which else "",
+        which_note=T.WHICH_NOTE.format(margin=a.margin),
+        reference=a.reference,
         failed=failed,
         **common,
     )
@@ -246,6 +253,34 @@ def build_site(col: Collected, a: Analysis, runs_dir: Path, site: Path, figures:
     shutil.rmtree(site, ignore_errors=True)
     tmp.replace(site)
     return site / "index.html"
+
+
+ANSWER_REGIMES = {  # the boards the answer is read from, in the front page's order (Board.regime)
+    "standard": "From scratch at the standard budget",
+    "transfer": "From a pretrained start (the practitioner's regime)",
+}
+
+
+def _front_page(a: Analysis, pngs: set[str]) -> tuple[list[dict], dict | None]:
+    """The answer's which-method tables, one per regime with boards, each with the forest plot of each of
+    its boards (the paired figure, where the report drew figures); and the short-budget archive's table.
+    Without any answer board (a first quick grid), the one table of every board is the answer."""
+    answers = []
+    for regime, heading in ANSWER_REGIMES.items():
+        table = T.which_method(a, regime=regime)
+        if table is None:
+            continue
+        forest = [
+            {"slug": b.slug, "label": b.label, "figure": f"figures/paired_{b.slug}.png"}
+            for b in a.boards_of(regime)
+            if f"paired_{b.slug}.png" in pngs
+        ]
+        answers.append({"id": f"which-{regime}", "heading": heading, "table": table, "forest": forest})
+    if not answers:
+        table = T.which_method(a)
+        return ([{"id": "which-method", "heading": "", "table": table, "forest": []}] if table else []), None
+    short = T.which_method(a, regime="short")
+    return answers, ({"id": "which-short", "table": short} if short else None)
 
 
 def _board_sections(a: Analysis, b: Board) -> list[dict]:

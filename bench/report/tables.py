@@ -204,7 +204,7 @@ def fsc_effect(boards: list[Board], contrasts=FSC_CONTRASTS) -> Table | None:
             pds = [paired_cell(b, x, ref, r, metric) for x, ref, metric in pairs]
             if any(pds):
                 rows.append(
-                    [f"{b.group[1]}, {b.setting['task']}", ratio_label(r)] + [pd.fmt() if pd else MISSING for pd in pds]
+                    [b.label, ratio_label(r)] + [pd.fmt() if pd else MISSING for pd in pds]
                 )
     if not rows:
         return None
@@ -323,7 +323,7 @@ def which_method(a: Analysis, reference: str | None = None, regime: str | None =
             cost = f"{sum(len(c.seeds) for c in at_r)} runs, {sum(sum(c.wall_s.values()) for c in at_r) / 3600:.1f} h"
             rows.append(
                 [
-                    f"{b.group[1]}, {b.setting['task']}",
+                    b.label,
                     ratio_label(r),
                     best,
                     headline,
@@ -386,7 +386,7 @@ def seed_planning(a: Analysis) -> Table | None:
                 if need is not None and need > pd.n:
                     mde = d.mde.get(m)
                     rows.append([
-                        f"{b.group[1]}, {b.setting['task']}", ratio_label(r), m, pd.fmt(), f"{pd.sd:.3f}",
+                        b.label, ratio_label(r), m, pd.fmt(), f"{pd.sd:.3f}",
                         f"{mde:.3f}" if mde is not None else MISSING,
                         "not reachable" if need == float("inf") else str(need),
                     ])  # fmt: skip
@@ -411,7 +411,7 @@ def race_table(a: Analysis) -> Table | None:
             by_target.setdefault(t, []).append(m)
         rows.append(
             [
-                f"{p.board.group[1]}, {p.board.setting['task']}",
+                p.board.label,
                 ratio_label(p.ratio),
                 "; ".join(f"to {t}: {', '.join(ms)}" for t, ms in sorted(by_target.items())),
                 ", ".join(f"{m} ({n})" for m, n in sorted(p.stopped.items())) or "none",
@@ -558,7 +558,7 @@ def confirmatory(a: Analysis) -> Table | None:
                     set(b.cells[(res.method, r)].seeds) if (res.method, r) in b.cells else ()
                 )
                 rows.append([
-                    f"{b.group[1]}, {b.setting['task']}", ratio_label(r), res.name,
+                    b.label, ratio_label(r), res.name,
                     f"{n}" + (" (picked on seeds excluded)" if excluded else ""),
                     str(res.look) if res.look else MISSING,
                     res.paired.fmt() if res.paired else MISSING,
