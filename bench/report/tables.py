@@ -203,9 +203,7 @@ def fsc_effect(boards: list[Board], contrasts=FSC_CONTRASTS) -> Table | None:
         for r in sorted(b.ratios):
             pds = [paired_cell(b, x, ref, r, metric) for x, ref, metric in pairs]
             if any(pds):
-                rows.append(
-                    [b.label, ratio_label(r)] + [pd.fmt() if pd else MISSING for pd in pds]
-                )
+                rows.append([b.label, ratio_label(r)] + [pd.fmt() if pd else MISSING for pd in pds])
     if not rows:
         return None
     headline = "minority acc. (top-1 on multi-class boards)"
