@@ -673,3 +673,32 @@ def test_a_record_with_a_non_finite_accuracy_is_named_and_not_averaged(tmp_path)
         "finished record with a non-finite accuracy (NaN is stored as null): the same `bench run` trains it again"
     ]
     assert col.boards[0].cells[("os", 0.01)].seeds == [0]
+
+
+def test_board_labels_are_short_and_tell_apart_boards_that_differ_only_in_numerics():
+    """Issue 38 item 2: one short label per setting, the numerics out of it except where two boards differ only
+    there (records from before the CPU model was recorded)."""
+    recs = []
+    for i, change in enumerate([
+        {},  # the short budget, numerics without the chip (SETTING's)
+        {"numerics": "cpu fp32 threads=1 torch=2.14.1 chip=AMD-EPYC"},
+        {"val_per_class": 100, "numerics": "cpu fp32 threads=1 torch=2.14.1 chip=AMD-EPYC"},
+        {"val_per_class": 100},
+        {"weights": "animals-other8", "tune": "last:1", "steps": 240},
+        {"steps": 2400},
+        {"weights": "animals-other8", "tune": "last:1", "steps": 1200},
+        {"numerics": "cuda bf16 torch=2.14.1", "precision": "bf16"},
+    ]):  # fmt: skip
+        for m in ("os", "ce"):
+            r = rec(m, 0.01, 0, 0.9, 0.5)
+            r["spec"].update(change)
+            r["key"] += f"-{i}"
+            recs.append(r)
+    labels = [b.label for b in aggregate(recs)]
+    assert len(labels) == len(set(labels)) == 8 and all(len(label) <= 60 for label in labels), labels
+    assert not any("threads" in label or "torch" in label for label in labels)
+    assert "animals fine, standard, CPU" in labels and "animals fine, transfer, CPU" in labels
+    assert "animals fine, 240 steps (short), CPU (AMD-EPYC)" in labels
+    assert "animals fine, 240 steps (short), CPU (no chip)" in labels
+    assert "animals fine, from animals-other8, last:1, 240 steps, CPU" in labels
+    assert "animals fine, 240 steps (short), GPU" in labels

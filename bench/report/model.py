@@ -183,7 +183,7 @@ class Board:
             if s.get("weights"):
                 parts.append(f"from {str(s['weights']).rsplit('/', 1)[-1].removesuffix('.pt')}")
                 if (s.get("tune") or "full") != "full":
-                    parts.append(f"tune {s['tune']}")
+                    parts.append(s["tune"])  # head, last:N
             parts.append(f"{s['steps']} steps" + (" (short)" if self.regime == "short" else ""))
             defaults = PRESETS.get(s["preset"], {})
             if s.get("width") != defaults.get("width"):
@@ -286,7 +286,7 @@ def board_labels(boards: list[Board]) -> dict[str, str]:
         tokens = [set((b.setting.get("numerics") or "").split()) for b in same]
         shared = set.intersection(*tokens)
         for b, own in zip(same, tokens):
-            extra = " ".join(t.removeprefix("chip=") for t in sorted(own - shared)) or "no chip recorded"
+            extra = " ".join(t.removeprefix("chip=") for t in sorted(own - shared)) or "no chip"
             labels[b.slug] = f"{label} ({extra})"
     return labels
 
