@@ -315,6 +315,7 @@ def advise(a, run) -> int:
 
     from .runner import DataCache
     from .settings import csv_list
+    from .spec import PRESETS
     from .train import pick_device
 
     if a.ratios is not None and len(csv_list(a.ratios)) != 1:
@@ -325,7 +326,8 @@ def advise(a, run) -> int:
         raise BenchError(f"--hours must be positive, got {a.hours}")
     if a.ratios is None and a.dataset != "folder":
         a.ratios = "0.01"  # a built-in task: the suite's camera-trap cell
-    methods, why = (csv_list(a.methods), "as given by --methods") if a.methods else contenders(bool(a.weights))
+    pretrained = bool(a.weights) or bool(PRESETS[a.preset].get("start"))  # --preset transfer: the shipped start
+    methods, why = (csv_list(a.methods), "as given by --methods") if a.methods else contenders(pretrained)
     reference = REFERENCE if REFERENCE in methods else methods[0]
     cache = DataCache(a.data_root, a.image_size, a.skip_unreadable, a.split_by)
     src, data = cache.get(a.dataset)

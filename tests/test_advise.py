@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,3 +138,15 @@ def test_advise_on_bad_photos_or_metadata_is_one_line_exit_2_and_writes_nothing(
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1, err
     assert not out.exists()
+
+
+def test_the_default_contenders_are_the_regimes_declared_family_and_say_so():
+    from bench.advise import contenders
+    from bench.gridfile import read_family
+
+    for pretrained, grid in ((False, "round4_confirm_scratch.toml"), (True, "round4_confirm_transfer.toml")):
+        methods, why = contenders(pretrained)
+        family = read_family(str(Path(__file__).parents[1] / "grids" / grid))
+        declared = {m for contrast in family["contrasts"] for m in contrast}
+        assert methods[:2] == ["os", "ce"] and set(methods) == {"os", "ce"} | declared
+        assert grid in why
