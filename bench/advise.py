@@ -150,7 +150,7 @@ def choose(d: Decision, race: Race) -> tuple[str, str]:
     )
 
 
-def test_words(race: Race, m: str, target: float = REVIEW_TARGET) -> dict:
+def on_test_split(race: Race, m: str, target: float = REVIEW_TARGET) -> dict:
     """What `m` does on the test split, averaged over its seeds: rare photos caught, their count, and the
     share of all photos a reviewer checks to catch `target` of the rare ones."""
     caught, share, n_rare = [], [], 0
@@ -171,8 +171,9 @@ def test_words(race: Race, m: str, target: float = REVIEW_TARGET) -> dict:
 
 
 def advice_text(d: Decision, race: Race, choice: str, why: str, reference: str, classes: list[str]) -> str:
-    """The answer in words, and the contenders' table."""
-    t = test_words(race, choice)
+    """The answer in words: the choice and why, its paired difference from the reference on validation, and
+    what it and the reference do on the test split."""
+    t = on_test_split(race, choice)
     lines = [f"use {choice}: {why}."]
     if choice != reference and choice in d.vs_reference:
         pd = d.vs_reference[choice]
@@ -182,7 +183,7 @@ def advice_text(d: Decision, race: Race, choice: str, why: str, reference: str, 
             f"{d.verdict[choice]}"
         )
     rare = classes[-1]
-    ref = test_words(race, reference) if reference in race.records else None
+    ref = on_test_split(race, reference) if reference in race.records else None
     share = lambda w: f"{w['review_share']:.1%}" if w and w["review_share"] is not None else "n/a"  # noqa: E731
     lines.append(
         f"on your test split (never used to choose): {choice} catches {t['caught']:.1f} of your {t['rare']} {rare} "
