@@ -182,6 +182,13 @@ def advice_text(d: Decision, race: Race, choice: str, why: str, reference: str, 
             f"[{pd.lo:+.3f}, {pd.hi:+.3f}], Holm-adjusted p = {d.p_adj[choice]:.2g} over {len(d.p_adj)} comparisons: "
             f"{d.verdict[choice]}"
         )
+    undetectable = [(m, d.mde.get(m)) for m in d.may_be_best if m != reference and d.mde.get(m) is not None]
+    if len(d.may_be_best) > 1 and undetectable:  # "cannot be told apart" says how large a difference could hide
+        lines.append(
+            f"at these seeds a difference from {reference} smaller than this could go unseen (80% power, at the "
+            f"first Holm level, alpha / {len(d.p_adj)}): "
+            + ", ".join(f"{m} {v:.3f}" if v != float("inf") else f"{m} any" for m, v in undetectable)
+        )
     rare = classes[-1]
     ref = on_test_split(race, reference) if reference in race.records else None
     share = lambda w: f"{w['review_share']:.1%}" if w and w["review_share"] is not None else "n/a"  # noqa: E731

@@ -150,3 +150,19 @@ def test_the_default_contenders_are_the_regimes_declared_family_and_say_so():
         declared = {m for contrast in family["contrasts"] for m in contrast}
         assert methods[:2] == ["os", "ce"] and set(methods) == {"os", "ce"} | declared
         assert grid in why
+
+
+def test_an_undecided_race_says_how_large_a_difference_its_seeds_could_miss():
+    """From the README example's committed records (results/advice/animals): os and la cannot be told apart at 5
+    seeds, so the advice names the minimum detectable difference, and ce (beaten) is not among the choices."""
+    from bench.advise import Race, advice_text, choose
+
+    runs = Path(__file__).parents[1] / "results" / "advice" / "animals" / "runs"
+    race = Race()
+    race.add([r for r in (json.loads(p.read_text()) for p in runs.glob("*.json")) if r["spec"]["val_per_class"]])
+    d = race.decide("os")
+    choice, why = choose(d, race)
+    assert sorted(d.may_be_best) == ["la", "os"] and choice == "os" and "choose by cost" in why
+    text = advice_text(d, race, choice, why, "os", ["horse", "dog"])
+    [line] = [x for x in text.splitlines() if "could go unseen" in x]
+    assert f"la {d.mde['la']:.3f}" in line and d.mde["la"] > 0

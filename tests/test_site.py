@@ -33,6 +33,18 @@ CHROMIUM_FLAGS = (
 )
 
 
+def _browser(tmp_path):
+    """Headless chromium through Selenium, with a fresh profile under tmp_path."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"):
+        opts.add_argument(flag)
+    return webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     d = tmp_path_factory.mktemp("site")
@@ -57,15 +69,9 @@ def test_site_files_are_self_contained(site):
 @pytest.mark.slow
 @needs_browser
 def test_site_in_a_headless_browser_sorts_and_links_to_runs(site, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
+    driver = _browser(tmp_path)
     try:
         driver.get((site / "index.html").as_uri())
         table = driver.find_element(By.CSS_SELECTOR, "table.board")
@@ -121,8 +127,6 @@ def test_site_in_a_headless_browser_sorts_and_links_to_runs(site, tmp_path):
 def test_the_front_page_leads_with_the_answers_boards_and_their_forest_plots(tmp_path):
     """Issue 38 items 2-3: the standard-budget (answer) board's table and forest plot come before the short-
     budget archive, which is folded away; every board label on the page is short (no numerics in it)."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
     from bench import store
@@ -140,11 +144,7 @@ def test_the_front_page_leads_with_the_answers_boards_and_their_forest_plots(tmp
     report(runs, tmp_path / "out", figures=True, site=True)
     site = tmp_path / "out" / "site" / "index.html"
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
+    driver = _browser(tmp_path)
     try:
         driver.get(site.as_uri())
         answer = driver.find_element(By.ID, "which-standard")

@@ -129,8 +129,8 @@ PAIRED_ROWS = 12  # at most this many methods in a paired figure (the rest are i
 def paired_figures(a: Analysis, fig_dir: Path) -> list[Path]:
     """Per board: the decision's paired differences from the reference in balanced accuracy, one panel per
     ratio, with the intervals and the adjusted p-values the tables' verdicts used (bench/stats.py `decide`);
-    at most PAIRED_ROWS methods: the paper's, the reference's comparisons that may be the best, and the best
-    of the rest by mean difference."""
+    at most PAIRED_ROWS methods (`shown_methods`: the paper's and the reference where they ran, then the largest
+    mean differences)."""
     from .figures import paired_differences, shown_methods
 
     written = []

@@ -284,10 +284,12 @@ def board_labels(boards: list[Board]) -> dict[str, str]:
         if len(same) < 2:
             continue
         tokens = [set((b.setting.get("numerics") or "").split()) for b in same]
-        shared = set.intersection(*tokens)
+        shared, every = set.intersection(*tokens), set.union(*tokens)
         for b, own in zip(same, tokens):
-            extra = " ".join(t.removeprefix("chip=") for t in sorted(own - shared)) or "no chip"
-            labels[b.slug] = f"{label} ({extra})"
+            # its own tokens (the chip by its name), else what it lacks that the others name ("no chip")
+            extra = [t.removeprefix("chip=") for t in sorted(own - shared)]
+            extra = extra or sorted({f"no {t.split('=')[0]}" for t in every - own})
+            labels[b.slug] = f"{label} ({' '.join(extra)})"
     return labels
 
 

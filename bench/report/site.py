@@ -60,7 +60,6 @@ class BoardTable:
     columns: list[Column]
     rows: list[Row]
     label: str = ""  # the short identity (Board.label); the title holds the numerics
-    regime: str = ""
 
 
 def board_table(b: Board) -> BoardTable:
@@ -91,7 +90,7 @@ def board_table(b: Board) -> BoardTable:
             runs = sorted(c.keys.items()) if c else []
             values.append(Value(str(len(runs)), len(runs), runs))
         rows.append(Row(m, values))
-    return BoardTable(b.slug, b.title, columns, rows, b.label, b.regime)
+    return BoardTable(b.slug, b.title, columns, rows, b.label)
 
 
 def loss_curve(history: list[dict], w: int = 640, h: int = 220) -> dict | None:
