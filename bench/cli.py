@@ -18,7 +18,7 @@ from methods import REGISTRY, load_plugins
 from . import store
 from .errors import USER_ERRORS, BenchError
 from .settings import MAX_RUNS_UNASKED, csv_list
-from .spec import AUGMENTS, PRECISIONS, PRESET_PURPOSE, PRESETS, STANDARD_STEPS
+from .spec import AUGMENTS, PRECISIONS, PRESET_PURPOSE, PRESETS, SCHEDULES, STANDARD_STEPS
 
 _GRID_ENTRY: list[str] = []  # the grid-file entry whose flags are being parsed, if any
 
@@ -98,8 +98,8 @@ def _add_run_parser(sub, plugin) -> None:
     r.add_argument(
         "--ratios",
         help="comma-separated minority:majority ratios in (0, 1], or natural (the data's own imbalance: every "
-        "training image of both classes; the default for --dataset folder; else the preset's default: the paper's "
-        f"{','.join(f'{x:g}' for x in PAPER_RATIOS)})",
+        "training image of both classes; the default for --dataset folder; else the preset's default: 0.01 for "
+        f"standard and transfer, the paper's {','.join(f'{x:g}' for x in PAPER_RATIOS)} for quick and paper)",
     )
     r.add_argument("--seeds", type=int, help="number of seeds, run as seeds 0..N-1 (preset default)")
     r.add_argument("--data-seed", type=int, help="fix the training-subset draw (default: each run's seed)")
@@ -121,6 +121,13 @@ def _add_run_parser(sub, plugin) -> None:
         help="the training images' augmentation: crop+flip (default: random crop after padding, horizontal flip) "
         "or none; with none, the frozen parts of a --tune head / last:N model are computed once per image "
         "(the frozen-trunk cache) instead of every step",
+    )
+    r.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        help="the learning rate after the warm-up: cosine (default: decay to zero) or step (the LDAM-DRW authors' "
+        "for the whole run: the peak rate until 80%% of the budget, 0.01x until 90%%, then 0.0001x), so that a DRW "
+        "comparison puts every method on the schedule DRW was published with",
     )
     r.add_argument("--data-root", help="data folder (Fashion-MNIST IDX files, CIFAR root, or your photos)")
     r.add_argument("--image-size", type=int, help="resize for 'folder' (default 64); others keep native size")
@@ -150,11 +157,13 @@ def _add_training_args(r) -> None:
     """How each run trains: the preset and the flags that override it (they decide the run key)."""
     r.add_argument(
         "--preset",
-        default="quick",
+        default="standard",
         choices=sorted(PRESETS),
-        help=f"training settings: quick = a fast first look (a short budget); standard = the quick model at "
-        f"{STANDARD_STEPS} steps, for the which-method answer (its runs are quick runs of that budget, same keys; "
-        "provisional: see the README's budget study); paper = full width for a GPU; see `list`",
+        help=f"training settings: standard (the default) = the quick model at {STANDARD_STEPS} steps, the regime the "
+        "README's answer is read from, at 1:0.01 with 5 seeds unless --ratios / --seeds say otherwise (its runs are "
+        "quick runs of that budget, same keys; provisional: see the README's budget study); quick = a fast first "
+        "look (a short budget, the paper's six ratios); transfer = from the dataset's pretrained start; paper = "
+        "full width for a GPU; see `list`",
     )
     r.add_argument(
         "--model",

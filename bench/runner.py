@@ -23,6 +23,7 @@ from datasets.tasks import resolve_classes
 from methods import MethodError, parse_method
 
 from . import store
+from .compat import record_hparams
 from .envinfo import environment, now
 from .errors import BenchError
 from .spec import RunSpec, numerics, numerics_threads, with_stack
@@ -218,7 +219,7 @@ def expand(req: GridRequest, cache: DataCache) -> list[RunSpec]:
             seed=seed,
             data_seed=seed if req.data_seed is None else req.data_seed,
             method=comp.name,
-            hparams=comp.hparams(),
+            hparams=comp.key_hparams(),
             image_size=req.image_size,
             data_digest=cache.get(ds)[1].digest,
             revisions=comp.revisions(),
@@ -275,7 +276,7 @@ def _prepare(spec: RunSpec, src, data: SourceData, device: torch.device, record:
         raise RuntimeError(
             f"the data changed since the grid was planned (digest {data.digest}, key says {spec.data_digest})"
         )
-    method = parse_method(spec.method, {m: dict(hp) for m, hp in spec.hparams.items()})
+    method = method_of(spec)
     record["method_source"] = method.sources()
     record["method_code"] = method.code()
     if (method.revisions() or None) != (spec.revisions or None):
@@ -388,7 +389,7 @@ def changed_sources(done: list[tuple[RunSpec, dict]]) -> dict[str, int]:
             continue  # a record from before sources were recorded: nothing to compare
         if spec.method not in current:
             try:
-                comp = parse_method(spec.method, {m: dict(hp) for m, hp in spec.hparams.items()})
+                comp = method_of(spec)
                 current[spec.method] = (comp.code(), comp.sources())
             except MethodError:
                 current[spec.method] = ({}, {})
@@ -398,6 +399,13 @@ def changed_sources(done: list[tuple[RunSpec, dict]]) -> dict[str, int]:
             if now.get(part, digest) != digest:
                 changed[part] = changed.get(part, 0) + 1
     return changed
+
+
+def method_of(spec: RunSpec):
+    """The composition a run's spec names, with its hyper-parameters; one its key leaves out (added to a
+    method after records existed, and at the value they were computed with) is that `legacy` value."""
+    legacy = parse_method(spec.method).legacy()
+    return parse_method(spec.method, {m: dict(hp) for m, hp in record_hparams(spec.hparams, legacy).items()})
 
 
 def count_line(task) -> str:

@@ -36,7 +36,7 @@ def save(path: Path, model, spec, task, method, metrics: dict, mean, std, precis
         "format": FORMAT,
         "key": spec.key,
         "method": spec.method,
-        "hparams": spec.hparams,
+        "hparams": method.hparams(),  # every value (the key leaves out those at their legacy value)
         "posthoc": {"name": posthoc.name, "value": value} if posthoc else None,
         "classes": list(task.classes),
         "train_counts": list(task.train_counts),

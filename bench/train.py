@@ -86,10 +86,16 @@ def use_channels_last(device: torch.device, image_size: int) -> bool:
     return device.type == "cuda" or image_size <= CPU_CHANNELS_LAST_MAX_PX
 
 
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up over `warmup` steps, then cosine decay to zero at `total`."""
+STEP_CUTS = ((0.8, 1.0), (0.9, 0.01), (math.inf, 0.0001))  # schedule=step: (until this share of the budget, factor)
+
+
+def lr_factor(step: int, warmup: int, total: int, schedule: str = "cosine") -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay to zero at `total`, or with schedule `step` the
+    LDAM-DRW authors' levels (STEP_CUTS, bench/spec.py SCHEDULES)."""
     if step < warmup:
         return (step + 1) / warmup
+    if schedule == "step":
+        return next(factor for until, factor in STEP_CUTS if step < until * total)
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -248,8 +254,8 @@ class _Run:
             p.requires_grad_(id(p) in wanted)
         decay = self.spec.weight_decay if stage.weight_decay is None else stage.weight_decay
         self.param_group = {"params": trainable + stage.parameters(), "weight_decay": decay}
-        # Warm-up in proportion to the stage's share of the budget, then cosine decay to zero (a method
-        # may replace the factor, e.g. DRW's step levels).
+        # Warm-up in proportion to the stage's share of the budget, then the run's schedule over the stage
+        # (cosine, or the authors' steps; a method may replace the factor, e.g. DRW's step levels).
         self.warmup = round(self.spec.warmup_steps * n_steps / self.spec.steps)
         model.train(stage.bn_training)
         for part in frozen:  # frozen parts keep their (pretrained) BatchNorm statistics: eval mode
@@ -299,6 +305,11 @@ class _Run:
         if stage.transform is not None:
             xb, targets = stage.transform(xb, yb)
         self.xb, self.yb, self.targets = xb, yb, targets
+
+    def epoch_ends(self) -> bool:
+        """Whether the batch just trained was the last of its pass over the sampler (the next starts a new
+        one: batches are always full, drop-last)."""
+        return self.pos + self.b > len(self.order)
 
     def after_step(self, k: int, step: int, loss: torch.Tensor, parts: dict) -> None:
         """Accumulate the logged losses; every 1/20 of the stage, log their means and check them."""
@@ -497,12 +508,12 @@ def _train_stage(runs: list[_Run], index: int, n_steps: int, forward, autocast, 
         opt.zero_grad(set_to_none=True)
         total.backward()
         for i, (r, group) in enumerate(zip(runs, opt.param_groups)):
-            factor = r.stage.lr_factor(states[id(r)], lr_factor(k, r.warmup, n_steps)) if i in losses else 0.0
+            factor = r.stage.lr_factor(states[id(r)], lr_factor(k, r.warmup, n_steps, r.spec.schedule)) if i in losses else 0.0
             group["lr"] = spec.lr * factor
         opt.step()
         for i, (loss, parts) in losses.items():
             r = runs[i]
-            if r.stage.project is not None:
+            if r.stage.project is not None and (r.stage.project_every == "step" or r.epoch_ends() or k + 1 == n_steps):
                 with torch.no_grad():
                     r.stage.project(r.model)
             r.after_step(k, step + 1, loss, parts)

@@ -54,6 +54,21 @@ class Composite:
     def hparams(self) -> dict:
         return {m.name: m.hparams() for m in self.parts if m.hparams()}
 
+    def key_hparams(self) -> dict:
+        """The hyper-parameters a run key holds: `hparams()` less those at their method's `legacy` value. A
+        parameter added to a method after records existed, set to the value those records were computed
+        with, asks for exactly their arithmetic, so the run is theirs (same key); bench/compat.py's
+        `record_hparams` reads the value back when the run is built or reported."""
+        return {
+            m.name: {k: v for k, v in m.hparams().items() if k not in m.legacy or m.legacy[k] != v}
+            for m in self.parts
+            if m.hparams()
+        }
+
+    def legacy(self) -> dict[str, dict]:
+        """{part: its `legacy` map}: the values of parameters older records (and keys) leave out."""
+        return {m.name: dict(m.legacy) for m in self.parts if m.legacy}
+
     def revisions(self) -> dict[str, int] | None:
         """{part: revision} for the parts above revision 0; None when there are none (the run key then
         stays what it was before revisions existed)."""

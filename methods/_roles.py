@@ -7,7 +7,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import ClassVar, Literal, Protocol
 
 import numpy as np
 import torch
@@ -292,9 +292,12 @@ class Stage:
     criterion_views: int | None = None
     # The weight decay of this stage's optimiser (None: the run's); Weight Balancing tunes it per stage.
     weight_decay: float | None = None
-    # Called on the model under torch.no_grad() after every optimiser step of this stage: a projection
-    # onto a constraint set (Weight Balancing's MaxNorm), so the step is projected gradient descent.
+    # Called on the model under torch.no_grad() after optimiser steps of this stage: a projection onto a
+    # constraint set (Weight Balancing's MaxNorm), so training is projected gradient descent. `project_every`:
+    # "step" (after every step) or "epoch" (after the last step of each pass over the stage's sampler, and
+    # after the stage's last step: the authors of Weight Balancing project once per epoch).
     project: Callable[[nn.Module], None] | None = None
+    project_every: Literal["step", "epoch"] = "step"
 
     def view_augment(self, view: int):
         """The augmentation of view `view` (None: the harness's own)."""

@@ -11,7 +11,11 @@ The learning rate: the authors' step schedule cuts the rate 100x at the switch (
 0.0001x for its second. `lr_schedule=authors` (the default) puts the same two levels, relative to the
 run's peak rate, over the DRW phase in place of the run's cosine schedule; `lr_schedule=run` keeps the
 cosine schedule (0.10x of the peak at 0.8 of the run, 0.036x on average after it): what the suite did
-before the field existed (such records show `drw.lr_schedule=run`).
+before the field existed (such records show `drw.lr_schedule=run`). Before the switch the run's schedule
+applies: under the default cosine that is not the authors' constant peak rate, and `ce` / `ldam` keep the
+cosine throughout, so `ldam` vs `ldam+drw` then differs in schedule as well as weights; `--schedule step`
+gives every method of the run the authors' rates for the whole run (scripts/compare_authors.py compares
+both with their `adjust_learning_rate`, results/reference_checks.md).
 
 Compared with: the authors' (kaidic/LDAM-DRW) `per_cls_weights` and step schedule: the same weights, the
 same reduction, the learning-rate levels above (tests/test_baselines.py, tests/test_faithful.py).

@@ -10,8 +10,12 @@ pair of different classes, where the paper's loss is positive and pulls the batc
 over a one-class batch is a collapsed batch). At 1:0.01 about half the batches of 64 hold no minority
 image, so about half the steps carry no contrastive gradient (`tests/test_methods.py` pins this).
 
-Compared with: it is pytorch-metric-learning's `SupConLoss` (tests/test_methods.py checks the call);
-the difference from Khosla et al.'s definition is named above.
+Compared with: it is pytorch-metric-learning's `SupConLoss` (tests/test_methods.py checks the call).
+Named differences from Khosla et al.'s code (HobbitLong/SupContrast, losses.py): theirs multiplies the loss
+by temperature / base_temperature (0.1 / 0.07 in their recipe; the library's is 0.7x theirs, which the
+weight `lam` absorbs), and theirs counts an anchor with no positive in the batch as 0 in the mean where the
+library leaves it out; with two views (`supcon2`) every anchor has a positive, its other view, but a
+one-class batch still gives 0 (docs/methods.md, "departures named").
 """
 
 from __future__ import annotations

@@ -133,6 +133,27 @@ def test_drw_run_trains_at_the_authors_rates_after_the_switch(tmp_path, monkeypa
     assert rates[15] > lr * 0.05  # before the switch: the cosine schedule
 
 
+@pytest.mark.parametrize("name", ["ce", "ldam", "ldam+drw"])
+def test_schedule_step_puts_every_method_of_a_drw_comparison_on_the_authors_rates(tmp_path, monkeypatch, name):
+    """Issue 37 item 1: under the suite's cosine, ldam+drw changes the rate at its switch where ce and ldam keep
+    the cosine, so ldam vs ldam+drw confounds re-weighting and schedule. `--schedule step` gives every method the
+    LDAM-DRW authors' rates for the whole run (1.0 until 80% of the budget, 0.01 until 90%, then 0.0001), so
+    they differ by the re-weighting alone."""
+    rates = []
+    original = torch.optim.SGD.step
+
+    def spy(self, *a, **k):
+        rates.append(self.param_groups[0]["lr"] / spec.lr)
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", spy)
+    [spec] = tiny_specs([name], steps=20, train_changes={"schedule": "step", "warmup_steps": 2})
+    [rec] = run_local([spec], tmp_path, torch.device("cpu"), RunOptions(plain=True)).written
+    assert rec["status"] == "ok" and rec["spec"]["schedule"] == "step"
+    assert rates == pytest.approx([0.5, 1.0] + [1.0] * 14 + [0.01] * 2 + [0.0001] * 2)
+    assert spec.key != tiny_specs([name], steps=20, train_changes={"warmup_steps": 2})[0].key
+
+
 def test_supcon2_views_get_strong_augmentation():
     gen = torch.Generator().manual_seed(0)
     x = (torch.arange(2 * 3 * 16 * 16) % 251).to(torch.uint8).view(2, 3, 16, 16).repeat(4, 1, 1, 1)

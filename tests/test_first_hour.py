@@ -49,11 +49,36 @@ def test_the_console_table_has_a_short_row_per_method_and_ratio_in_words(tmp_pat
     args = [*TINY, "--methods", "ce,os", "--ratios", "1,0.1", "--seeds", "1", "--executor", "local"]
     assert main([*args, "--out", str(out)]) == 0
     said = capsys.readouterr().out
+    # one seed: no decision to order by (a paired test needs two), so by the headline at the extreme ratio
     assert "methods ordered by mean minority-class accuracy at 1:0.1, best first; mean±sd over seeds" in said
     header = next(line for line in said.splitlines() if line.startswith("method "))
-    assert header.split() == ["method", "ratio", "minority", "majority", "seeds"]
+    assert header.split() == ["method", "ratio", "bal.", "acc.", "minority", "majority", "seeds"]
     rows = [line for line in said.splitlines() if line.startswith(("ce ", "os "))]
     assert len(rows) == 4 and all(len(line) < 80 for line in rows)
+
+
+def test_the_console_table_follows_the_boards_decision_and_says_it_in_words(tmp_path, capsys):
+    """Issue 38 item 1: the main command's table is ordered by the board's decision (the set that may hold the
+    best first), with the verdict against os, and a closing paragraph says what it shows and where the full
+    answer is."""
+    out = tmp_path / "r"
+    args = [*TINY, "--methods", "ce,os,os+fsc", "--ratios", "0.1", "--seeds", "3", "--executor", "local"]
+    assert main([*args, "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "methods ordered by the decision at 1:0.1: those that may be the best first" in said
+    lines = said.splitlines()
+    header = next(line for line in lines if line.startswith("method "))
+    assert header.split()[-4:] == ["best?", "vs", "os", "(BH)"]
+    rows = [line.split() for line in lines if line.startswith(("ce ", "os ", "os+fsc "))]
+    assert len(rows) == 3 and all(row[5] == "3" for row in rows)
+    best = [row[6] == "yes" for row in rows]
+    assert best == sorted(best, reverse=True)  # the set that may hold the best comes first
+    assert next(row for row in rows if row[0] == "os")[-1] == "reference"
+    verdicts = [row[-4] for row in rows if row[0] != "os"]  # 'inconclusive +0.008, p 0.71'
+    assert all(v in ("inconclusive", "better", "worse", "equivalent") for v in verdicts), verdicts
+    words = next(line for line in lines if line.startswith("At 1:0.1, with 3 seeds:"))
+    assert "of 3 methods may be the best" in words and "The answer so far" in words
+    assert "a short budget" in words  # the tiny preset is no regime the answer is read from
 
 
 def test_a_report_without_figures_says_why(tmp_path, capsys):

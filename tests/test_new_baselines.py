@@ -3,7 +3,9 @@ Branch): each loss against its paper's formula written here independently (loops
 each method's stages, hooks and evaluation on tiny training runs. The side-by-side runs of the authors'
 code are scripts/compare_authors.py (results/reference_checks.md)."""
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,11 +13,14 @@ import torch
 
 import methods as M
 from bench.executors import RunOptions, run_local
+from methods import parse_method
 from methods.bcl import balanced_contrastive_loss
 from methods.ssb import SquareRootBranchClassifier, ssb_probabilities
 from methods.wb import MaxNorm
 
 from .conftest import numeric_gradient, tiny_specs
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_one(tmp_path, method, steps=24, **kw):
@@ -207,6 +212,48 @@ def test_wb_trains_with_its_weight_decays_and_ends_inside_the_maxnorm_ball(tmp_p
     assert decays == [5e-3, 0.1]
     assert len(ends) == 1 and ends[0][0] <= ends[0][1] + 1e-6
     assert all("cb_softmax_bce" in h for h in rec["history"] if h["stage"] == "classifier")
+
+
+@pytest.mark.parametrize("every", ["epoch", "step"])
+def test_wb_projects_once_per_epoch_as_the_authors_or_after_every_step_when_asked(tmp_path, monkeypatch, every):
+    """Issue 37 item 1: the authors' utils/trainval.py calls pgdFunc.PGD(model) once per epoch, after its last
+    batch; the suite projected after every step of stage two. Now `wb.project=epoch` (the default) projects
+    at each pass's end and after the stage's last step; `wb.project=step` keeps the old arithmetic."""
+    from methods import wb as wb_module
+
+    calls = []
+    original_call = wb_module.MaxNorm.__call__
+
+    def spy_call(self, model):
+        calls.append(1)
+        original_call(self, model)
+
+    monkeypatch.setattr(wb_module.MaxNorm, "__call__", spy_call)
+    rec = run_one(tmp_path, "wb", steps=40, overrides={"wb": {"share": "0.5", "project": every}})
+    n = rec["timings"]["stages"][1]["steps"]
+    per_epoch = sum(rec["counts"]["train"]) // rec["timings"]["batch_size"]  # full batches per pass (drop-last)
+    assert n == 20 and 1 < per_epoch < n  # several passes, the last one cut short by the budget
+    assert len(calls) == (n if every == "step" else math.ceil(n / per_epoch))
+    # the default (the suite's per-step arithmetic, the records' own) is left out of the key; the authors' is in it
+    assert rec["spec"]["hparams"]["wb"].get("project") == (None if every == "step" else "epoch")
+
+
+def test_wb_at_its_default_projection_keeps_the_committed_records_keys():
+    """`wb.project` was added after os+wb records were committed (and raced): at its default, the arithmetic
+    those records were made with, a run's key must be theirs, or every grid would train them again; the
+    authors' schedule is a new key. The run is built back with the value the key left out."""
+    from bench.runner import method_of
+    from bench.spec import RunSpec
+
+    path = ROOT / "results" / "runs" / "0be82f946139803c.json"  # os+wb, animals fine 1:0.01, quick, seed 0
+    spec = json.loads(path.read_text())["spec"]
+    assert spec["method"] == "os+wb" and "project" not in spec["hparams"]["wb"]
+    planned = RunSpec.from_dict(spec | {"hparams": parse_method("os+wb").key_hparams()})
+    assert planned.key == path.stem
+    assert method_of(planned).stager.project == "step"
+    authors = parse_method("os+wb", {"wb": {"project": "epoch"}}).key_hparams()
+    assert authors["wb"]["project"] == "epoch"
+    assert RunSpec.from_dict(spec | {"hparams": authors}).key != path.stem
 
 
 @pytest.mark.parametrize("spec,ok", [("os+wb", True), ("wb+la", False), ("crt+wb", False), ("wb+pla", False)])

@@ -6,18 +6,23 @@ from rich.markup import escape
 from tabulate import tabulate
 
 from . import tables as T
-from .model import Board
+from .model import Board, ratio_label
 
 
-def print_console(boards: list[Board], n_failed: int = 0, console=None) -> None:
+def print_console(boards: list[Board], n_failed: int = 0, console=None, decided: bool = True) -> None:
+    """Each board's table; `decided`: in the order of the board's decision against `os` (when it has `os`),
+    followed by what the decision says, in words."""
     from rich.console import Console
     from rich.table import Table
 
+    from .analysis import Analysis
+
     console = console or Console()
+    a = Analysis.of(boards) if decided and boards else None
     for b in boards:
-        t = T.console_rows(b)
+        t = T.console_rows(b, a)
         if console.is_terminal:
-            table = Table(title=escape(b.title), caption=escape(T.console_order(b)), show_lines=False)
+            table = Table(title=escape(b.title), caption=escape(T.console_order(b, a)), show_lines=False)
             for h in t.head:
                 table.add_column(escape(h))
             for r in t.rows:  # labels such as 'os+fsc [fsc.lam=0.1]' are text, not rich markup
@@ -25,9 +30,44 @@ def print_console(boards: list[Board], n_failed: int = 0, console=None) -> None:
             console.print(table)
         else:  # a log: one line per method and ratio, never wrapped into a narrow column
             table = tabulate(t.rows, headers=t.head, tablefmt="simple", disable_numparse=True)
-            print(f"\n{b.title}\n{T.console_order(b)}\n{table}")
+            print(f"\n{b.title}\n{T.console_order(b, a)}\n{table}")
+        words = decision_words(a, b) if a else ""
+        if words:
+            console.print(escape(words), soft_wrap=not console.is_terminal)
     if n_failed:
         console.print(f"[red]{n_failed} failed run(s)[/red], not averaged: see the report's failed list")
+
+
+REGIME_WORDS = {
+    "standard": "the standard regime (from scratch, at least the standard budget), the one the README's answer is "
+    "read from",
+    "transfer": "the transfer regime (from a pretrained start), the practitioner's",
+    "short": "a short budget (the archive: which methods learn the rare class fastest, not where they end; the "
+    "answer's regime is --preset standard)",
+}
+
+
+def decision_words(a, b: Board) -> str:
+    """What board b's decision at its most imbalanced ratio says, in words, and where the full answer is."""
+    r = min(b.ratios)
+    d = a.decisions.get((b.slug, r))
+    if d is None:
+        return ""
+    seeds = sorted({len(c.seeds) for (m, ratio), c in b.cells.items() if ratio == r})
+    n = len(b.methods)
+    better, worse = d.named("better"), d.named("worse")
+    said = (
+        f"At {ratio_label(r)}, with {'-'.join(map(str, (seeds[0], seeds[-1]))) if len(seeds) > 1 else seeds[0]} "
+        f"seeds: {len(d.may_be_best)} of {n} methods may be the best ({', '.join(map(d.name, d.may_be_best))}); "
+        f"better than {d.reference}: {', '.join(better) or 'none'}; worse: {', '.join(worse) or 'none'}; "
+        f"{len(d.named('inconclusive'))} inconclusive (paired t-test with the test images' shared error, "
+        f"Benjamini-Hochberg over the {len(d.vs_reference)} comparisons with {d.reference}: an exploratory screen). "
+    )
+    return said + (
+        f"This is {REGIME_WORDS.get(b.regime, b.regime)}, for the methods asked. The suite's answer over every "
+        "method, with its declared confirmatory contrasts, is the README's 'The answer so far'; every board is in "
+        "results/leaderboard.md (`python -m bench report`)."
+    )
 
 
 def print_summary(boards: list[Board], n_failed: int = 0) -> None:

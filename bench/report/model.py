@@ -188,6 +188,8 @@ class Board:
             defaults = PRESETS.get(s["preset"], {})
             if s.get("width") != defaults.get("width"):
                 parts.append(f"width {s['width']}")
+            if (s.get("schedule") or "cosine") != "cosine":
+                parts.append(f"{s['schedule']} schedule")
             if self.held_out:
                 parts.append(f"val {self.held_out}")
         if s.get("classes"):

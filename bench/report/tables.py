@@ -50,27 +50,72 @@ def leaderboard(b: Board) -> Table:
     )
 
 
-def console_rows(b: Board) -> Table:
-    """The console's table: one short row per method and ratio, methods in the board's order (best
-    first by the headline metric at the most extreme ratio), ratios from balanced to most imbalanced."""
+def console_rows(b: Board, a: Analysis | None = None) -> Table:
+    """The console's table: one short row per method and ratio, ratios from balanced to most imbalanced.
+    With the analysis `a`, methods in the order of the board's decision at its most imbalanced ratio (those
+    that may be the best first, each group by mean balanced accuracy) with that decision's word against the
+    reference; without it, by the headline metric there."""
     binary = not b.multiclass
-    head = ["method", "ratio"] + (["minority", "majority"] if binary else ["top-1", "tail class"]) + ["seeds"]
+    extreme = min(b.ratios)
+    d = a.decisions.get((b.slug, extreme)) if a else None
+    order = decided_methods(b, d) if d else b.ranked_methods()
+    head = ["method", "ratio", "bal. acc."] + (["minority", "majority"] if binary else ["top-1", "tail class"])
+    head += ["seeds"] + (["best?", f"vs {d.reference} (BH)"] if d else [])
     rows, cells = [], []
-    for m in b.ranked_methods():
+    for m in order:
         for r in b.ratios:
             c = b.cells.get((m, r))
             if c is None:
                 continue
             first = c.per_class[-1].fmt() if binary else c.balanced_acc.fmt()
             second = c.per_class[0].fmt() if binary else c.per_class[-1].fmt()
-            rows.append([m, ratio_label(r), first, second, str(len(c.seeds))])
+            row = [m, ratio_label(r), c.balanced_acc.fmt(), first, second, str(len(c.seeds))]
+            if d:
+                row += _versus(d, m) if r == extreme else ["", ""]
+            rows.append(row)
             cells.append([c])
     return Table(head, rows, cells)
 
 
-def console_order(b: Board) -> str:
+def _representative(d, m: str) -> str:
+    """The method the decision speaks for `m` under (identical computations are collapsed into one)."""
+    return next((k for k, others in d.aliases.items() if m in others), m)
+
+
+def decided_methods(b: Board, d) -> list[str]:
+    """The board's methods in the order of decision `d` at its ratio: the set that may hold the best first,
+    then the rest, each by mean balanced accuracy."""
+    r = min(b.ratios)
+
+    def key(m):
+        c = b.cells.get((m, r))
+        return (_representative(d, m) not in d.may_be_best, -(c.balanced_acc.mean if c else -1.0), m)
+
+    return sorted(b.methods, key=key)
+
+
+def _versus(d, m: str) -> list[str]:
+    """['yes' when m may be the best, else '', its verdict against the reference with the difference in
+    balanced accuracy and the adjusted p]: the console's two decision columns."""
+    m = _representative(d, m)
+    best = "yes" if m in d.may_be_best else ""
+    if m == d.reference:
+        return [best, "reference"]
+    pr, word = d.vs_reference.get(m), d.verdict.get(m, "not compared")
+    return [best, word if pr is None else f"{word} {pr.mean:+.3f}, p {d.p_adj.get(m, float('nan')):.2g}"]
+
+
+def console_order(b: Board, a: Analysis | None = None) -> str:
+    extreme = ratio_label(min(b.ratios))
+    d = a.decisions.get((b.slug, min(b.ratios))) if a is not None else None
+    if d is not None:
+        return (
+            f"methods ordered by the decision at {extreme}: those that may be the best first (best?: Hsu's "
+            "comparisons with the best), each group by mean balanced accuracy; mean±sd over seeds; "
+            f"vs {d.reference}: the difference in balanced accuracy and its Benjamini-Hochberg-adjusted p"
+        )
     what = "minority-class accuracy" if not b.multiclass else "top-1 accuracy"
-    return f"methods ordered by mean {what} at {ratio_label(min(b.ratios))}, best first; mean±sd over seeds"
+    return f"methods ordered by mean {what} at {extreme}, best first; mean±sd over seeds"
 
 
 def summary(b: Board) -> Table:
