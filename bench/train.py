@@ -508,7 +508,8 @@ def _train_stage(runs: list[_Run], index: int, n_steps: int, forward, autocast, 
         opt.zero_grad(set_to_none=True)
         total.backward()
         for i, (r, group) in enumerate(zip(runs, opt.param_groups)):
-            factor = r.stage.lr_factor(states[id(r)], lr_factor(k, r.warmup, n_steps, r.spec.schedule)) if i in losses else 0.0
+            scheduled = lr_factor(k, r.warmup, n_steps, r.spec.schedule)
+            factor = r.stage.lr_factor(states[id(r)], scheduled) if i in losses else 0.0
             group["lr"] = spec.lr * factor
         opt.step()
         for i, (loss, parts) in losses.items():
