@@ -274,6 +274,26 @@ def test_the_race_stops_the_excluded_gives_the_others_five_seeds_and_ten_while_o
     assert by_seeds == {"3": "sqrt", "5": "cbs", "10": "la,os"}
 
 
+def test_a_race_on_a_transfer_board_runs_from_its_pretrained_start(tmp_path):
+    """The racing plan of a board trained from a pretrained start names the start (and the tuning), so the
+    seeds it asks for are that board's runs, not from-scratch runs of the same budget."""
+    from bench.gridfile import read_grid
+    from bench.report import Analysis, aggregate
+    from bench.report.racegrid import race_grid_text
+
+    rng = np.random.default_rng(0)
+    recs = _race_records({"os": list(0.80 + rng.normal(0, 0.004, 5)), "la": list(0.80 + rng.normal(0, 0.03, 5))})
+    for r in recs:
+        r["spec"] |= {"weights": "animals-other8", "tune": "last:1", "steps": 1200}
+    grid = tmp_path / "race.toml"
+    grid.write_text(race_grid_text(Analysis.of(aggregate(recs))))
+    entries, _ = read_grid(str(grid))
+    assert entries
+    for _, flags in entries:
+        assert flags[flags.index("--pretrained") + 1] == "animals-other8"
+        assert flags[flags.index("--tune") + 1] == "last:1" and flags[flags.index("--steps") + 1] == "1200"
+
+
 def test_a_race_whose_best_is_clear_asks_for_no_more_than_five():
     from bench.report import Analysis, aggregate
     from bench.report.analysis import race_plans

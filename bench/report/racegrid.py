@@ -24,6 +24,13 @@ def _setting_flags(s: dict) -> dict:
     preset = PRESETS.get(s["preset"], {})
     flags = {"dataset": s["dataset"], "task": s["task"], "preset": s["preset"]}
     flags |= {k: s[k] for k in TRAIN_FLAGS if s.get(k) is not None and s.get(k) != preset.get(k)}
+    # the model and its start: without them a transfer board's race would train from scratch
+    if s.get("model") not in (None, "resnet18"):
+        flags["model"] = s["model"]
+    if s.get("weights"):
+        flags["pretrained"] = s["weights"]
+    if s.get("image_size"):
+        flags["image_size"] = s["image_size"]
     if s.get("classes"):
         flags["classes"] = list(s["classes"])
     if s.get("n_major"):
