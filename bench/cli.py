@@ -311,7 +311,13 @@ def _add_advise_parser(sub, plugin) -> None:
     ad.add_argument("--max-seeds", type=int, default=10, help="seeds the race may grow to")
     ad.add_argument("--hours", type=float, default=1.0, help="time budget: no round of more seeds is started that "
                     "the runs so far say would end beyond it")  # fmt: skip
-    ad.add_argument("--preset", default="quick", choices=sorted(PRESETS), help="training settings, as for `run`")
+    ad.add_argument(
+        "--preset",
+        default="quick",
+        choices=sorted(PRESETS),
+        help="training settings, as for `run` (default quick here, a short budget, so that a race of several methods "
+        "fits --hours on a CPU; `run` defaults to standard)",
+    )
     ad.add_argument("--model", default="resnet18", help="backbone, as for `run`")
     ad.add_argument("--width", type=float, help="as for `run`")
     ad.add_argument("--steps", help="as for `run` (one budget)")
