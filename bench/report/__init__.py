@@ -260,7 +260,7 @@ def report(
 
         build_site(col, a, runs_dir, out_dir / "site", figs)
     if verbose:
-        print_console(col.boards, len(col.failed), console)
+        print_console(col.boards, len(col.failed), console, analysis=a)
     else:
         print_summary(col.boards, len(col.failed))
     col.figures = figs

@@ -9,16 +9,16 @@ from . import tables as T
 from .model import Board, ratio_label
 
 
-def print_console(boards: list[Board], n_failed: int = 0, console=None, decided: bool = True) -> None:
-    """Each board's table; `decided`: in the order of the board's decision against `os` (when it has `os`),
-    followed by what the decision says, in words."""
+def print_console(boards: list[Board], n_failed: int = 0, console=None, analysis=None) -> None:
+    """Each board's table in the order of the board's decision against `os` (when it has `os`), followed by
+    what the decision says, in words; `analysis`: the boards' Analysis where the caller has it."""
     from rich.console import Console
     from rich.table import Table
 
     from .analysis import Analysis
 
     console = console or Console()
-    a = Analysis.of(boards) if decided and boards else None
+    a = analysis or (Analysis.of(boards) if boards else None)
     for b in boards:
         t = T.console_rows(b, a)
         if console.is_terminal:
