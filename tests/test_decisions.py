@@ -427,6 +427,35 @@ def test_a_declared_family_is_decided_on_the_seeds_it_may_use_and_races_the_rest
     assert "is not 'method - reference'" in capsys.readouterr().err
 
 
+def test_the_races_cost_counts_the_familys_runs_and_prices_the_next_look(tmp_path):
+    """Six seeds of os, la and os+fsc, each run timed: the cost row sums the family's 18 runs (3600 s each:
+    18 core-hours, 9 hours at two at a time), estimates them on one H200 from their steps, and prices the
+    next look (la and os to 8 seeds: 4 runs) at each method's own mean time a run."""
+    from bench import store
+    from bench.cli import main
+    from bench.report import tables as T
+
+    from .test_report import SETTING, rec
+
+    grid = tmp_path / "family.toml"
+    grid.write_text(FAMILY_GRID)
+    rng = np.random.default_rng(0)
+    for s in range(6):
+        for method, mino in (("os", 0.40), ("la", 0.60), ("os+fsc", 0.10)):
+            r = rec(method, 0.01, s, 1.0, mino + rng.normal(0, 0.01))
+            r["wall_s"] = {"os": 3000.0, "la": 4200.0, "os+fsc": 3600.0}[method]
+            store.write_record(tmp_path / "runs", r)
+    out = tmp_path / "out"
+    argv = ["report", "--runs", str(tmp_path / "runs"), "--out", str(out), "--no-figures", "--family", str(grid)]
+    assert main(argv) == 0
+    md = (out / "leaderboard.md").read_text()
+    row = next(line for line in md.splitlines() if "| family.toml" in line or "family.toml sha256" in line)
+    cols = [c.strip() for c in row.strip("|").split("|")]
+    gpu_min = 18 * SETTING["steps"] * T.H200_S_PER_STEP / 60
+    assert cols[3:] == ["18", "18.0", "9.0", f"{gpu_min:.0f}", f"4 runs, {(2 * 3000 + 2 * 4200) / 3600:.1f} core-h"]
+    assert "race-cost" in (out / "summary.md").read_text()  # the block the README quotes
+
+
 def test_dunnetts_critical_value_is_exact_and_below_bonferronis():
     """The published one-sided normal-case values (2 and 5 comparisons: 1.916, 2.234), Student's t for one,
     a Monte Carlo draw of the max of 5 equicorrelated t's, and far below Bonferroni for 35 at 3 seeds."""

@@ -288,6 +288,19 @@ def family_seeds(family: dict, b: Board, r: float, method: str, reference: str) 
     return sorted((set(c.seeds) & set(ref.seeds)) - excluded_seeds(family, b, r, (method, reference)))
 
 
+def family_wants(family: dict, b: Board, r: float, results: list[ContrastResult]) -> dict[str, tuple[int, int]]:
+    """Per method of a family's undecided contrasts on board b at ratio r: (seeds it has, seeds the next look
+    needs), counting the seeds it may not use there (those its contrast's methods were picked on)."""
+    want: dict[str, int] = {}
+    for res in results:
+        if res.next_look is None:
+            continue
+        skip = len(excluded_seeds(family, b, r, (res.method, res.reference)))
+        for m in (res.method, res.reference):  # the reference of an open contrast never stops
+            want[m] = max(want.get(m, 0), res.next_look + skip)
+    return {m: (len(b.cells[(m, r)].seeds) if (m, r) in b.cells else 0, t) for m, t in want.items()}
+
+
 def confirm(family: dict, b: Board, r: float, alpha: float = ALPHA) -> list[ContrastResult]:
     """The family's contrasts on board b at ratio r, decided by the sequential procedure of bench/stats.py
     on balanced accuracy (the image term included where the records keep per-image outcomes)."""

@@ -79,6 +79,7 @@ def markdown(col: Collected, a: Analysis) -> str:
         T.seed_planning(a),
     )
     _section(md, f"## The confirmatory family\n\n{T.CONFIRM_NOTE}", T.confirmatory(a))
+    _section(md, f"### What the races cost\n\n{T.RACE_COST_NOTE}", T.race_cost(a))
     _section(md, f"### Racing seeds\n\n{T.RACE_NOTE}", T.race_table(a))
     _section(
         md,
@@ -266,6 +267,7 @@ def summary_blocks(a: Analysis) -> dict[str, str]:
             blocks[name] = table_md(which)
     if confirmed := T.confirmatory(a):
         blocks["confirmatory"] = table_md(confirmed)
+        blocks["race-cost"] = table_md(T.race_cost(a))
     for study in budget_studies(a.boards):
         blocks[study.slug] = table_md(budget_table(study)) + "\n" + table_md(wall_table(study))
     return blocks

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ..spec import PRESETS, TRAIN_FLAGS
-from .analysis import Analysis, excluded_seeds, race_plans
+from .analysis import Analysis, family_wants, race_plans
 from .model import ratio_label
 
 
@@ -62,17 +62,9 @@ def race_grid_text(a: Analysis) -> str:
             lines += [f"ratios = {_toml(p.ratio)}", f"seeds = {t}", f"methods = {_toml(sorted(methods))}", ""]
     for (slug, r), (fam, results) in sorted(a.confirmed.items()):
         b = next(x for x in a.boards if x.slug == slug)
-        want: dict[str, int] = {}
-        for res in results:
-            if res.next_look is None:
-                continue
-            skip = len(excluded_seeds(fam, b, r, (res.method, res.reference)))
-            for m in (res.method, res.reference):  # the reference of an open contrast never stops
-                want[m] = max(want.get(m, 0), res.next_look + skip)
-        have = {m: len(b.cells[(m, r)].seeds) if (m, r) in b.cells else 0 for m in want}
         by_target: dict[int, list[str]] = {}
-        for m, t in want.items():
-            if t > have[m]:
+        for m, (have, t) in family_wants(fam, b, r, results).items():
+            if t > have:
                 by_target.setdefault(t, []).append(m)
         where = f"{b.label} {ratio_label(r)}"
         for t, methods in sorted(by_target.items()):

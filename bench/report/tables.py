@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from methods import REGISTRY
 
-from .analysis import RACE, Analysis, candidates, family_seeds, paired_cell, race_plans, verdict
+from .analysis import RACE, Analysis, candidates, family_seeds, family_wants, paired_cell, race_plans, verdict
 from .model import METRIC_TITLES, MISSING, Board, Cell, Stat, ratio_label
 
 ABLATION = ("ce", "os", "fsc", "os+fsc")
@@ -629,4 +629,53 @@ CONFIRM_NOTE = (
     "other seeds only. `detectable`: the smallest true difference that look finds with 80% power: a contrast "
     "not decided is not a finding of 'no difference' beyond it. Every other comparison on the boards is "
     "exploratory (the which-method table)."
+)
+
+
+# Device seconds per training step on one NVIDIA H200 with four runs sharing it: the timed slice of the `paper`
+# grid by scripts/gpu_check.sh on 2026-11-27 (results/gpu_check/README.md: 14 runs x 1500 steps in 99.2 s of
+# wall time). A step at 28 px is launch-bound there (3.6% of the chip's dense peak, results/PERF.md), so a step
+# of the narrower quick model is taken to cost the same: an estimate for these boards, not a measurement.
+H200_S_PER_STEP = 99.2 / (14 * 1500)
+
+
+def race_cost(a: Analysis) -> Table | None:
+    """What each confirmatory race has cost and what its next look asks for, per board and ratio: the runs of
+    the family's methods, their summed wall time (core-hours: one thread a run), the wall time at two runs at a
+    time (this 2-core machine), the same runs' device time on one H200 (estimated, H200_S_PER_STEP), and the
+    runs the next look needs with their core-hours at each method's mean time a run so far."""
+    rows = []
+    for (slug, r), (fam, results) in sorted(a.confirmed.items()):
+        b = next(x for x in a.boards if x.slug == slug)
+        methods = sorted({m for res in results for m in (res.method, res.reference)})
+        cells = {m: b.cells[(m, r)] for m in methods if (m, r) in b.cells}
+        runs = sum(len(c.seeds) for c in cells.values())
+        spent = sum(sum(c.wall_s.values()) for c in cells.values())
+        timed = sum(len(c.wall_s) for c in cells.values())
+        per_run = {m: sum(c.wall_s.values()) / len(c.wall_s) for m, c in cells.items() if c.wall_s}
+        fallback = spent / timed if timed else 0.0
+        todo = {m: t - have for m, (have, t) in family_wants(fam, b, r, results).items() if t > have}
+        next_s = sum(n * per_run.get(m, fallback) for m, n in todo.items())
+        gpu_min = runs * b.setting["steps"] * H200_S_PER_STEP / 60
+        rows.append([
+            b.label, ratio_label(r), fam["source"], str(runs), f"{spent / 3600:.1f}", f"{spent / 7200:.1f}",
+            f"{gpu_min:.0f}", f"{sum(todo.values())} runs, {next_s / 3600:.1f} core-h" if todo else "none",
+        ])  # fmt: skip
+    if not rows:
+        return None
+    head = [
+        "board", "ratio", "family", "runs so far", "core-hours", "wall here, 2 at a time (h)",
+        "one H200, estimated (min)", "the next look asks for",
+    ]  # fmt: skip
+    return Table(head, rows, numeric_from=3)
+
+
+RACE_COST_NOTE = (
+    "What the confirmatory races cost: per board, the runs of the family's methods so far and their summed wall "
+    "time (one CPU thread a run, so core-hours; measured while two or three runs shared this machine's two "
+    "cores), the wall time at two runs at a time, and an estimate of the same runs on one NVIDIA H200: their "
+    "steps at the device time a step took in the GPU check's timed grid slice with four runs sharing the chip "
+    "(results/gpu_check/README.md; a step at 28 px is launch-bound there, so the quick model's narrower step is "
+    "taken to cost the same). The last column: the runs the race's next look still needs, at each method's mean "
+    "time a run so far."
 )
