@@ -454,6 +454,15 @@ def test_the_races_cost_counts_the_familys_runs_and_prices_the_next_look(tmp_pat
     gpu_min = 18 * SETTING["steps"] * T.H200_S_PER_STEP / 60
     assert cols[3:] == ["18", "18.0", "9.0", f"{gpu_min:.0f}", f"4 runs, {(2 * 3000 + 2 * 4200) / 3600:.1f} core-h"]
     assert "race-cost" in (out / "summary.md").read_text()  # the block the README quotes
+    # the prose quotes a contrast by key: its difference at the look, verdict and look
+    [page] = list((out / "boards").glob("*.md"))
+    key = f"confirm:{page.stem}:0.01:os+fsc-os"
+    quoted = tmp_path / "README.md"
+    quoted.write_text(f"<!--v:{key}-->?<!--/v--> <!--v:{key}:verdict-->?<!--/v--> <!--v:{key}:look-->?<!--/v-->\n")
+    assert main([*argv, "--readme", str(quoted)]) == 0
+    fsc = next(line for line in md.splitlines() if "| os+fsc − os" in line)
+    assert f"-->{[c.strip() for c in fsc.strip('|').split('|')][5]}<!--" in quoted.read_text()
+    assert "-->worse<!--" in quoted.read_text() and "-->5<!--" in quoted.read_text()
 
 
 def test_dunnetts_critical_value_is_exact_and_below_bonferronis():

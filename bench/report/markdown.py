@@ -10,7 +10,7 @@ from tabulate import tabulate
 from . import tables as T
 from .analysis import Analysis, reference_may_be_best
 from .budget import SETTLED, budget_studies, budget_table, unsettled, wall_table
-from .model import METRIC_TITLES, ratio_label
+from .model import METRIC_TITLES, Stat, ratio_label
 from .records import Collected
 
 
@@ -285,7 +285,9 @@ def summary_values(a: Analysis) -> dict[str, str]:
     (the seeds) beside it; `BOARD:METHOD:RATIO:mde`, the smallest difference from the reference its test
     could find with 80% power at the seeds run (the correction's first step); and the which-method table's counts
     (`which:settings`, `which:better`, ... over the boards of at least the standard budget; `which-short:...`
-    over the short-budget ones)."""
+    over the short-budget ones); the review queue's `BOARD:METHOD:RATIO:review:common_share` and
+    `...:review:confident_miss`; each confirmatory contrast's difference at its look,
+    `confirm:BOARD:RATIO:METHOD-REFERENCE`, with `:verdict`, `:look` and `:mde`."""
     values = {}
 
     def put(key, stat):
@@ -325,6 +327,25 @@ def summary_values(a: Analysis) -> dict[str, str]:
         for method in study.methods():
             for steps in study.budgets:
                 put(value_key(study.slug, method, steps), study.stat(method, steps))
+    # the review queue a camera-trap user reads: the share of common images reviewed to catch the target share
+    # of the rare class, and the share of rare images called common at a confidence no reviewer would check
+    for (slug, ratio), rb in a.reviews.items():
+        for method in rb.reviews:
+            for name in ("common_share", "confident_miss"):
+                got = rb.values(method, lambda x, name=name: x.rare.get(name))
+                put(value_key(slug, method, f"{ratio:g}", "review", name), Stat([v for _, v in sorted(got.items())]))
+    # the confirmatory contrasts (`confirm:BOARD:RATIO:METHOD-REFERENCE`): the paired difference at the look
+    # reached, with `:verdict`, `:look` and `:mde` beside it
+    for (slug, ratio), (_, results) in a.confirmed.items():
+        for res in results:
+            key = "v:" + value_key("confirm", slug, f"{ratio:g}", f"{res.method}-{res.reference}")
+            if res.paired is not None:
+                values[key] = res.paired.fmt()
+            values[key + ":verdict"] = res.verdict
+            if res.look:
+                values[key + ":look"] = str(res.look)
+            if res.mde is not None:
+                values[key + ":mde"] = f"{res.mde:.3f}"
     return values
 
 
