@@ -159,11 +159,12 @@ def _add_training_args(r) -> None:
         "--preset",
         default="standard",
         choices=sorted(PRESETS),
-        help=f"training settings: standard (the default) = the quick model at {STANDARD_STEPS} steps, the regime the "
-        "README's answer is read from, at 1:0.01 with 5 seeds unless --ratios / --seeds say otherwise (its runs are "
-        "quick runs of that budget, same keys; provisional: see the README's budget study); quick = a fast first "
-        "look (a short budget, the paper's six ratios); transfer = from the dataset's pretrained start; paper = "
-        "full width for a GPU; see `list`",
+        help=f"training settings: standard (the default) = the quick model from scratch at {STANDARD_STEPS} steps, "
+        "the README's from-scratch screen, at 1:0.01 with 5 seeds unless --ratios / --seeds say otherwise (its runs "
+        "are quick runs of that budget, same keys; provisional: see the README's budget study); transfer = from the "
+        "dataset's pretrained start, last stage + head tuned, the practitioner's regime, where the README's "
+        "declared contrasts are decided first; quick = a fast first look (a short budget, the paper's six ratios); "
+        "paper = full width for a GPU; see `list`",
     )
     r.add_argument(
         "--model",

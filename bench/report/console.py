@@ -39,11 +39,12 @@ def print_console(boards: list[Board], n_failed: int = 0, console=None, analysis
 
 
 REGIME_WORDS = {
-    "standard": "the standard regime (from scratch, at least the standard budget), the one the README's answer is "
-    "read from",
-    "transfer": "the transfer regime (from a pretrained start), the practitioner's",
+    "standard": "the from-scratch regime (at least the standard budget), the README's exploratory screen; its "
+    "declared contrasts are decided first in the transfer regime (the same command with --preset transfer)",
+    "transfer": "the transfer regime (from a pretrained start), the practitioner's, where the README's declared "
+    "contrasts are decided first",
     "short": "a short budget (the archive: which methods learn the rare class fastest, not where they end; the "
-    "answer's regime is --preset standard)",
+    "answer's regimes are --preset transfer and --preset standard)",
 }
 
 

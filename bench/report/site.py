@@ -254,9 +254,10 @@ def build_site(col: Collected, a: Analysis, runs_dir: Path, site: Path, figures:
     return site / "index.html"
 
 
-ANSWER_REGIMES = {  # the boards the answer is read from, in the front page's order (Board.regime)
-    "standard": "From scratch at the standard budget",
+ANSWER_REGIMES = {  # the boards the answer is read from, in the front page's order (Board.regime): the
+    # practitioner's regime first, where the declared contrasts are decided first (README, 'The answer so far')
     "transfer": "From a pretrained start (the practitioner's regime)",
+    "standard": "From scratch at the standard budget",
 }
 
 
