@@ -393,12 +393,10 @@ seeds = [0, 1, 2]
 """
 
 
-def test_a_declared_family_is_decided_on_the_seeds_it_may_use_and_races_the_rest(tmp_path, capsys):
-    """la was picked on seeds 0-2: its contrast waits for 5 other seeds (8 in all); os+fsc vs os, not picked
-    from data, uses seeds 0-4 and is decided at the first look; the race grid asks la and os for 8 seeds."""
+def _family_report_args(tmp_path, wall_s: dict[str, float] | None = None) -> list[str]:
+    """FAMILY_GRID and six seeds of os, la (picked on seeds 0-2) and os+fsc (far below os), each run timed
+    `wall_s[method]` where given: the `bench report` arguments that read them with that family."""
     from bench import store
-    from bench.cli import main
-    from bench.gridfile import read_grid
 
     from .test_report import rec
 
@@ -408,9 +406,21 @@ def test_a_declared_family_is_decided_on_the_seeds_it_may_use_and_races_the_rest
     for s in range(6):
         for method, mino in (("os", 0.40), ("la", 0.60), ("os+fsc", 0.10)):
             r = rec(method, 0.01, s, 1.0, mino + rng.normal(0, 0.01))
+            if wall_s:
+                r["wall_s"] = wall_s[method]
             store.write_record(tmp_path / "runs", r)
     out = tmp_path / "out"
-    argv = ["report", "--runs", str(tmp_path / "runs"), "--out", str(out), "--no-figures", "--family", str(grid)]
+    return ["report", "--runs", str(tmp_path / "runs"), "--out", str(out), "--no-figures", "--family", str(grid)]
+
+
+def test_a_declared_family_is_decided_on_the_seeds_it_may_use_and_races_the_rest(tmp_path, capsys):
+    """la was picked on seeds 0-2: its contrast waits for 5 other seeds (8 in all); os+fsc vs os, not picked
+    from data, uses seeds 0-4 and is decided at the first look; the race grid asks la and os for 8 seeds."""
+    from bench.cli import main
+    from bench.gridfile import read_grid
+
+    argv = _family_report_args(tmp_path)
+    out = tmp_path / "out"
     assert main([*argv, "--race-grid", str(tmp_path / "race.toml")]) == 0
     md = (out / "leaderboard.md").read_text()
     la = next(line for line in md.splitlines() if "| la − os" in line)
@@ -431,22 +441,13 @@ def test_the_races_cost_counts_the_familys_runs_and_prices_the_next_look(tmp_pat
     """Six seeds of os, la and os+fsc, each run timed: the cost row sums the family's 18 runs (3600 s each:
     18 core-hours, 9 hours at two at a time), estimates them on one H200 from their steps, and prices the
     next look (la and os to 8 seeds: 4 runs) at each method's own mean time a run."""
-    from bench import store
     from bench.cli import main
     from bench.report import tables as T
 
-    from .test_report import SETTING, rec
+    from .test_report import SETTING
 
-    grid = tmp_path / "family.toml"
-    grid.write_text(FAMILY_GRID)
-    rng = np.random.default_rng(0)
-    for s in range(6):
-        for method, mino in (("os", 0.40), ("la", 0.60), ("os+fsc", 0.10)):
-            r = rec(method, 0.01, s, 1.0, mino + rng.normal(0, 0.01))
-            r["wall_s"] = {"os": 3000.0, "la": 4200.0, "os+fsc": 3600.0}[method]
-            store.write_record(tmp_path / "runs", r)
+    argv = _family_report_args(tmp_path, wall_s={"os": 3000.0, "la": 4200.0, "os+fsc": 3600.0})
     out = tmp_path / "out"
-    argv = ["report", "--runs", str(tmp_path / "runs"), "--out", str(out), "--no-figures", "--family", str(grid)]
     assert main(argv) == 0
     md = (out / "leaderboard.md").read_text()
     row = next(line for line in md.splitlines() if "| family.toml" in line or "family.toml sha256" in line)
