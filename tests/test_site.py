@@ -125,8 +125,9 @@ def test_site_in_a_headless_browser_sorts_and_links_to_runs(site, tmp_path):
 @pytest.mark.slow
 @needs_browser
 def test_the_front_page_leads_with_the_answers_boards_and_their_forest_plots(tmp_path):
-    """Issue 38 items 2-3: the standard-budget (answer) board's table and forest plot come before the short-
-    budget archive, which is folded away; every board label on the page is short (no numerics in it)."""
+    """Issue 38 items 2-3: the answer's boards (the transfer preset's, then the standard preset's) and their
+    forest plots come first, one row per task; the transfer study's other budgets and the short-budget archive
+    are folded away; every board label on the page is short (no numerics in it)."""
     from selenium.webdriver.common.by import By
 
     from bench import store
@@ -134,12 +135,16 @@ def test_the_front_page_leads_with_the_answers_boards_and_their_forest_plots(tmp
     from .test_report import rec
 
     runs = tmp_path / "runs"
-    for steps in (240, 2400):  # a short-budget board and a standard one (the quick model at 2400 steps)
+    # a short-budget board, a standard one (the quick model at 2400 steps), the transfer preset's (the shipped
+    # start, last stage + head, 1200 steps) and a transfer-study board (the same start at 240 steps)
+    transfer = {"weights": "animals-other8", "tune": "last:1"}
+    for name, change in (("240", {"steps": 240}), ("2400", {"steps": 2400}),
+                         ("t1200", {"steps": 1200, **transfer}), ("t240", {"steps": 240, **transfer})):  # fmt: skip
         for method, base in (("os", 0.4), ("ce", 0.1), ("la", 0.6)):
             for seed in range(3):
-                r = rec(method, 0.01, seed, 0.95, base + 0.05 * seed + (0.1 if steps == 2400 else 0))
-                r["spec"]["steps"] = steps
-                r["key"] += f"-{steps}"
+                r = rec(method, 0.01, seed, 0.95, base + 0.05 * seed + (0.1 if name != "240" else 0))
+                r["spec"] |= change
+                r["key"] += f"-{name}"
                 store.write_record(runs, r)
     report(runs, tmp_path / "out", figures=True, site=True)
     site = tmp_path / "out" / "site" / "index.html"
@@ -147,11 +152,19 @@ def test_the_front_page_leads_with_the_answers_boards_and_their_forest_plots(tmp
     driver = _browser(tmp_path)
     try:
         driver.get(site.as_uri())
+        first = driver.find_element(By.ID, "which-transfer")
+        rows = first.find_elements(By.CSS_SELECTOR, "tbody tr")
+        assert [r.find_element(By.TAG_NAME, "td").text for r in rows] == ["animals fine, transfer, CPU"]
         answer = driver.find_element(By.ID, "which-standard")
-        assert answer.is_displayed()
+        assert first.is_displayed() and answer.is_displayed() and first.location["y"] < answer.location["y"]
         rows = answer.find_elements(By.CSS_SELECTOR, "tbody tr")
         assert [r.find_element(By.TAG_NAME, "td").text for r in rows] == ["animals fine, standard, CPU"]
-        forest = driver.find_element(By.CSS_SELECTOR, "figure.forest img")
+        study = driver.find_element(By.ID, "which-study")  # the transfer study's 240-step board, folded
+        assert not study.is_displayed() and driver.find_element(By.ID, "study").find_element(By.ID, "which-study")
+        assert len(study.find_elements(By.CSS_SELECTOR, "tbody tr")) == 1
+        forests = driver.find_elements(By.CSS_SELECTOR, "figure.forest img")
+        assert len(forests) == 2  # one per answer board, none for the study's
+        forest = forests[-1]
         assert forest.is_displayed() and "paired_" in forest.get_attribute("src")
         assert forest.location["y"] > answer.location["y"]
         archive = driver.find_element(By.ID, "which-short")  # inside the folded archive

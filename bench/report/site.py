@@ -15,6 +15,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from ..spec import named_budget
 from . import tables as T
 from .analysis import Analysis
 from .markdown import provenance, run_label
@@ -221,14 +222,14 @@ def build_site(col: Collected, a: Analysis, runs_dir: Path, site: Path, figures:
             }
         )
     failed = [{"key": r.get("key"), "label": run_label(r), "error": r.get("error", "?")} for r in col.failed]
-    answers, archive = _front_page(a, {f.name for f in pngs})
-    # the boards shown first: the answer's regimes (the rest folded into the archive), else every board
-    answer_slugs = {b.slug for b in a.boards if b.regime in ANSWER_REGIMES} or {b.slug for b in a.boards}
+    answers, study, archive, answer_slugs = _front_page(a, {f.name for f in pngs})
+    # the boards shown first: the answer's (the studies' and the short budgets' folded into the archive)
     index = env.get_template("index.html").render(
         root="",
         title="Leaderboards",
         provenance=provenance(col),
         answers=answers,
+        study=study,
         archive=archive,
         front_boards=[bt for bt in tables if bt.slug in answer_slugs],
         archive_boards=[bt for bt in tables if bt.slug not in answer_slugs],
@@ -261,26 +262,47 @@ ANSWER_REGIMES = {  # the boards the answer is read from, in the front page's or
 }
 
 
-def _front_page(a: Analysis, pngs: set[str]) -> tuple[list[dict], dict | None]:
-    """The answer's which-method tables, one per regime with boards, each with the forest plot of each of
-    its boards (the paired figure, where the report drew figures); and the short-budget archive's table.
-    Without any answer board (a first quick grid), the one table of every board is the answer."""
-    answers = []
+def answer_boards(a: Analysis, regime: str) -> tuple[list[Board], list[Board]]:
+    """A regime's boards split into the answer's (those trained exactly as the regime's preset: one per task,
+    e.g. `--preset transfer`) and its studies' (other budgets or tuning modes of the same regime). A regime
+    with no board of its preset shows all of its boards as the answer."""
+    boards = a.boards_of(regime)
+    preset = [b for b in boards if named_budget(b.setting) == regime]
+    return (preset, [b for b in boards if b not in preset]) if preset else (boards, [])
+
+
+def _front_page(a: Analysis, pngs: set[str]) -> tuple[list[dict], dict | None, dict | None, set[str]]:
+    """The answer's which-method tables, one per regime with boards of its preset, each with the forest plot
+    of each of its boards (the paired figure, where the report drew figures); the table of the regimes'
+    other boards (the studies: other budgets and tuning modes), the short-budget archive's table, and the
+    slugs of the boards the answer shows. Without any answer board (a first quick grid), the one table of
+    every board is the answer."""
+    answers, studied, shown = [], [], set()
     for regime, heading in ANSWER_REGIMES.items():
-        table = T.which_method(a, regime=regime)
+        boards, others = answer_boards(a, regime)
+        table = T.which_method(a, boards=boards)
         if table is None:
             continue
+        studied += others
+        shown |= {b.slug for b in boards}
         forest = [
             {"slug": b.slug, "label": b.label, "figure": f"figures/paired_{b.slug}.png"}
-            for b in a.boards_of(regime)
+            for b in boards
             if f"paired_{b.slug}.png" in pngs
         ]
         answers.append({"id": f"which-{regime}", "heading": heading, "table": table, "forest": forest})
     if not answers:
         table = T.which_method(a)
-        return ([{"id": "which-method", "heading": "", "table": table, "forest": []}] if table else []), None
+        every = [{"id": "which-method", "heading": "", "table": table, "forest": []}] if table else []
+        return every, None, None, {b.slug for b in a.boards}
+    study = T.which_method(a, boards=studied) if studied else None
     short = T.which_method(a, regime="short")
-    return answers, ({"id": "which-short", "table": short} if short else None)
+    return (
+        answers,
+        {"id": "which-study", "table": study, "n": len(studied)} if study else None,
+        {"id": "which-short", "table": short} if short else None,
+        shown,
+    )
 
 
 def _board_sections(a: Analysis, b: Board) -> list[dict]:

@@ -337,12 +337,14 @@ WHICH_NOTE = (  # .format(margin=...)
 )
 
 
-def which_method(a: Analysis, reference: str | None = None, regime: str | None = None) -> Table | None:
+def which_method(
+    a: Analysis, reference: str | None = None, regime: str | None = None, boards: list[Board] | None = None
+) -> Table | None:
     """The answer to 'which method should I use?', per board and ratio (see WHICH_NOTE); `regime` as in
-    `Analysis.boards_of`."""
+    `Analysis.boards_of`, or the given `boards`."""
     reference = reference or a.reference
     rows = []
-    for b in a.boards_of(regime):
+    for b in a.boards_of(regime) if boards is None else boards:
         for r in sorted(b.ratios):
             d = a.decisions.get((b.slug, r))
             if d is None or d.reference != reference:
