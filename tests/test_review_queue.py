@@ -179,10 +179,14 @@ def test_the_report_shows_the_review_queue_of_boards_with_probabilities(tmp_path
     assert "Boards with them" in (out / "leaderboard.md").read_text()
     # the README's prose quotes the same share by key, refreshed and checked like every quoted number
     quoted = tmp_path / "README.md"
-    quoted.write_text(f"<!--v:{page.stem}:ce:0.25:review:common_share-->?<!--/v-->\n")
+    quoted.write_text(
+        f"<!--v:{page.stem}:ce:0.25:review:common_share-->?<!--/v--> <!--v:{page.stem}:ce:0.25:minority-->?<!--/v-->\n"
+    )
     assert main(["report", "--runs", str(tmp_path / "runs"), "--out", str(out), "--no-figures",
                  "--review-target", "0.9", "--readme", str(quoted)]) == 0  # fmt: skip
     assert f"-->{share.mean():.3f}±{share.std(ddof=1):.3f}<!--" in quoted.read_text()
+    rare = np.array([r["metrics"]["per_class_acc"][-1] for r in ce])
+    assert f"-->{rare.mean():.3f}±{rare.std(ddof=1):.3f}<!--" in quoted.read_text()
     # the same board from records without probabilities: marked as lacking them
     for r in recs:
         for key in ("test_outcome", "val_outcome"):

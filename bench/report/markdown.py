@@ -285,7 +285,8 @@ def summary_values(a: Analysis) -> dict[str, str]:
     (the seeds) beside it; `BOARD:METHOD:RATIO:mde`, the smallest difference from the reference its test
     could find with 80% power at the seeds run (the correction's first step); and the which-method table's counts
     (`which:settings`, `which:better`, ... over the boards of at least the standard budget; `which-short:...`
-    over the short-budget ones); the review queue's `BOARD:METHOD:RATIO:review:common_share` and
+    over the short-budget ones); a two-class cell's per-class accuracy, `BOARD:METHOD:RATIO:minority` and
+    `...:majority`; the review queue's `BOARD:METHOD:RATIO:review:common_share` and
     `...:review:confident_miss`; each confirmatory contrast's difference at its look,
     `confirm:BOARD:RATIO:METHOD-REFERENCE`, with `:verdict`, `:look` and `:mde`."""
     values = {}
@@ -319,6 +320,9 @@ def summary_values(a: Analysis) -> dict[str, str]:
     for board in a.boards:
         for (method, ratio), cell in board.cells.items():
             put(value_key(board.slug, method, f"{ratio:g}"), cell.stat("bal_acc"))
+            if not board.multiclass:  # the trade a two-class method makes: the rare class against the common
+                put(value_key(board.slug, method, f"{ratio:g}", "minority"), cell.per_class[-1])
+                put(value_key(board.slug, method, f"{ratio:g}", "majority"), cell.per_class[0])
     for (slug, ratio), d in a.decisions.items():  # the smallest difference from the reference the test could find
         for method, mde in d.mde.items():
             if mde is not None:
