@@ -3,6 +3,7 @@ known, and each test checked against a hand computation or statsmodels/scipy."""
 
 import math
 
+import matplotlib.image as mpimg
 import numpy as np
 import pytest
 from scipy import stats as st
@@ -494,3 +495,26 @@ def test_the_exact_best_set_keeps_the_true_best_and_is_no_larger_than_bonferroni
         assert set(exact) <= set(bonf)
         smaller += len(exact) < len(bonf)
     assert kept / 200 >= 0.95 - 2 * math.sqrt(0.05 * 0.95 / 200) and smaller > 0
+
+
+def test_the_answers_figure_draws_each_declared_contrast_at_its_look(tmp_path, monkeypatch):
+    """The README's picture of the answer (figures/confirmatory.png): one panel per raced board and ratio, a
+    row per declared contrast; os+fsc − os is drawn at its deciding look (5 seeds, worse), la − os (still
+    waiting: 3 usable seeds) as words only, never as a 3-seed interval."""
+    from bench.cli import main
+    from bench.report import figures
+
+    drawn = []
+    real = figures.confirmatory_contrasts
+    monkeypatch.setattr(figures, "confirmatory_contrasts", lambda p, c, s: drawn.append(p) or real(p, c, s))
+    argv = [a for a in _family_report_args(tmp_path) if a != "--no-figures"]
+    assert main(argv) == 0
+    [[(title, rows)]] = drawn
+    assert "animals" in title and title.endswith("1:0.01")
+    rows = {name: (pd, words) for name, pd, words in rows}
+    assert set(rows) == {"la − os", "os+fsc − os"}
+    fsc, la = rows["os+fsc − os"], rows["la − os"]
+    assert fsc[1] == "worse (n=5)" and fsc[0].n == 5 and fsc[0].hi < 0
+    assert la[0] is None and la[1] == "waiting for 5 seeds (3 so far)"
+    img = mpimg.imread(tmp_path / "out" / "figures" / "confirmatory.png")
+    assert img.ndim == 3 and img.shape[0] > 200 and img.std() > 0.01

@@ -158,6 +158,35 @@ def paired_figures(a: Analysis, fig_dir: Path) -> list[Path]:
     return written
 
 
+def confirmatory_figure(a: Analysis, fig_dir: Path) -> list[Path]:
+    """The declared contrasts of every raced board and ratio in one figure (figures/confirmatory.png, the
+    README's picture of the answer): each at the look that decided it, or the latest reached, as the
+    confirmatory table has it; the transfer regime's cells first (the regime the answer comes from)."""
+    from .figures import confirmatory_contrasts
+
+    panels = []
+    for b in sorted(a.boards, key=lambda b: b.regime != "transfer"):
+        for r in sorted(b.ratios):
+            if (b.slug, r) not in a.confirmed:
+                continue
+            _, results = a.confirmed[(b.slug, r)]
+            rows = [
+                (res.name, res.paired, f"{res.verdict} (n={res.paired.n})") if res.look
+                else (res.name, None, f"waiting for {res.next_look} seeds ({res.paired.n if res.paired else 0} so far)")
+                for res in results
+            ]  # fmt: skip
+            if rows:
+                panels.append((f"{b.label}, {ratio_label(r)}", rows))
+    if not panels:
+        return []
+    caption = (
+        "dot: mean paired difference over the contrast's usable seeds at its look (n), bar: its 95% interval "
+        "(seeds and the test images' shared error, uncorrected); the verdict is Holm's over the contrasts open at "
+        "that look, at the look's O'Brien-Fleming alpha (the confirmatory table in results/leaderboard.md)"
+    )
+    return confirmatory_contrasts(panels, caption, fig_dir / "confirmatory")
+
+
 def review_figures(a: Analysis, fig_dir: Path) -> list[Path]:
     """Per board and ratio with per-image probabilities: the review-queue figure of its contenders (the
     reference, the paper's methods and the best by balanced accuracy, as the other figures choose them)."""
@@ -247,6 +276,7 @@ def report(
         figs += accuracy_vs_frequency(col.boards, fig_dir)
         figs += embedding_figures(col.boards, runs_dir, fig_dir)
         figs += paired_figures(a, fig_dir)
+        figs += confirmatory_figure(a, fig_dir)
         figs += review_figures(a, fig_dir)
         studies = budget_studies(col.boards)
         for study in studies:
