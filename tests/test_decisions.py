@@ -508,7 +508,7 @@ def test_the_answers_figure_draws_each_declared_contrast_at_its_look(tmp_path, m
     real = figures.confirmatory_contrasts
     monkeypatch.setattr(figures, "confirmatory_contrasts", lambda p, c, s: drawn.append(p) or real(p, c, s))
     argv = [a for a in _family_report_args(tmp_path) if a != "--no-figures"]
-    assert main(argv) == 0
+    assert main([*argv, "--html"]) == 0
     [[(title, rows)]] = drawn
     assert "animals" in title and title.endswith("1:0.01")
     rows = {name: (pd, words) for name, pd, words in rows}
@@ -518,3 +518,8 @@ def test_the_answers_figure_draws_each_declared_contrast_at_its_look(tmp_path, m
     assert la[0] is None and la[1] == "waiting for 5 seeds (3 so far)"
     img = mpimg.imread(tmp_path / "out" / "figures" / "confirmatory.png")
     assert img.ndim == 3 and img.shape[0] > 200 and img.std() > 0.01
+    # the site's front page opens with it, before the which-method tables, and folds the table behind it
+    index = (tmp_path / "out" / "site" / "index.html").read_text()
+    assert (tmp_path / "out" / "site" / "figures" / "confirmatory.png").is_file()
+    assert index.index('id="decided"') < index.index('src="figures/confirmatory.png"') < index.index("which-")
+    assert "os+fsc − os" in index[index.index('id="decided-table"') :]

@@ -229,6 +229,7 @@ def build_site(col: Collected, a: Analysis, runs_dir: Path, site: Path, figures:
         title="Leaderboards",
         provenance=provenance(col),
         answers=answers,
+        decided=_decided(a, {f.name for f in pngs}),
         study=study,
         archive=archive,
         front_boards=[bt for bt in tables if bt.slug in answer_slugs],
@@ -303,6 +304,15 @@ def _front_page(a: Analysis, pngs: set[str]) -> tuple[list[dict], dict | None, d
         {"id": "which-short", "table": short} if short else None,
         shown,
     )
+
+
+def _decided(a: Analysis, pngs: set[str]) -> dict | None:
+    """The front page's first section where a confirmatory family has been raced: the answer's figure
+    (figures/confirmatory.png, where the report drew figures) and, folded, the confirmatory table."""
+    table = T.confirmatory(a)
+    if table is None or "confirmatory.png" not in pngs:
+        return None
+    return {"figure": "figures/confirmatory.png", "table": table, "note": T.CONFIRM_NOTE}
 
 
 def _board_sections(a: Analysis, b: Board) -> list[dict]:
