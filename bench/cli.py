@@ -589,10 +589,12 @@ def _grid_finished(outcome, specs, out: Path, t0: float, table: bool = True) -> 
     from .report import aggregate, print_console
 
     keys = {s.key for s in specs}
-    recs = [r for _, r in store.iter_records(out) if r and r.get("key") in keys]
+    every = [r for _, r in store.iter_records(out) if r]
+    recs = [r for r in every if r.get("key") in keys]
     if table:
+        asked = [r for r in recs if r.get("status") == "ok"]
         print_console(
-            aggregate([r for r in recs if r.get("status") == "ok"]), sum(r.get("status") != "ok" for r in recs)
+            aggregate(asked), sum(r.get("status") != "ok" for r in recs), declared=_declared_analysis(every, asked)
         )
     if outcome.lost:
         print(
@@ -608,6 +610,37 @@ def _grid_finished(outcome, specs, out: Path, t0: float, table: bool = True) -> 
         )
         return 1
     return 0
+
+
+def _declared_analysis(every: list[dict], asked: list[dict]):
+    """An Analysis of every finished record of the boards the asked runs belong to, with the confirmatory
+    families of grids/*.toml (none outside a checkout): what the declared contrasts among the asked methods
+    say over all of the board's seeds. None without a family; a grid file that cannot be read is named."""
+    import json
+
+    from .report.analysis import Analysis
+    from .report.model import aggregate, board_setting
+
+    try:
+        families = families_of(None)
+    except BenchError as e:
+        print(f"warning: the declared contrasts are not shown: {e}", file=sys.stderr)
+        return None
+    if not families or not asked:
+        return None
+
+    def board_key(rec):
+        return json.dumps([board_setting(rec), rec["counts"]["classes"]], sort_keys=True)
+
+    boards = {board_key(r) for r in asked}
+    same = []
+    for r in every:
+        try:
+            if r.get("status") == "ok" and board_key(r) in boards:
+                same.append(r)
+        except (KeyError, TypeError, AttributeError):  # a record of another schema: the report names it
+            continue
+    return Analysis.of(aggregate(same), families=families)
 
 
 def cmd_list(a) -> int:

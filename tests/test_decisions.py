@@ -523,3 +523,35 @@ def test_the_answers_figure_draws_each_declared_contrast_at_its_look(tmp_path, m
     assert (tmp_path / "out" / "site" / "figures" / "confirmatory.png").is_file()
     assert index.index('id="decided"') < index.index('src="figures/confirmatory.png"') < index.index("which-")
     assert "os+fsc − os" in index[index.index('id="decided-table"') :]
+
+
+def test_the_run_commands_table_says_the_declared_contrasts_over_every_seed_of_its_board(tmp_path, capsys, monkeypatch):
+    """`bench run` asks for 3 seeds of os and os+fsc; the family's race has 6 of each (and of la) in the
+    same records: after the table, the declared os+fsc − os is said as the race decides it over all of the
+    board's seeds (worse at the 5-seed look), not as the 3 asked seeds' 'inconclusive'; la − os is not (la
+    was not asked), and a record of another board is no part of it."""
+    from bench import store
+    from bench.cli import _declared_analysis
+    from bench.report import aggregate, print_console
+
+    from .test_report import rec
+
+    _family_report_args(tmp_path)  # the records under runs/ and family.toml
+    (tmp_path / "grids").mkdir()
+    (tmp_path / "family.toml").rename(tmp_path / "grids" / "family.toml")
+    other = rec("os+fsc", 0.01, 6, 1.0, 0.99)
+    other["spec"]["steps"] = 99  # another budget: another board
+    store.write_record(tmp_path / "runs", other)
+    monkeypatch.chdir(tmp_path)
+    every = [r for _, r in store.iter_records(tmp_path / "runs")]
+    asked = [r for r in every if r["spec"]["seed"] < 3 and r["spec"]["method"] in ("os", "os+fsc")]
+    asked = [r for r in asked if r["spec"]["steps"] != 99]
+    declared = _declared_analysis(every, asked)
+    assert len(declared.boards) == 1 and len(declared.boards[0].cells[("os+fsc", 0.01)].seeds) == 6
+    print_console(aggregate(asked), declared=declared)
+    out = capsys.readouterr().out
+    said = next(line for line in out.splitlines() if line.startswith("Declared before its runs"))
+    assert "family.toml" in said and "os+fsc − os" in said and "(n=5): worse (decided at the 5-seed look)" in said
+    assert "la − os" not in said
+    (tmp_path / "grids" / "family.toml").unlink()  # outside a checkout: no family, nothing said
+    assert _declared_analysis(every, asked) is None

@@ -9,9 +9,11 @@ from . import tables as T
 from .model import Board, ratio_label
 
 
-def print_console(boards: list[Board], n_failed: int = 0, console=None, analysis=None) -> None:
+def print_console(boards: list[Board], n_failed: int = 0, console=None, analysis=None, declared=None) -> None:
     """Each board's table in the order of the board's decision against `os` (when it has `os`), followed by
-    what the decision says, in words; `analysis`: the boards' Analysis where the caller has it."""
+    what the decision says, in words; `analysis`: the boards' Analysis where the caller has it; `declared`: an
+    Analysis of every record of the same boards with the confirmatory families (`bench run` passes it), whose
+    declared contrasts among the board's methods are said after the table."""
     from rich.console import Console
     from rich.table import Table
 
@@ -34,6 +36,8 @@ def print_console(boards: list[Board], n_failed: int = 0, console=None, analysis
         words = decision_words(a, b) if a else ""
         if words:
             console.print(escape(words), soft_wrap=not console.is_terminal)
+        if declared and (said := declared_words(declared, b)):
+            console.print(escape(said), soft_wrap=not console.is_terminal)
     if n_failed:
         console.print(f"[red]{n_failed} failed run(s)[/red], not averaged: see the report's failed list")
 
@@ -69,6 +73,34 @@ def decision_words(a, b: Board) -> str:
         "method, with its declared confirmatory contrasts, is the README's 'The answer so far'; every board is in "
         "results/leaderboard.md (`python -m bench report`)."
     )
+
+
+def _verdict_phrase(res) -> str:
+    if res.verdict in ("better", "worse"):
+        return f"{res.verdict} (decided at the {res.look}-seed look)"
+    if res.verdict == "not decided":
+        mde = f"; it could detect {res.mde:.3f}" if res.mde is not None else ""
+        return f"not decided at the last look{mde}"
+    return f"{res.verdict}, the next look at {res.next_look} seeds"
+
+
+def declared_words(declared, b: Board) -> str:
+    """The declared confirmatory contrasts among board b's methods, as `declared` (an Analysis of every record
+    of b's setting, with the families) decides them: the seeds a user asked for are often fewer than the race
+    has run, and the decided answer must not read as 'inconclusive'."""
+    said = []
+    for (slug, r), (fam, results) in declared.confirmed.items():
+        if slug != b.slug or r not in b.ratios:
+            continue
+        shown = [res for res in results if {res.method, res.reference} <= set(b.methods) and res.paired]
+        if shown:
+            said.append(
+                f"Declared before its runs ({fam['source']}), at {ratio_label(r)} over every seed of this board in "
+                "the records, not only those asked: "
+                + "; ".join(f"{res.name} {res.paired.fmt()}: {_verdict_phrase(res)}" for res in shown)
+                + "."
+            )
+    return " ".join(said)
 
 
 def print_summary(boards: list[Board], n_failed: int = 0) -> None:
