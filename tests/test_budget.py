@@ -177,3 +177,36 @@ def test_a_larger_budget_run_for_the_moving_methods_only_reads_per_method():
     rows = {row[0]: row for row in table.rows}
     assert rows["la"][-2] == "+0.020 (2400 → 4800, moving)" and rows["os"][-2] == "+0.003 (1200 → 2400)"
     assert rows["os"][3] == "—" and unsettled(study) == ["la"]
+
+
+def test_the_regimes_table_compares_each_budget_on_the_runs_every_regime_has():
+    """Two regimes of one cell: from a start every run is 0.1 higher, and its 'b' at 600 steps lacks seed 1.
+    At 600 steps both rows average a (seeds 0-1) and b on seed 0 only, so the start's lead is exactly 0.1 there
+    too (averaging each row's own seeds would give 0.1 plus the seed difference); the moving methods and the
+    wall times are the regimes' own."""
+    from bench.report.budget import regime_groups, regimes_table
+
+    started = []
+    for r in budget_records():
+        spec = r["spec"]
+        if (spec["method"], spec["steps"], spec["seed"]) == ("b", 600, 1):
+            continue
+        bal = r["metrics"]["balanced_acc"] + 0.1
+        s = dict(r, spec=dict(spec, weights="animals-other8", tune="last:1"), key=r["key"] + "-t")
+        s["metrics"] = dict(r["metrics"], per_class_acc=[1.0, 2 * bal - 1.0], balanced_acc=bal)
+        started.append(s)
+    [(_, _, group)] = regime_groups(budget_studies(aggregate(budget_records() + started)))
+    t = regimes_table(group)
+    assert t.head == ["regime", "240 steps", "600 steps", "1200 steps", "methods still moving",
+                      "median wall time per run"]  # fmt: skip
+    scratch, start = t.rows
+    assert scratch[0] == "from scratch" and start[0] == "from animals-other8, tune last:1"
+
+    def mean(cell):
+        return float(cell.split(" ")[0])
+
+    assert mean(scratch[2]) == pytest.approx((0.81 + 0.70) / 2, abs=6e-4)  # b on seed 0 only
+    assert mean(start[2]) - mean(scratch[2]) == pytest.approx(0.1, abs=1.1e-3)
+    assert mean(scratch[1]) == pytest.approx((0.71 + 0.61) / 2, abs=6e-4) and "2 methods; best a" in scratch[1]
+    assert scratch[4] == "1 of 2" and start[4] == "1 of 2"
+    assert scratch[5] == "240: 24 s, 600: 60 s, 1200: 120 s"

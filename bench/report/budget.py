@@ -182,3 +182,48 @@ def wall_table(study: BudgetStudy) -> Table:
 
 def unsettled(study: BudgetStudy) -> list[str]:
     return [m for m in study.methods() if (mv := study.moved(m)) is not None and abs(mv) > SETTLED]
+
+
+def regimes_table(group: list[BudgetStudy]) -> Table:
+    """One cell's regimes side by side (issue 34: which start, tuning mode and budget): per regime and
+    budget, balanced accuracy averaged over the methods and seeds that every regime run at that budget has
+    (so the regimes of a column are compared on the same runs' seeds, not on whatever each has), with the best
+    method there; then how many of the regime's methods still move between their two largest budgets, and the
+    median wall time of a run at each budget. A budget that only one regime has is not compared (—)."""
+    budgets = sorted({b for st in group for b in st.budgets})
+    rows = []
+    for st in group:
+        row = [st.regime]
+        for b in budgets:
+            there = [o for o in group if b in o.boards]
+            if b not in st.boards or len(there) < 2:
+                row.append(MISSING)
+                continue
+            methods = set.intersection(*({m for (m, r) in o.boards[b].cells if r == o.ratio} for o in there))
+            means = {}
+            for m in sorted(methods):
+                seeds = set.intersection(
+                    *(set(o.boards[b].cells[(m, o.ratio)].metric_by_seed("bal_acc")) for o in there)
+                )
+                own = st.boards[b].cells[(m, st.ratio)].metric_by_seed("bal_acc")
+                if seeds:
+                    means[m] = float(np.mean([own[s] for s in seeds]))
+            if not means:
+                row.append(MISSING)
+                continue
+            best = max(means, key=lambda m: (means[m], m))
+            row.append(f"{np.mean(list(means.values())):.3f} ({len(means)} methods; best {best} {means[best]:.3f})")
+        row.append(f"{len(unsettled(st))} of {len(st.methods())}")
+        walls = {r[0]: r[1] for r in wall_table(st).rows}
+        row.append(", ".join(f"{b}: {walls[str(b)]}" for b in st.budgets if walls.get(str(b), MISSING) != MISSING))
+        rows.append(row)
+    head = ["regime", *(f"{b} steps" for b in budgets), "methods still moving", "median wall time per run"]
+    return Table(head, rows)
+
+
+REGIMES_NOTE = (
+    "Each regime at each budget: balanced accuracy (test) averaged over the methods and seeds that every regime "
+    "run at that budget has (the same training subsets in every row of a column), with the best of those methods; "
+    f"'still moving': its methods whose mean changes by more than {SETTLED} between their own two largest budgets "
+    "(the regime's budget table); the wall time is the median of one run, one run per core on the records' machine."
+)

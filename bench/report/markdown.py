@@ -9,7 +9,16 @@ from tabulate import tabulate
 
 from . import tables as T
 from .analysis import Analysis, reference_may_be_best
-from .budget import SETTLED, budget_studies, budget_table, unsettled, wall_table
+from .budget import (
+    REGIMES_NOTE,
+    SETTLED,
+    budget_studies,
+    budget_table,
+    regime_groups,
+    regimes_table,
+    unsettled,
+    wall_table,
+)
 from .model import METRIC_TITLES, Stat, ratio_label
 from .records import Collected
 
@@ -90,7 +99,11 @@ def markdown(col: Collected, a: Analysis) -> str:
         T.fsc_effect(a.boards),
     )
     md.write(review_index(a))
-    for study in budget_studies(a.boards):
+    studies = budget_studies(a.boards)
+    for slug, title, group in regime_groups(studies):
+        md.write(f"\n## Regimes side by side: {title.rstrip(', ')}\n\n{REGIMES_NOTE} Figure: `figures/{slug}.png`.\n\n")
+        md.write(table_md(regimes_table(group)))
+    for study in studies:
         md.write(f"\n## Training budget: {study.title}\n\n")
         pair = study.shared_pair()
         change = (
@@ -268,8 +281,11 @@ def summary_blocks(a: Analysis) -> dict[str, str]:
     if confirmed := T.confirmatory(a):
         blocks["confirmatory"] = table_md(confirmed)
         blocks["race-cost"] = table_md(T.race_cost(a))
-    for study in budget_studies(a.boards):
+    studies = budget_studies(a.boards)
+    for study in studies:
         blocks[study.slug] = table_md(budget_table(study)) + "\n" + table_md(wall_table(study))
+    for slug, _, group in regime_groups(studies):
+        blocks[slug] = table_md(regimes_table(group))
     return blocks
 
 
