@@ -225,5 +225,7 @@ REGIMES_NOTE = (
     "Each regime at each budget: balanced accuracy (test) averaged over the methods and seeds that every regime "
     "run at that budget has (the same training subsets in every row of a column), with the best of those methods; "
     f"'still moving': its methods whose mean changes by more than {SETTLED} between their own two largest budgets "
-    "(the regime's budget table); the wall time is the median of one run, one run per core on the records' machine."
+    "(the regime's budget table); the wall time is the median of one run on the records' machine, as loaded when "
+    "they ran (regimes run on different days beside other grids: a speed comparison is results/PERF.md's, side by "
+    "side)."
 )
