@@ -511,7 +511,7 @@ def test_the_answers_figure_draws_each_declared_contrast_at_its_look(tmp_path, m
     assert main([*argv, "--html"]) == 0
     [[(title, rows)]] = drawn
     assert "animals" in title and title.endswith("1:0.01")
-    rows = {name: (pd, words) for name, pd, words in rows}
+    rows = {name: (pd, words) for name, pd, _, words in rows}
     assert set(rows) == {"la − os", "os+fsc − os"}
     fsc, la = rows["os+fsc − os"], rows["la − os"]
     assert fsc[1] == "worse (n=5)" and fsc[0].n == 5 and fsc[0].hi < 0

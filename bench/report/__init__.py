@@ -171,8 +171,9 @@ def confirmatory_figure(a: Analysis, fig_dir: Path) -> list[Path]:
                 continue
             _, results = a.confirmed[(b.slug, r)]
             rows = [
-                (res.name, res.paired, f"{res.verdict} (n={res.paired.n})") if res.look
-                else (res.name, None, f"waiting for {res.next_look} seeds ({res.paired.n if res.paired else 0} so far)")
+                (res.name, res.paired, res.verdict, f"{res.verdict} (n={res.paired.n})") if res.look
+                else (res.name, None, res.verdict,
+                      f"waiting for {res.next_look} seeds ({res.paired.n if res.paired else 0} so far)")
                 for res in results
             ]  # fmt: skip
             if rows:

@@ -397,10 +397,10 @@ def review_queue(curves: dict[str, dict], title: str, target: float, path_stem: 
 VERDICT_COLOURS = {"better": "tab:green", "worse": "tab:red"}  # decided; anything else (open, not decided) grey
 
 
-def confirmatory_contrasts(panels: list[tuple[str, list[tuple[str, object, str]]]], caption: str,
+def confirmatory_contrasts(panels: list[tuple[str, list[tuple[str, object, str, str]]]], caption: str,
                            path_stem: Path) -> list[Path]:  # fmt: skip
     """The answer in one picture: per raced cell (a panel, `panels` = [(title, [(contrast, stats.Paired or
-    None, words)])]), each declared contrast's paired difference at its deciding or latest look with its 95%
+    None, verdict, words)])]), each declared contrast's paired difference at its deciding or latest look with its 95%
     interval, filled and coloured where decided (green better, red worse), hollow grey where not; `words` (the
     verdict and the seeds) beside it. A contrast before its first look (Paired None) shows its words only: a
     2-seed interval would say nothing and stretch the axis. One x axis for every panel, so effects compare
@@ -410,13 +410,12 @@ def confirmatory_contrasts(panels: list[tuple[str, list[tuple[str, object, str]]
     tall = max(len(rows) for _, rows in panels)
     fig, axes = plt.subplots(rows_n, cols, figsize=(6.2 * cols, (0.3 * tall + 0.9) * rows_n + 0.9), sharex=True,
                              squeeze=False, layout="constrained")  # fmt: skip
-    every = [pd for _, rows in panels for _, pd, _ in rows if pd is not None] or [None]
-    lo = min([0.0, *(pd.lo for pd in every if pd)])
-    hi = max([0.0, *(pd.hi for pd in every if pd)])
+    every = [pd for _, rows in panels for _, pd, _, _ in rows if pd is not None]
+    lo = min([0.0, *(pd.lo for pd in every)])
+    hi = max([0.0, *(pd.hi for pd in every)])
     span = hi - lo or 1.0
     for ax, (title, rows) in zip(axes.flat, panels):
-        for y, (_, pd, words) in enumerate(rows):
-            verdict = words.split(" ")[0]
+        for y, (_, pd, verdict, words) in enumerate(rows):
             colour = VERDICT_COLOURS.get(verdict, "grey")
             if pd is None:
                 ax.annotate(words, (0, y), xytext=(4, -3), textcoords="offset points", fontsize=7, color=colour)
@@ -425,7 +424,7 @@ def confirmatory_contrasts(panels: list[tuple[str, list[tuple[str, object, str]]
                         color=colour, mfc=colour if verdict in VERDICT_COLOURS else "white")  # fmt: skip
             ax.annotate(words, (pd.hi, y), xytext=(4, -3), textcoords="offset points", fontsize=7, color=colour)
         ax.axvline(0, color="k", lw=0.8)
-        ax.set_yticks(range(len(rows)), [name for name, _, _ in rows], fontsize=8)
+        ax.set_yticks(range(len(rows)), [row[0] for row in rows], fontsize=8)
         ax.set_ylim(len(rows) - 0.5, -0.5)
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3, axis="x")
