@@ -184,7 +184,7 @@ def test_the_regimes_table_compares_each_budget_on_the_runs_every_regime_has():
     At 600 steps both rows average a (seeds 0-1) and b on seed 0 only, so the start's lead is exactly 0.1 there
     too (averaging each row's own seeds would give 0.1 plus the seed difference); the moving methods and the
     wall times are the regimes' own."""
-    from bench.report.budget import regime_groups, regimes_table
+    from bench.report.budget import regime_groups, regimes_intro, regimes_table
 
     started = []
     for r in budget_records():
@@ -195,9 +195,13 @@ def test_the_regimes_table_compares_each_budget_on_the_runs_every_regime_has():
         s = dict(r, spec=dict(spec, weights="animals-other8", tune="last:1"), key=r["key"] + "-t")
         s["metrics"] = dict(r["metrics"], per_class_acc=[1.0, 2 * bal - 1.0], balanced_acc=bal)
         started.append(s)
-    [(_, _, group)] = regime_groups(budget_studies(aggregate(budget_records() + started)))
+    longer = []  # from scratch alone runs 'a' at 2400 steps: not compared, and it narrows nothing
+    for r in budget_records():
+        if r["spec"]["method"] == "a" and r["spec"]["steps"] == 1200:
+            longer.append(dict(r, spec=dict(r["spec"], steps=2400), key=r["key"] + "-2400", wall_s=240.0))
+    [(_, _, group)] = regime_groups(budget_studies(aggregate(budget_records() + started + longer)))
     t = regimes_table(group)
-    assert t.head == ["regime", "240 steps", "600 steps", "1200 steps", "methods still moving",
+    assert t.head == ["regime", "240 steps", "600 steps", "1200 steps", "2400 steps", "methods still moving",
                       "median wall time per run"]  # fmt: skip
     scratch, start = t.rows
     assert scratch[0] == "from scratch" and start[0] == "from animals-other8, tune last:1"
@@ -207,6 +211,10 @@ def test_the_regimes_table_compares_each_budget_on_the_runs_every_regime_has():
 
     assert mean(scratch[2]) == pytest.approx((0.81 + 0.70) / 2, abs=6e-4)  # b on seed 0 only
     assert mean(start[2]) - mean(scratch[2]) == pytest.approx(0.1, abs=1.1e-3)
-    assert mean(scratch[1]) == pytest.approx((0.71 + 0.61) / 2, abs=6e-4) and "2 methods; best a" in scratch[1]
-    assert scratch[4] == "1 of 2" and start[4] == "1 of 2"
-    assert scratch[5] == "240: 24 s, 600: 60 s, 1200: 120 s"
+    assert mean(scratch[1]) == pytest.approx((0.71 + 0.61) / 2, abs=6e-4) and "(best a 0.710)" in scratch[1]
+    assert scratch[4] == start[4] == "—"  # 2400 steps: from scratch only
+    assert scratch[5] == "1 of 2" and start[5] == "1 of 2"
+    assert scratch[6] == "240: 24 s, 600: 60 s, 1200: 120 s, 2400: 240 s"
+    assert regimes_intro(group).startswith(
+        "Averaged over the 2 methods every regime ran at every compared budget: a, b."
+    )

@@ -186,22 +186,20 @@ def unsettled(study: BudgetStudy) -> list[str]:
 
 def regimes_table(group: list[BudgetStudy]) -> Table:
     """One cell's regimes side by side (issue 34: which start, tuning mode and budget): per regime and
-    budget, balanced accuracy averaged over the methods and seeds that every regime run at that budget has
-    (so the regimes of a column are compared on the same runs' seeds, not on whatever each has), with the best
-    method there; then how many of the regime's methods still move between their two largest budgets, and the
-    median wall time of a run at each budget. A budget that only one regime has is not compared (—)."""
+    budget, balanced accuracy averaged over the methods every regime has at every budget it ran (so a row's
+    budgets and a column's regimes average the same methods) and, in a column, over the seeds every regime
+    there has (the same training subsets), with the best of those methods; then how many of the regime's
+    methods still move between their two largest budgets, and the median wall time of a run at each budget.
+    A budget that only one regime has is not compared (—)."""
     budgets = sorted({b for st in group for b in st.budgets})
+    methods = regime_methods(group)
     rows = []
     for st in group:
         row = [st.regime]
         for b in budgets:
             there = [o for o in group if b in o.boards]
-            if b not in st.boards or len(there) < 2:
-                row.append(MISSING)
-                continue
-            methods = set.intersection(*({m for (m, r) in o.boards[b].cells if r == o.ratio} for o in there))
             means = {}
-            for m in sorted(methods):
+            for m in methods if b in st.boards and len(there) > 1 else ():
                 seeds = set.intersection(
                     *(set(o.boards[b].cells[(m, o.ratio)].metric_by_seed("bal_acc")) for o in there)
                 )
@@ -212,7 +210,7 @@ def regimes_table(group: list[BudgetStudy]) -> Table:
                 row.append(MISSING)
                 continue
             best = max(means, key=lambda m: (means[m], m))
-            row.append(f"{np.mean(list(means.values())):.3f} ({len(means)} methods; best {best} {means[best]:.3f})")
+            row.append(f"{np.mean(list(means.values())):.3f} (best {best} {means[best]:.3f})")
         row.append(f"{len(unsettled(st))} of {len(st.methods())}")
         walls = {r[0]: r[1] for r in wall_table(st).rows}
         row.append(", ".join(f"{b}: {walls[str(b)]}" for b in st.budgets if walls.get(str(b), MISSING) != MISSING))
@@ -221,9 +219,27 @@ def regimes_table(group: list[BudgetStudy]) -> Table:
     return Table(head, rows)
 
 
+def regime_methods(group: list[BudgetStudy]) -> list[str]:
+    """The methods every regime of a group has at every budget that two regimes or more ran: those
+    `regimes_table` averages (a budget only one regime ran, such as from scratch's 4800 steps for the methods
+    still moving, is not compared and does not narrow them)."""
+    shared = {b for b in {b for st in group for b in st.budgets} if sum(b in st.boards for st in group) > 1}
+    every = [{m for (m, r) in st.boards[b].cells if r == st.ratio} for st in group for b in shared & set(st.boards)]
+    return sorted(set.intersection(*every)) if every else []
+
+
+def regimes_intro(group: list[BudgetStudy]) -> str:
+    """The sentence before a regimes table: the methods it averages."""
+    methods = regime_methods(group)
+    return (
+        f"Averaged over the {len(methods)} methods every regime ran at every compared budget: {', '.join(methods)}.\n\n"
+    )
+
+
 REGIMES_NOTE = (
-    "Each regime at each budget: balanced accuracy (test) averaged over the methods and seeds that every regime "
-    "run at that budget has (the same training subsets in every row of a column), with the best of those methods; "
+    "Each regime at each budget: balanced accuracy (test) averaged over the methods every regime ran at every "
+    "budget two regimes or more ran (named below) and, in a column, over the seeds every regime there has (the same "
+    "training subsets in every row of a column), with the best of those methods; "
     f"'still moving': its methods whose mean changes by more than {SETTLED} between their own two largest budgets "
     "(the regime's budget table); the wall time is the median of one run on the records' machine, as loaded when "
     "they ran (regimes run on different days beside other grids: a speed comparison is results/PERF.md's, side by "

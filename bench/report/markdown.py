@@ -15,6 +15,7 @@ from .budget import (
     budget_studies,
     budget_table,
     regime_groups,
+    regimes_intro,
     regimes_table,
     unsettled,
     wall_table,
@@ -102,7 +103,7 @@ def markdown(col: Collected, a: Analysis) -> str:
     studies = budget_studies(a.boards)
     for slug, title, group in regime_groups(studies):
         md.write(f"\n## Regimes side by side: {title.rstrip(', ')}\n\n{REGIMES_NOTE} Figure: `figures/{slug}.png`.\n\n")
-        md.write(table_md(regimes_table(group)))
+        md.write(regimes_intro(group) + table_md(regimes_table(group)))
     for study in studies:
         md.write(f"\n## Training budget: {study.title}\n\n")
         pair = study.shared_pair()
@@ -285,7 +286,7 @@ def summary_blocks(a: Analysis) -> dict[str, str]:
     for study in studies:
         blocks[study.slug] = table_md(budget_table(study)) + "\n" + table_md(wall_table(study))
     for slug, _, group in regime_groups(studies):
-        blocks[slug] = table_md(regimes_table(group))
+        blocks[slug] = regimes_intro(group) + table_md(regimes_table(group))
     return blocks
 
 
