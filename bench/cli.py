@@ -616,10 +616,8 @@ def _declared_analysis(every: list[dict], asked: list[dict]):
     """An Analysis of every finished record of the boards the asked runs belong to, with the confirmatory
     families of grids/*.toml (none outside a checkout): what the declared contrasts among the asked methods
     say over all of the board's seeds. None without a family; a grid file that cannot be read is named."""
-    import json
-
     from .report.analysis import Analysis
-    from .report.model import aggregate, board_setting
+    from .report.model import aggregate, board_key
 
     try:
         families = families_of(None)
@@ -628,9 +626,6 @@ def _declared_analysis(every: list[dict], asked: list[dict]):
         return None
     if not families or not asked:
         return None
-
-    def board_key(rec):
-        return json.dumps([board_setting(rec), rec["counts"]["classes"]], sort_keys=True)
 
     boards = {board_key(r) for r in asked}
     same = []

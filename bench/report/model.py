@@ -346,14 +346,18 @@ def board_setting(rec: dict) -> dict:
     return {k: spec.get(k, LATE_DEFAULTS.get(k)) for k in BOARD_FIELDS} | {"numerics": record_numerics(rec)}
 
 
+def board_key(rec: dict) -> str:
+    """Which board a record belongs to: its board setting and its classes (records of one key share a board)."""
+    return json.dumps([board_setting(rec), rec["counts"]["classes"]], sort_keys=True)
+
+
 def aggregate(records: list[dict]) -> list[Board]:
     groups: dict[str, dict] = {}
     values: dict[str, dict] = defaultdict(lambda: defaultdict(list))
     for rec in records:
-        setting = board_setting(rec)
-        classes = rec["counts"]["classes"]
-        bkey = json.dumps([setting, classes], sort_keys=True)
-        groups.setdefault(bkey, {"setting": setting, "classes": classes})
+        bkey = board_key(rec)
+        if bkey not in groups:
+            groups[bkey] = {"setting": board_setting(rec), "classes": rec["counts"]["classes"]}
         values[bkey][(method_label(rec), float(rec["spec"]["ratio"]))].append(rec)
     boards = []
     for bkey in sorted(groups):
