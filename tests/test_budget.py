@@ -216,5 +216,54 @@ def test_the_regimes_table_compares_each_budget_on_the_runs_every_regime_has():
     assert scratch[5] == "1 of 2" and start[5] == "1 of 2"
     assert scratch[6] == "240: 24 s, 600: 60 s, 1200: 120 s, 2400: 240 s"
     assert regimes_intro(group).startswith(
-        "Averaged over the 2 methods every regime ran at every compared budget: a, b."
+        "Averaged over the 2 methods every regime ran at every budget all of them ran: a, b.\n\n"
+    )
+
+
+def test_a_budget_only_some_regimes_ran_narrows_its_own_column_not_the_others():
+    """Three regimes run a and b at 240-1200 steps; from scratch and last:1 also run a alone at 2400 (the
+    methods still moving), the head never. The 2400 column compares those two regimes on a; every other column
+    still averages a and b (taking the methods every regime has at every budget two regimes ran would leave a
+    alone everywhere), and the sentence before the table names the narrower column."""
+    from bench.report.budget import regime_groups, regime_methods, regimes_intro, regimes_table
+
+    def regime(weights, tune, shift):
+        out = []
+        for r in budget_records():
+            bal = r["metrics"]["balanced_acc"] + shift
+            spec = dict(r["spec"], weights=weights, tune=tune) if weights else r["spec"]
+            x = dict(r, spec=spec, key=f"{r['key']}-{tune}")
+            x["metrics"] = dict(r["metrics"], per_class_acc=[1.0, 2 * bal - 1.0], balanced_acc=bal)
+            out.append(x)
+        longer = [
+            dict(r, spec=dict(r["spec"], steps=2400), key=r["key"] + "-2400")
+            for r in out
+            if r["spec"]["method"] == "a" and r["spec"]["steps"] == 1200
+        ]
+        return out + (longer if tune != "head" else [])
+
+    records = (
+        regime(None, "full", 0.0) + regime("animals-other8", "last:1", 0.1) + regime("animals-other8", "head", -0.1)
+    )
+    [(_, _, group)] = regime_groups(budget_studies(aggregate(records)))
+    assert regime_methods(group) == ["a", "b"]
+    t = regimes_table(group)
+    assert t.head[1:5] == ["240 steps", "600 steps", "1200 steps", "2400 steps"]
+    rows = {row[0]: row for row in t.rows}
+    scratch, head, last = (
+        rows["from scratch"],
+        rows["from animals-other8, tune head"],
+        rows["from animals-other8, tune last:1"],
+    )
+
+    def mean(cell):
+        return float(cell.split(" ")[0])
+
+    assert mean(scratch[2]) == pytest.approx((0.81 + 0.71) / 2, abs=6e-4)  # a and b at 600 steps
+    assert mean(head[2]) == pytest.approx(mean(scratch[2]) - 0.1, abs=1.1e-3)
+    assert mean(scratch[4]) == pytest.approx(0.815, abs=6e-4) and "(best a " in scratch[4]  # a alone at 2400
+    assert mean(last[4]) == pytest.approx(0.915, abs=1.1e-3) and head[4] == "—"
+    assert regimes_intro(group) == (
+        "Averaged over the 2 methods every regime ran at every budget all of them ran: a, b. At 2400 steps (run "
+        "only from scratch, from animals-other8, tune last:1): the 1 of them all of those have there, a.\n\n"
     )

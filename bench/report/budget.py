@@ -186,20 +186,20 @@ def unsettled(study: BudgetStudy) -> list[str]:
 
 def regimes_table(group: list[BudgetStudy]) -> Table:
     """One cell's regimes side by side (issue 34: which start, tuning mode and budget): per regime and
-    budget, balanced accuracy averaged over the methods every regime has at every budget it ran (so a row's
-    budgets and a column's regimes average the same methods) and, in a column, over the seeds every regime
-    there has (the same training subsets), with the best of those methods; then how many of the regime's
-    methods still move between their two largest budgets, and the median wall time of a run at each budget.
-    A budget that only one regime has is not compared (—)."""
+    budget, balanced accuracy averaged over the methods every regime has at every budget all of them ran
+    (`regime_methods`: a row's budgets and a column's regimes average the same methods), narrowed in a column
+    that only some regimes ran to those of them its regimes all have there (`column_methods`; `regimes_intro`
+    names them), and, in a column, over the seeds every regime there has (the same training subsets), with the
+    best of those methods; then how many of the regime's methods still move between their two largest budgets,
+    and the median wall time of a run at each budget. A budget that only one regime has is not compared (—)."""
     budgets = sorted({b for st in group for b in st.budgets})
-    methods = regime_methods(group)
     rows = []
     for st in group:
         row = [st.regime]
         for b in budgets:
             there = [o for o in group if b in o.boards]
             means = {}
-            for m in methods if b in st.boards and len(there) > 1 else ():
+            for m in column_methods(group, b) if b in st.boards else ():
                 seeds = set.intersection(
                     *(set(o.boards[b].cells[(m, o.ratio)].metric_by_seed("bal_acc")) for o in there)
                 )
@@ -220,25 +220,48 @@ def regimes_table(group: list[BudgetStudy]) -> Table:
 
 
 def regime_methods(group: list[BudgetStudy]) -> list[str]:
-    """The methods every regime of a group has at every budget that two regimes or more ran: those
-    `regimes_table` averages (a budget only one regime ran, such as from scratch's 4800 steps for the methods
-    still moving, is not compared and does not narrow them)."""
-    shared = {b for b in {b for st in group for b in st.budgets} if sum(b in st.boards for st in group) > 1}
+    """The methods every regime of a group has at every budget all of them ran: those `regimes_table`
+    averages. A budget fewer regimes ran (from scratch's 4800 steps, or 2400 steps run from scratch and in one
+    tuning mode for the methods still moving) does not narrow them: its column alone is narrowed
+    (`column_methods`). With no budget common to every regime, the budgets two or more ran decide."""
+    ran = [set(st.budgets) for st in group]
+    common = set.intersection(*ran) if ran else set()
+    shared = common or {b for b in set().union(*ran) if sum(b in r for r in ran) > 1}
     every = [{m for (m, r) in st.boards[b].cells if r == st.ratio} for st in group for b in shared & set(st.boards)]
     return sorted(set.intersection(*every)) if every else []
 
 
+def column_methods(group: list[BudgetStudy], steps: int) -> list[str]:
+    """The methods `regimes_table` averages at one budget: the `regime_methods` that every regime which ran
+    that budget has there; none where fewer than two regimes ran it (nothing to compare)."""
+    there = [st for st in group if steps in st.boards]
+    if len(there) < 2:
+        return []
+    return [m for m in regime_methods(group) if all((m, st.ratio) in st.boards[steps].cells for st in there)]
+
+
 def regimes_intro(group: list[BudgetStudy]) -> str:
-    """The sentence before a regimes table: the methods it averages."""
+    """The sentence before a regimes table: the methods it averages, and those of a narrower column."""
     methods = regime_methods(group)
-    return (
-        f"Averaged over the {len(methods)} methods every regime ran at every compared budget: {', '.join(methods)}.\n\n"
+    text = (
+        f"Averaged over the {len(methods)} methods every regime ran at every budget all of them ran: "
+        f"{', '.join(methods)}."
     )
+    for b in sorted({b for st in group for b in st.budgets}):
+        narrow = column_methods(group, b)
+        if narrow and narrow != methods:
+            names = ", ".join(st.regime for st in group if b in st.boards)
+            text += (
+                f" At {b} steps (run only {names}): the {len(narrow)} of them all of those have there, "
+                f"{', '.join(narrow)}."
+            )
+    return text + "\n\n"
 
 
 REGIMES_NOTE = (
     "Each regime at each budget: balanced accuracy (test) averaged over the methods every regime ran at every "
-    "budget two regimes or more ran (named below) and, in a column, over the seeds every regime there has (the same "
+    "budget all of them ran (named below; a budget only some ran, over those of them its regimes have there) "
+    "and, in a column, over the seeds every regime there has (the same "
     "training subsets in every row of a column), with the best of those methods; "
     f"'still moving': its methods whose mean changes by more than {SETTLED} between their own two largest budgets "
     "(the regime's budget table); the wall time is the median of one run on the records' machine, as loaded when "
