@@ -138,9 +138,9 @@ PRESETS["standard"] = {**PRESETS["quick"], "steps": STANDARD_STEPS, "seeds": ANS
 # on 2 of 3 seeds; head and from scratch fall behind. The budget, checked the same day with last:1 at 2400 steps
 # for the five methods that moved from 600 to 1200: la, fsc and os+wb move by 0.01 or less, only ce still gains
 # (+0.026) and ldam+drw loses (-0.051): 1200 stays (results/README.md, 'The transfer preset'). Fashion-MNIST
-# fine 1:0.01, the same checks (2026-12-07): last:1 the best mode at 600 and 1200 steps (full behind it, head
-# close); from 1200 to 2400 every method but the oversampling ones (os, os+fsc, sqrt: -0.013 to -0.015, still
-# falling) moves by 0.006 or less.
+# fine 1:0.01, the same checks (2026-12-07): last:1 the highest average at 600 and 1200 steps (full behind
+# it, head within 0.003 at 1200; 3 seeds, no test); from 1200 to 2400 every method but the oversampling ones
+# (os, os+fsc, sqrt: -0.013 to -0.015, still falling) moves by 0.006 or less.
 PRESETS["transfer"] = {
     **PRESETS["quick"], "steps": TRANSFER_STEPS, "seeds": ANSWER_SEEDS, "ratios": ANSWER_RATIOS, "tune": "last:1",
     "start": "shipped",

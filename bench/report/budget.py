@@ -193,13 +193,14 @@ def regimes_table(group: list[BudgetStudy]) -> Table:
     best of those methods; then how many of the regime's methods still move between their two largest budgets,
     and the median wall time of a run at each budget. A budget that only one regime has is not compared (—)."""
     budgets = sorted({b for st in group for b in st.budgets})
+    columns = {b: column_methods(group, b) for b in budgets}
     rows = []
     for st in group:
         row = [st.regime]
         for b in budgets:
             there = [o for o in group if b in o.boards]
             means = {}
-            for m in column_methods(group, b) if b in st.boards else ():
+            for m in columns[b] if b in st.boards else ():
                 seeds = set.intersection(
                     *(set(o.boards[b].cells[(m, o.ratio)].metric_by_seed("bal_acc")) for o in there)
                 )
